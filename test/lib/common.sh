@@ -60,7 +60,11 @@ idem_pg_major() {
 idem_ensure_deps() {
 	local major pkgs=()
 	major=$(idem_pg_major)
-	[ -f "$("$PG_CONFIG" --pgxs 2>/dev/null)" ] || pkgs+=("postgresql-server-dev-$major")
+	# Debian ships pgxs.mk with the client; the server headers are what is missing.
+	if [ ! -f "$("$PG_CONFIG" --pgxs 2>/dev/null)" ] \
+		|| [ ! -f "$("$PG_CONFIG" --includedir-server)/postgres.h" ]; then
+		pkgs+=("postgresql-server-dev-$major")
+	fi
 	command -v make >/dev/null || pkgs+=(make)
 	command -v gcc >/dev/null || pkgs+=(gcc)
 	perl -MIPC::Run -e 1 2>/dev/null || pkgs+=(libipc-run-perl)
