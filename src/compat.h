@@ -24,4 +24,16 @@
 #define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
 #endif
 
+/*
+ * The PGPROC of a virtual transaction id: backendId until 16, procNumber
+ * (ProcNumberGetProc) from 17.
+ */
+#if PG_VERSION_NUM >= 170000
+#include "storage/procnumber.h"
+#define IdemVxidGetProc(vxid) ProcNumberGetProc((vxid).procNumber)
+#else
+#include "storage/sinvaladt.h"
+#define IdemVxidGetProc(vxid) BackendIdGetProc((vxid).backendId)
+#endif
+
 #endif							/* IDEMPOTENCY_COMPAT_H */
