@@ -70,6 +70,7 @@
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -157,6 +158,8 @@ static void remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete
 static void finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 						 bool token_null, char status, Datum value,
 						 bool value_null, bool retryable);
+static bool event_lock(const LOCKTAG *tag, int timeout_ms);
+static void event_unlock(const LOCKTAG *tag);
 static void events_xact_callback(XactEvent event, void *arg);
 static void events_subxact_callback(SubXactEvent event,
 									SubTransactionId mySubid,
@@ -637,6 +640,35 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(inserted);
 }
 
+/*
+ * The claim lock of a key.  It belongs to the current (sub)transaction's
+ * resource owner, whether idem_lock_acquire() got it at once or after
+ * waiting in its internal subtransaction (whose locks go to the parent's
+ * CurTransactionResourceOwner), so that event_unlock() finds it.
+ */
+static bool
+event_lock(const LOCKTAG *tag, int timeout_ms)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	bool		got;
+
+	/* On an error, transaction abort resets CurrentResourceOwner. */
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	got = idem_lock_acquire(tag, ExclusiveLock, false, timeout_ms);
+	CurrentResourceOwner = save;
+	return got;
+}
+
+static void
+event_unlock(const LOCKTAG *tag)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	LockRelease(tag, ExclusiveLock, false);
+	CurrentResourceOwner = save;
+}
+
 /* Build claim()'s result row. */
 static Datum
 claim_result(FunctionCallInfo fcinfo, const char *status,
@@ -753,7 +785,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 
 		/* Serialize with other claims of the key. */
 		timeout_ms = idem_timeout_ms(deadline - now);
-		if (!idem_lock_acquire(&tag, ExclusiveLock, false, timeout_ms))
+		if (!event_lock(&tag, timeout_ms))
 		{
 			/* An uncommitted claim holds the key: nothing to show of it. */
 			res = claim_result(fcinfo, "in_progress", 0, true, 0, true, NULL,
@@ -770,7 +802,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 			if (fingerprint_mismatch(row.fingerprint, fingerprint))
 			{
 				res = claim_result_from_row(fcinfo, "mismatch", &row);
-				LockRelease(&tag, ExclusiveLock, false);
+				event_unlock(&tag);
 				break;
 			}
 			if (row.status != 'i')
@@ -778,7 +810,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 				res = claim_result_from_row(fcinfo,
 											row.status == 'c' ? "completed" : "failed",
 											&row);
-				LockRelease(&tag, ExclusiveLock, false);
+				event_unlock(&tag);
 				break;
 			}
 			if (!row.locked_null && row.locked_until > now)
@@ -786,7 +818,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 				/* A live lease: give up, or wait for it to end or change. */
 				TimestampTz until = Min(deadline, row.locked_until);
 
-				LockRelease(&tag, ExclusiveLock, false);
+				event_unlock(&tag);
 				if (now >= deadline || !idem_keywait_sleep(&kw, until))
 				{
 					res = claim_result_from_row(fcinfo, "in_progress", &row);
@@ -824,7 +856,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 				 * The row changed under us (mark_processed inserted it, purge
 				 * deleted it): look again.
 				 */
-				LockRelease(&tag, ExclusiveLock, false);
+				event_unlock(&tag);
 				continue;
 			}
 			else
