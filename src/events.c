@@ -9,20 +9,23 @@
  * row level security keeps them out of each other's rows (the functions are
  * SECURITY INVOKER and run their SQL through SPI as the caller).
  *
- * Claims in one transaction.  claim() takes an ExclusiveLock on the key's
- * tag in IDEM_LOCKSPACE_EVENT (transaction scope) before it looks at the
- * row, and keeps it when it returns 'claimed'.  A concurrent claim of the
- * same key therefore queues in the lock manager (FIFO, deadlock detection,
- * visible in pg_locks) until the holder's transaction ends, then reads the
- * row with a fresh snapshot: the committed outcome ('completed' + result) or,
- * after a rollback, no row ('claimed').  idem_lock_acquire() bounds that wait
- * by `wait` and returns false on expiry without aborting the caller, which
- * then gets 'in_progress'.  We chose the lock over bounding the INSERT's own
- * wait for the conflicting transaction: an INSERT wait can only end in an
- * error, and the lock also serializes the read-decide-write sequence for
- * expired rows and takeovers, so those are plain UPDATEs that cannot race.
- * Outcomes other than 'claimed' release the lock at once, so a replay held
- * in a long transaction never blocks anybody.
+ * Claims in one transaction.  claim() reads the row (no lock); when the key
+ * looks free (no row, an expired row, a lease that ran out) it takes an
+ * ExclusiveLock on the key's tag in IDEM_LOCKSPACE_EVENT (transaction
+ * scope) and writes its claim, keeping the lock when it returns 'claimed'.
+ * A concurrent claim of the same key sees no row (the holder's insert is not
+ * visible), so it queues for that lock in the lock manager (FIFO, deadlock
+ * detection, visible in pg_locks) until the holder's transaction ends; its
+ * INSERT ... ON CONFLICT DO NOTHING then finds the committed row (or, after
+ * a rollback, inserts: 'claimed'), and it reads the row again with a fresh
+ * snapshot to return the committed outcome ('completed' + result).
+ * idem_lock_acquire() bounds that wait by `wait` and returns false on expiry
+ * without aborting the caller, which then gets 'in_progress'.  We chose the
+ * lock over bounding the INSERT's own wait for the conflicting transaction:
+ * an INSERT wait can only end in an error, and the lock also serializes the
+ * writes of expired rows and takeovers, which are compare-and-swap UPDATEs on
+ * the fencing token that was read.  Outcomes other than 'claimed' never hold
+ * the lock, so a replay in a long transaction never blocks anybody.
  *
  * Claims across transactions (leases).  A claim that commits leaves the row
  * 'in_progress' with locked_until = now + lease and a token.  A later claim
@@ -36,8 +39,8 @@
  * stale worker can never overwrite anything.
  *
  * Replays.  A finished, unexpired record never changes except by forget or
- * purge, so claim first reads the row without any lock and returns a replay
- * ('completed', 'failed', 'mismatch') at the cost of one index lookup.
+ * purge, so a replay ('completed', 'failed', 'mismatch') costs one index
+ * lookup and no lock.
  *
  * Claims of this transaction.  Every 'claimed' outcome is remembered in a
  * backend-local list (TopTransactionContext) with the subtransaction that
@@ -677,13 +680,21 @@ claim_result(FunctionCallInfo fcinfo, const char *status,
 			 int32 attempts, bool attempts_null,
 			 TimestampTz expires, bool expires_null)
 {
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	Datum		values[7];
 	bool		nulls[7];
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
+	/* The result row type, built once per call site. */
+	if (tupdesc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		fcinfo->flinfo->fn_extra = tupdesc;
+		MemoryContextSwitchTo(old);
+	}
 
 	values[0] = CStringGetTextDatum(status);
 	nulls[0] = false;
@@ -769,31 +780,14 @@ idempotency_claim(PG_FUNCTION_ARGS)
 		bool		takeover;
 		int			timeout_ms;
 
-		/* Fast path: a replay needs no lock. */
-		MemoryContextSwitchTo(callcxt);
-		lookup_row(&ek, &row);
-		if (row.found && row.expires_at > now && row.status != 'i')
-		{
-			if (fingerprint_mismatch(row.fingerprint, fingerprint))
-				res = claim_result_from_row(fcinfo, "mismatch", &row);
-			else
-				res = claim_result_from_row(fcinfo,
-											row.status == 'c' ? "completed" : "failed",
-											&row);
-			break;
-		}
-
-		/* Serialize with other claims of the key. */
-		timeout_ms = idem_timeout_ms(deadline - now);
-		if (!event_lock(&tag, timeout_ms))
-		{
-			/* An uncommitted claim holds the key: nothing to show of it. */
-			res = claim_result(fcinfo, "in_progress", 0, true, 0, true, NULL,
-							   0, true, 0, true, 0, true);
-			break;
-		}
-
-		now = GetCurrentTimestamp();
+		/*
+		 * Read the row without any lock: a finished record is a replay, a
+		 * live lease an 'in_progress' (or a wait).  Only when the key looks
+		 * free do we take the claim lock, and then write with a check that
+		 * nothing changed since we read (ON CONFLICT DO NOTHING for a new
+		 * key, the fencing token for an existing row); when something did,
+		 * we read again.
+		 */
 		MemoryContextSwitchTo(callcxt);
 		lookup_row(&ek, &row);
 		takeover = false;
@@ -802,7 +796,6 @@ idempotency_claim(PG_FUNCTION_ARGS)
 			if (fingerprint_mismatch(row.fingerprint, fingerprint))
 			{
 				res = claim_result_from_row(fcinfo, "mismatch", &row);
-				event_unlock(&tag);
 				break;
 			}
 			if (row.status != 'i')
@@ -810,7 +803,6 @@ idempotency_claim(PG_FUNCTION_ARGS)
 				res = claim_result_from_row(fcinfo,
 											row.status == 'c' ? "completed" : "failed",
 											&row);
-				event_unlock(&tag);
 				break;
 			}
 			if (!row.locked_null && row.locked_until > now)
@@ -818,7 +810,6 @@ idempotency_claim(PG_FUNCTION_ARGS)
 				/* A live lease: give up, or wait for it to end or change. */
 				TimestampTz until = Min(deadline, row.locked_until);
 
-				event_unlock(&tag);
 				if (now >= deadline || !idem_keywait_sleep(&kw, until))
 				{
 					res = claim_result_from_row(fcinfo, "in_progress", &row);
@@ -828,6 +819,20 @@ idempotency_claim(PG_FUNCTION_ARGS)
 			}
 			takeover = true;
 		}
+
+		/*
+		 * Serialize with other claims of the key: an uncommitted claim holds
+		 * this lock until its transaction ends.
+		 */
+		timeout_ms = idem_timeout_ms(deadline - now);
+		if (!event_lock(&tag, timeout_ms))
+		{
+			/* An uncommitted claim holds the key: nothing to show of it. */
+			res = claim_result(fcinfo, "in_progress", 0, true, 0, true, NULL,
+							   0, true, 0, true, 0, true);
+			break;
+		}
+		now = GetCurrentTimestamp();
 
 		/* The key is ours: insert, replace the expired row, or take over. */
 		{
@@ -853,8 +858,9 @@ idempotency_claim(PG_FUNCTION_ARGS)
 			if (SPI_processed == 0)
 			{
 				/*
-				 * The row changed under us (mark_processed inserted it, purge
-				 * deleted it): look again.
+				 * The row changed since we read it (the claim we waited for
+				 * committed, mark_processed inserted it, another claim took
+				 * it over, purge deleted it): look again.
 				 */
 				event_unlock(&tag);
 				continue;
