@@ -1,4 +1,5 @@
 -- processed_events: records belong to their owning role.
+SELECT setval('idempotency.processed_events_fencing_seq', 100, false);
 CREATE ROLE regress_ev_alice;
 CREATE ROLE regress_ev_bob;
 CREATE ROLE regress_ev_admin IN ROLE regress_ev_alice;   -- a member of alice
