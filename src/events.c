@@ -201,11 +201,15 @@ static const char *const plan_sql[NUM_PLANS] = {
 	" RETURNING p.token, p.fencing_token, p.attempts",
 	/*
 	 * PLAN_FINISH: $4 token, $5 status, $6 result, $7 error, $8 now.  The ttl
-	 * of an in_progress row is expires_at - locked_until.
+	 * of an in_progress row is expires_at - locked_until.  Within the lease
+	 * the row's expires_at (lease end + ttl) already keeps the record at
+	 * least ttl from now, and leaving the indexed column alone lets the
+	 * UPDATE be a HOT update; after the lease it becomes now + ttl.
 	 */
 	"UPDATE idempotency.processed_events AS p SET status = $5, result = $6,"
 	" error = $7, updated_at = $8, locked_until = NULL,"
-	" expires_at = $8 OPERATOR(pg_catalog.+) (p.expires_at OPERATOR(pg_catalog.-) p.locked_until)"
+	" expires_at = CASE WHEN p.locked_until OPERATOR(pg_catalog.>) $8 THEN p.expires_at"
+	" ELSE $8 OPERATOR(pg_catalog.+) (p.expires_at OPERATOR(pg_catalog.-) p.locked_until) END"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",

@@ -153,7 +153,7 @@ SELECT idempotency.forget('order-3') AS forgotten, idempotency.forget('order-3')
 SELECT * FROM pg_temp.c('order-3');
 
 -- ttl: after expiry a key is new again; purge deletes expired rows only
-SELECT * FROM pg_temp.c('short-1', ttl => '1 millisecond');
+SELECT * FROM pg_temp.c('short-1', lease => '1 millisecond', ttl => '1 millisecond');
 SELECT idempotency.complete('short-1', '"old"',
        token => (SELECT token FROM idempotency.processed_events WHERE key = 'short-1'));
 SELECT idempotency.mark_processed('short-2', '', '1 millisecond');
