@@ -60,6 +60,8 @@
  */
 #include "idempotency.h"
 
+#include <math.h>
+
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -86,6 +88,9 @@ PG_FUNCTION_INFO_V1(idempotency_forget);
 /* Longest accepted key and scope, in bytes (well below the btree limit). */
 #define EVENT_MAX_KEY_BYTES		1024
 #define EVENT_MAX_SCOPE_BYTES	256
+
+/* Longest accepted lease, ttl or wait. */
+#define EVENT_MAX_INTERVAL_YEARS	1000
 
 /* Seed separating our key hashes from other users of idem_hash_key(). */
 #define EVENT_HASH_SEED			UINT64CONST(0x45564e5453494445)
@@ -332,6 +337,23 @@ interval_arg_usecs(FunctionCallInfo fcinfo, int argno, const char *argname,
 				 errhint("Pass an interval such as '5 minutes' as %s to idempotency.%s(), or omit it for the default.",
 						 argname, fn)));
 	iv = PG_GETARG_INTERVAL_P(argno);
+
+	/*
+	 * Computed in double first: the int64 sum of the fields can overflow
+	 * for absurd intervals, and so can now + interval.
+	 */
+	if (fabs((double) iv->time + (double) iv->day * USECS_PER_DAY +
+			 (double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY) >
+		(double) EVENT_MAX_INTERVAL_YEARS * DAYS_PER_YEAR * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is out of range", argname),
+				 errdetail("The %s was %s; at most %d years are allowed.", argname,
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv))),
+						   EVENT_MAX_INTERVAL_YEARS),
+				 errhint("Pass a shorter interval as %s to idempotency.%s().",
+						 argname, fn)));
 	usecs = iv->time + (int64) iv->day * USECS_PER_DAY
 		+ (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
 	if (usecs < 0 || (usecs == 0 && !allow_zero))
