@@ -66,6 +66,159 @@ COMMENT ON FUNCTION idempotency.version() IS
 -- 2. Processed events and idempotency keys
 ---------------------------------------------------------------------------
 
+-- One row per (owner, scope, key).  The owner is part of the key, so roles
+-- sharing a database cannot collide with, or probe for, each other's keys.
+-- status: 'in_progress' (claimed; locked_until is the end of the lease),
+-- 'completed' (result), 'failed' (error, not retryable).  expires_at: when
+-- the row may be purged and the key becomes new again; for an in_progress
+-- row it is locked_until + ttl, so that complete() can recover the ttl.
+CREATE TABLE idempotency.processed_events (
+    owner          pg_catalog.regrole NOT NULL
+                   DEFAULT pg_catalog.current_user()::pg_catalog.regrole,
+    scope          pg_catalog.text NOT NULL,
+    key            pg_catalog.text NOT NULL,
+    status         pg_catalog.text NOT NULL,
+    fingerprint    pg_catalog.bytea,
+    result         pg_catalog.jsonb,
+    error          pg_catalog.jsonb,
+    token          pg_catalog.uuid,
+    fencing_token  pg_catalog.int8,
+    attempts       pg_catalog.int4 NOT NULL DEFAULT 1,
+    created_at     pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at     pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    locked_until   pg_catalog.timestamptz,
+    expires_at     pg_catalog.timestamptz NOT NULL,
+    CONSTRAINT processed_events_pkey PRIMARY KEY (owner, scope, key),
+    CONSTRAINT processed_events_status_check
+        CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['in_progress', 'completed', 'failed']::pg_catalog.text[]))
+);
+
+-- purge() finds expired rows through this index.
+CREATE INDEX processed_events_expires_at_idx
+    ON idempotency.processed_events (expires_at);
+
+-- Fencing tokens: strictly increasing across all claims (hence per key).
+CREATE SEQUENCE idempotency.processed_events_fencing_seq;
+
+SELECT pg_catalog.pg_extension_config_dump('idempotency.processed_events', '');
+SELECT pg_catalog.pg_extension_config_dump('idempotency.processed_events_fencing_seq', '');
+
+-- Rows belong to their owner: a role sees and changes only the rows of
+-- roles it is a member of (itself included).  Superusers, the table owner
+-- and BYPASSRLS roles see everything (that is what purge() run by an
+-- administrator relies on).
+ALTER TABLE idempotency.processed_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY processed_events_owner ON idempotency.processed_events
+    USING (pg_catalog.pg_has_role(owner, 'MEMBER'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'MEMBER'));
+
+-- The functions are SECURITY INVOKER: the caller needs these privileges,
+-- and row level security limits it to its own records.
+GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency.processed_events TO PUBLIC;
+GRANT USAGE ON SEQUENCE idempotency.processed_events_fencing_seq TO PUBLIC;
+
+CREATE FUNCTION idempotency.mark_processed(key pg_catalog.text,
+        scope pg_catalog.text DEFAULT '',
+        ttl pg_catalog.interval DEFAULT '7 days')
+    RETURNS pg_catalog.bool
+    AS 'MODULE_PATHNAME', 'idempotency_mark_processed'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
+
+COMMENT ON FUNCTION idempotency.mark_processed(pg_catalog.text, pg_catalog.text, pg_catalog.interval) IS
+    'record that an event was processed: true the first time (do the work), false for a duplicate; transactional';
+
+CREATE FUNCTION idempotency.claim(key pg_catalog.text,
+        payload pg_catalog.jsonb DEFAULT NULL,
+        scope pg_catalog.text DEFAULT '',
+        lease pg_catalog.interval DEFAULT '5 minutes',
+        ttl pg_catalog.interval DEFAULT '24 hours',
+        wait pg_catalog.interval DEFAULT '0',
+        require_complete pg_catalog.bool DEFAULT false)
+    RETURNS TABLE (status pg_catalog.text, result pg_catalog.jsonb,
+                   error pg_catalog.jsonb, token pg_catalog.uuid,
+                   fencing_token pg_catalog.int8, attempts pg_catalog.int4,
+                   expires_at pg_catalog.timestamptz)
+    AS 'MODULE_PATHNAME', 'idempotency_claim'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+    ROWS 1;
+
+COMMENT ON FUNCTION idempotency.claim(pg_catalog.text, pg_catalog.jsonb, pg_catalog.text, pg_catalog.interval, pg_catalog.interval, pg_catalog.interval, pg_catalog.bool) IS
+    'claim an idempotency key: claimed / completed / failed / in_progress / mismatch';
+
+CREATE FUNCTION idempotency.complete(key pg_catalog.text,
+        result pg_catalog.jsonb DEFAULT NULL,
+        scope pg_catalog.text DEFAULT '',
+        token pg_catalog.uuid DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'idempotency_complete'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
+
+COMMENT ON FUNCTION idempotency.complete(pg_catalog.text, pg_catalog.jsonb, pg_catalog.text, pg_catalog.uuid) IS
+    'store the result of a claimed key (token: the claim''s token; NULL only for a claim made in the same transaction)';
+
+CREATE FUNCTION idempotency.fail(key pg_catalog.text,
+        error pg_catalog.jsonb DEFAULT NULL,
+        retryable pg_catalog.bool DEFAULT true,
+        scope pg_catalog.text DEFAULT '',
+        token pg_catalog.uuid DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'idempotency_fail'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
+
+COMMENT ON FUNCTION idempotency.fail(pg_catalog.text, pg_catalog.jsonb, pg_catalog.bool, pg_catalog.text, pg_catalog.uuid) IS
+    'end a claim with an error: retryable frees the key, otherwise the error is stored and replayed';
+
+CREATE FUNCTION idempotency.forget(key pg_catalog.text,
+        scope pg_catalog.text DEFAULT '')
+    RETURNS pg_catalog.bool
+    AS 'MODULE_PATHNAME', 'idempotency_forget'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
+
+COMMENT ON FUNCTION idempotency.forget(pg_catalog.text, pg_catalog.text) IS
+    'delete the caller''s record of a key, whatever its state; true when there was one';
+
+-- Deletes every expired row the caller may see (all rows when run by a
+-- superuser or the table owner, e.g. from pg_cron), batch_size rows per
+-- statement, skipping rows that a concurrent claim has locked.
+CREATE FUNCTION idempotency.purge(batch_size pg_catalog.int4 DEFAULT 10000)
+    RETURNS pg_catalog.int8
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $purge$
+DECLARE
+    total pg_catalog.int8 := 0;
+    n pg_catalog.int8;
+BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION 'batch_size must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
+    END IF;
+    IF batch_size OPERATOR(pg_catalog.<=) 0 THEN
+        RAISE EXCEPTION 'batch_size must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('The batch size was %s.', batch_size),
+                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
+    END IF;
+    LOOP
+        DELETE FROM idempotency.processed_events p
+         WHERE p.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                   SELECT v.ctid FROM idempotency.processed_events v
+                    WHERE v.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
+                    LIMIT batch_size
+                    FOR UPDATE SKIP LOCKED))
+           AND p.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp();
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total OPERATOR(pg_catalog.+) n;
+        EXIT WHEN n OPERATOR(pg_catalog.<) batch_size;
+    END LOOP;
+    RETURN total;
+END
+$purge$;
+
+COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
+    'delete expired processed_events rows (those the caller may see) in batches, skipping rows locked by claims; returns the number deleted';
+
 
 ---------------------------------------------------------------------------
 -- 3. Keyed mutexes

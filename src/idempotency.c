@@ -62,6 +62,8 @@ _PG_init(void)
 	MarkGUCPrefixReserved(IDEMPOTENCY_EXTNAME);
 
 	CacheRegisterSyscacheCallback(PROCOID, version_inval_callback, (Datum) 0);
+
+	idem_events_init();
 }
 
 static void

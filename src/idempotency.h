@@ -34,6 +34,9 @@
 /* idempotency.c */
 extern void idempotency_check_version(void);
 
+/* events.c */
+extern void idem_events_init(void);
+
 /* locks.c */
 #include "storage/lock.h"
 #include "utils/timestamp.h"

@@ -1,0 +1,1081 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *	  Processed events and idempotency keys (SPEC section 2): mark_processed,
+ *	  claim, complete, fail and forget on idempotency.processed_events.
+ *
+ * Keys.  A record is identified by (owner, scope, key), owner being the
+ * current user: roles cannot collide with or probe each other's keys, and
+ * row level security keeps them out of each other's rows (the functions are
+ * SECURITY INVOKER and run their SQL through SPI as the caller).
+ *
+ * Claims in one transaction.  claim() reads the row (no lock); when the key
+ * looks free (no row, an expired row, a lease that ran out) it takes an
+ * ExclusiveLock on the key's tag in IDEM_LOCKSPACE_EVENT (transaction
+ * scope) and writes its claim, keeping the lock when it returns 'claimed'.
+ * A concurrent claim of the same key sees no row (the holder's insert is not
+ * visible), so it queues for that lock in the lock manager (FIFO, deadlock
+ * detection, visible in pg_locks) until the holder's transaction ends; its
+ * INSERT ... ON CONFLICT DO NOTHING then finds the committed row (or, after
+ * a rollback, inserts: 'claimed'), and it reads the row again with a fresh
+ * snapshot to return the committed outcome ('completed' + result).
+ * idem_lock_acquire() bounds that wait by `wait` and returns false on expiry
+ * without aborting the caller, which then gets 'in_progress'.  We chose the
+ * lock over bounding the INSERT's own wait for the conflicting transaction:
+ * an INSERT wait can only end in an error, and the lock also serializes the
+ * writes of expired rows and takeovers, which are compare-and-swap UPDATEs on
+ * the fencing token that was read.  Outcomes other than 'claimed' never hold
+ * the lock, so a replay in a long transaction never blocks anybody.
+ *
+ * Claims across transactions (leases).  A claim that commits leaves the row
+ * 'in_progress' with locked_until = now + lease and a token.  A later claim
+ * finds a live lease and returns 'in_progress', or waits: it advertises itself
+ * with idem_keywait_begin() in IDEM_LOCKSPACE_EVENT_WAIT before it checks,
+ * and sleeps until min(its deadline, locked_until); complete/fail/forget call
+ * idem_keywait_notify(), which wakes it when their transaction commits.  Once
+ * the lease has run out, the next claim takes the key over: attempts + 1, a
+ * new token and a new fencing token (a sequence, so strictly increasing).
+ * complete/fail update the row only WHERE token = the caller's token, so a
+ * stale worker can never overwrite anything.
+ *
+ * Replays.  A finished, unexpired record never changes except by forget or
+ * purge, so a replay ('completed', 'failed', 'mismatch') costs one index
+ * lookup and no lock.
+ *
+ * Claims of this transaction.  Every 'claimed' outcome is remembered in a
+ * backend-local list (TopTransactionContext) with the subtransaction that
+ * made it, and complete/fail/forget mark it done in theirs.  The list lets
+ * complete/fail without a token act on a claim made in the same
+ * transaction (and only on such a claim), and implements require_complete:
+ * the pre-commit callback refuses to commit while a claim made with
+ * require_complete is not done.  Subtransaction abort drops the claims (their
+ * rows are gone) and undoes "done" marks made in it; subtransaction commit
+ * hands both to the parent.
+ *
+ * Locking summary: the EVENT lock (transaction scope) serializes claims of a
+ * key; row locks taken by UPDATE/DELETE serialize complete/fail/forget/purge
+ * against each other and against claims; the list is backend-local.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+PG_FUNCTION_INFO_V1(idempotency_mark_processed);
+PG_FUNCTION_INFO_V1(idempotency_claim);
+PG_FUNCTION_INFO_V1(idempotency_complete);
+PG_FUNCTION_INFO_V1(idempotency_fail);
+PG_FUNCTION_INFO_V1(idempotency_forget);
+
+/* Longest accepted key and scope, in bytes (well below the btree limit). */
+#define EVENT_MAX_KEY_BYTES		1024
+#define EVENT_MAX_SCOPE_BYTES	256
+
+/* Longest accepted lease, ttl or wait. */
+#define EVENT_MAX_INTERVAL_YEARS	1000
+
+/* Seed separating our key hashes from other users of idem_hash_key(). */
+#define EVENT_HASH_SEED			UINT64CONST(0x45564e5453494445)
+
+/* The key a call works on. */
+typedef struct EventKey
+{
+	Oid			owner;
+	text	   *scope;
+	text	   *key;
+	uint64		hash;
+} EventKey;
+
+/* A claim made by the current transaction (see the file header). */
+typedef struct XactClaim
+{
+	Oid			owner;
+	char	   *scope;
+	char	   *key;
+	pg_uuid_t	token;
+	bool		require_complete;
+	SubTransactionId subid;		/* subtransaction that claimed */
+	SubTransactionId done_subid;	/* that completed it, or Invalid */
+	struct XactClaim *next;
+} XactClaim;
+
+/* The row as claim() reads it. */
+typedef struct EventRow
+{
+	bool		found;
+	char		status;			/* 'i'n_progress, 'c'ompleted, 'f'ailed */
+	bytea	   *fingerprint;
+	Datum		result;
+	bool		result_null;
+	Datum		error;
+	bool		error_null;
+	int64		fencing_token;
+	bool		fencing_null;
+	int32		attempts;
+	TimestampTz locked_until;
+	bool		locked_null;
+	TimestampTz expires_at;
+} EventRow;
+
+/* Prepared statements, kept for the life of the backend. */
+enum
+{
+	PLAN_LOOKUP,
+	PLAN_INSERT_CLAIM,
+	PLAN_RECLAIM,
+	PLAN_FINISH,
+	PLAN_RELEASE,
+	PLAN_FORGET,
+	PLAN_MARK_INSERT,
+	PLAN_MARK_REPLACE,
+	NUM_PLANS
+};
+
+static SPIPlanPtr plans[NUM_PLANS];
+
+static XactClaim *xact_claims = NULL;
+
+static void event_key_from_args(EventKey *ek, Datum key, bool key_null,
+								Datum scope, bool scope_null, const char *fn);
+static int64 interval_arg_usecs(FunctionCallInfo fcinfo, int argno,
+								const char *argname, const char *fn,
+								bool allow_zero);
+static bytea *payload_fingerprint(Jsonb *payload);
+static SPIPlanPtr get_plan(int which);
+static void lookup_row(EventKey *ek, EventRow *row);
+static XactClaim *find_xact_claim(EventKey *ek, bool only_open);
+static void remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete);
+static void finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
+						 bool token_null, char status, Datum value,
+						 bool value_null, bool retryable);
+static bool event_lock(const LOCKTAG *tag, int timeout_ms);
+static void event_unlock(const LOCKTAG *tag);
+static void events_xact_callback(XactEvent event, void *arg);
+static void events_subxact_callback(SubXactEvent event,
+									SubTransactionId mySubid,
+									SubTransactionId parentSubid, void *arg);
+
+/* SQL text of the prepared statements; $1 owner, $2 scope, $3 key always. */
+static const char *const plan_sql[NUM_PLANS] = {
+	/* PLAN_LOOKUP */
+	"SELECT status, fingerprint, result, error, fencing_token, attempts,"
+	" locked_until, expires_at FROM idempotency.processed_events"
+	" WHERE owner OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2"
+	" AND key OPERATOR(pg_catalog.=) $3",
+	/* PLAN_INSERT_CLAIM: $4 fingerprint, $5 now, $6 locked_until, $7 expires_at */
+	"INSERT INTO idempotency.processed_events AS p (owner, scope, key, status,"
+	" fingerprint, token, fencing_token, attempts, created_at, updated_at,"
+	" locked_until, expires_at) VALUES ($1, $2, $3, 'in_progress', $4,"
+	" pg_catalog.gen_random_uuid(),"
+	" pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
+	" 1, $5, $5, $6, $7) ON CONFLICT DO NOTHING"
+	" RETURNING p.token, p.fencing_token, p.attempts",
+	/*
+	 * PLAN_RECLAIM: $4 fingerprint, $5 now, $6 locked_until, $7 expires_at,
+	 * $8 takeover (keep attempts + 1 and the old fingerprint if none given),
+	 * $9 the row's fencing token as read (compare-and-swap).
+	 */
+	"UPDATE idempotency.processed_events AS p SET status = 'in_progress',"
+	" fingerprint = CASE WHEN $8 AND $4 IS NULL THEN p.fingerprint ELSE $4 END,"
+	" result = NULL, error = NULL, token = pg_catalog.gen_random_uuid(),"
+	" fencing_token = pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
+	" attempts = CASE WHEN $8 THEN p.attempts OPERATOR(pg_catalog.+) 1 ELSE 1 END,"
+	" created_at = CASE WHEN $8 THEN p.created_at ELSE $5 END,"
+	" updated_at = $5, locked_until = $6, expires_at = $7"
+	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
+	" AND p.key OPERATOR(pg_catalog.=) $3"
+	" AND p.fencing_token IS NOT DISTINCT FROM $9"
+	" RETURNING p.token, p.fencing_token, p.attempts",
+	/*
+	 * PLAN_FINISH: $4 token, $5 status, $6 result, $7 error, $8 now.  The ttl
+	 * of an in_progress row is expires_at - locked_until.  Within the lease
+	 * the row's expires_at (lease end + ttl) already keeps the record at
+	 * least ttl from now, and leaving the indexed column alone lets the
+	 * UPDATE be a HOT update; after the lease it becomes now + ttl.
+	 */
+	"UPDATE idempotency.processed_events AS p SET status = $5, result = $6,"
+	" error = $7, updated_at = $8, locked_until = NULL,"
+	" expires_at = CASE WHEN p.locked_until OPERATOR(pg_catalog.>) $8 THEN p.expires_at"
+	" ELSE $8 OPERATOR(pg_catalog.+) (p.expires_at OPERATOR(pg_catalog.-) p.locked_until) END"
+	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
+	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
+	" AND p.token OPERATOR(pg_catalog.=) $4",
+	/* PLAN_RELEASE: $4 token */
+	"DELETE FROM idempotency.processed_events AS p"
+	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
+	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
+	" AND p.token OPERATOR(pg_catalog.=) $4",
+	/* PLAN_FORGET */
+	"DELETE FROM idempotency.processed_events AS p"
+	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
+	" AND p.key OPERATOR(pg_catalog.=) $3",
+	/* PLAN_MARK_INSERT: $4 now, $5 expires_at */
+	"INSERT INTO idempotency.processed_events (owner, scope, key, status,"
+	" created_at, updated_at, expires_at)"
+	" VALUES ($1, $2, $3, 'completed', $4, $4, $5) ON CONFLICT DO NOTHING",
+	/* PLAN_MARK_REPLACE: $4 now, $5 expires_at; only an expired row */
+	"UPDATE idempotency.processed_events AS p SET status = 'completed',"
+	" fingerprint = NULL, result = NULL, error = NULL, token = NULL,"
+	" fencing_token = NULL, attempts = 1, created_at = $4, updated_at = $4,"
+	" locked_until = NULL, expires_at = $5"
+	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
+	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.expires_at OPERATOR(pg_catalog.<=) $4",
+};
+
+static const int plan_nargs[NUM_PLANS] = {3, 7, 9, 8, 4, 3, 5, 5};
+
+static const Oid plan_argtypes[NUM_PLANS][9] = {
+	{REGROLEOID, TEXTOID, TEXTOID},
+	{REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID},
+	{REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, BOOLOID, INT8OID},
+	{REGROLEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+	TIMESTAMPTZOID},
+	{REGROLEOID, TEXTOID, TEXTOID, UUIDOID},
+	{REGROLEOID, TEXTOID, TEXTOID},
+	{REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	{REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+};
+
+/* Called once from _PG_init(). */
+void
+idem_events_init(void)
+{
+	RegisterXactCallback(events_xact_callback, NULL);
+	RegisterSubXactCallback(events_subxact_callback, NULL);
+}
+
+/*
+ * Validate key and scope and compute the key's hash.  The hash covers the
+ * owner too, so that equal keys of different roles do not share lock tags.
+ */
+static void
+event_key_from_args(EventKey *ek, Datum key, bool key_null,
+					Datum scope, bool scope_null, const char *fn)
+{
+	int			klen;
+	int			slen;
+	uint64		h;
+
+	if (key_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key must not be null"),
+				 errhint("Pass the idempotency key (for example the event id or the Idempotency-Key header) to idempotency.%s().", fn)));
+	if (scope_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("scope must not be null"),
+				 errhint("Pass '' (the default) for no scope to idempotency.%s().", fn)));
+
+	ek->key = DatumGetTextPP(key);
+	ek->scope = DatumGetTextPP(scope);
+	klen = VARSIZE_ANY_EXHDR(ek->key);
+	slen = VARSIZE_ANY_EXHDR(ek->scope);
+
+	if (klen == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key must not be empty"),
+				 errhint("Pass a non-empty idempotency key to idempotency.%s().", fn)));
+	if (klen > EVENT_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key is too long"),
+				 errdetail("The key has %d bytes; at most %d are allowed.",
+						   klen, EVENT_MAX_KEY_BYTES),
+				 errhint("Pass a shorter key to idempotency.%s(), for example a digest of the long one.", fn)));
+	if (slen > EVENT_MAX_SCOPE_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("scope is too long"),
+				 errdetail("The scope has %d bytes; at most %d are allowed.",
+						   slen, EVENT_MAX_SCOPE_BYTES),
+				 errhint("Pass a shorter scope to idempotency.%s().", fn)));
+
+	ek->owner = GetUserId();
+	h = idem_hash_key(VARDATA_ANY(ek->scope), slen,
+					  EVENT_HASH_SEED ^ (uint64) ek->owner);
+	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), klen, h);
+}
+
+/*
+ * An interval argument as microseconds (months count as 30 days, as
+ * interval comparison does).  NULL and negative values raise; zero raises
+ * unless allow_zero.
+ */
+static int64
+interval_arg_usecs(FunctionCallInfo fcinfo, int argno, const char *argname,
+				   const char *fn, bool allow_zero)
+{
+	Interval   *iv;
+	int64		usecs;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname),
+				 errhint("Pass an interval such as '5 minutes' as %s to idempotency.%s(), or omit it for the default.",
+						 argname, fn)));
+	iv = PG_GETARG_INTERVAL_P(argno);
+
+	/*
+	 * Computed in double first: the int64 sum of the fields can overflow
+	 * for absurd intervals, and so can now + interval.
+	 */
+	if (fabs((double) iv->time + (double) iv->day * USECS_PER_DAY +
+			 (double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY) >
+		(double) EVENT_MAX_INTERVAL_YEARS * DAYS_PER_YEAR * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is out of range", argname),
+				 errdetail("The %s was %s; at most %d years are allowed.", argname,
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv))),
+						   EVENT_MAX_INTERVAL_YEARS),
+				 errhint("Pass a shorter interval as %s to idempotency.%s().",
+						 argname, fn)));
+	usecs = iv->time + (int64) iv->day * USECS_PER_DAY
+		+ (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	if (usecs < 0 || (usecs == 0 && !allow_zero))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be %s", argname, allow_zero ? "zero or positive" : "positive"),
+				 errdetail("The %s was %s.", argname,
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv)))),
+				 errhint("Pass %s interval as %s to idempotency.%s().",
+						 allow_zero ? "a non-negative" : "a positive", argname, fn)));
+	return usecs;
+}
+
+/* SHA-256 of the canonical text of a jsonb object payload. */
+static bytea *
+payload_fingerprint(Jsonb *payload)
+{
+	StringInfoData buf;
+	pg_cryptohash_ctx *ctx;
+	bytea	   *digest;
+
+	if (!JB_ROOT_IS_OBJECT(payload))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payload must be a JSON object"),
+				 errdetail("The payload was a JSON %s.",
+						   JB_ROOT_IS_SCALAR(payload) ? "scalar" : "array"),
+				 errhint("Pass the request body as a jsonb object to idempotency.claim(), for example jsonb_build_object('body', x), or NULL to skip the payload check.")));
+
+	initStringInfo(&buf);
+	(void) JsonbToCString(&buf, &payload->root, VARSIZE(payload));
+
+	digest = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(digest, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) buf.data, buf.len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(digest),
+							PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute the payload fingerprint: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	pfree(buf.data);
+	return digest;
+}
+
+/* A prepared statement (must be called while connected to SPI). */
+static SPIPlanPtr
+get_plan(int which)
+{
+	if (plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(plan_sql[which], plan_nargs[which],
+									   (Oid *) plan_argtypes[which]);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		plans[which] = plan;
+	}
+	return plans[which];
+}
+
+static int
+exec_plan(int which, Datum *values, const char *nulls, bool read_only)
+{
+	int			rc = SPI_execute_plan(get_plan(which), values, nulls, read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/* Read the row of ek (fresh snapshot) into row, copied to the upper context. */
+static void
+lookup_row(EventKey *ek, EventRow *row)
+{
+	Datum		values[3];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	char	   *status;
+
+	values[0] = ObjectIdGetDatum(ek->owner);
+	values[1] = PointerGetDatum(ek->scope);
+	values[2] = PointerGetDatum(ek->key);
+	(void) exec_plan(PLAN_LOOKUP, values, NULL, false);
+
+	memset(row, 0, sizeof(EventRow));
+	if (SPI_processed == 0)
+		return;
+	row->found = true;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+
+	status = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	row->status = status[0];
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	row->fingerprint = isnull ? NULL : DatumGetByteaPCopy(d);
+	d = SPI_getbinval(tup, desc, 3, &row->result_null);
+	if (!row->result_null)
+		row->result = SPI_datumTransfer(d, false, -1);
+	d = SPI_getbinval(tup, desc, 4, &row->error_null);
+	if (!row->error_null)
+		row->error = SPI_datumTransfer(d, false, -1);
+	d = SPI_getbinval(tup, desc, 5, &row->fencing_null);
+	row->fencing_token = row->fencing_null ? 0 : DatumGetInt64(d);
+	row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	d = SPI_getbinval(tup, desc, 7, &row->locked_null);
+	row->locked_until = row->locked_null ? 0 : DatumGetTimestampTz(d);
+	row->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+}
+
+static bool
+fingerprint_mismatch(bytea *stored, bytea *given)
+{
+	if (stored == NULL || given == NULL)
+		return false;
+	return VARSIZE_ANY_EXHDR(stored) != VARSIZE_ANY_EXHDR(given) ||
+		memcmp(VARDATA_ANY(stored), VARDATA_ANY(given),
+			   VARSIZE_ANY_EXHDR(given)) != 0;
+}
+
+static bool
+xact_claim_matches(XactClaim *c, EventKey *ek)
+{
+	return c->owner == ek->owner &&
+		strlen(c->key) == VARSIZE_ANY_EXHDR(ek->key) &&
+		memcmp(c->key, VARDATA_ANY(ek->key), VARSIZE_ANY_EXHDR(ek->key)) == 0 &&
+		strlen(c->scope) == VARSIZE_ANY_EXHDR(ek->scope) &&
+		memcmp(c->scope, VARDATA_ANY(ek->scope), VARSIZE_ANY_EXHDR(ek->scope)) == 0;
+}
+
+/* The newest claim of ek by this transaction (not yet done, if only_open). */
+static XactClaim *
+find_xact_claim(EventKey *ek, bool only_open)
+{
+	XactClaim  *c;
+
+	for (c = xact_claims; c != NULL; c = c->next)
+		if (xact_claim_matches(c, ek) &&
+			(!only_open || c->done_subid == InvalidSubTransactionId))
+			return c;
+	return NULL;
+}
+
+static void
+remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete)
+{
+	XactClaim  *c = MemoryContextAllocZero(TopTransactionContext,
+										   sizeof(XactClaim));
+
+	c->owner = ek->owner;
+	c->scope = MemoryContextStrdup(TopTransactionContext,
+								   text_to_cstring(ek->scope));
+	c->key = MemoryContextStrdup(TopTransactionContext,
+								 text_to_cstring(ek->key));
+	c->token = *token;
+	c->require_complete = require_complete;
+	c->subid = GetCurrentSubTransactionId();
+	c->done_subid = InvalidSubTransactionId;
+	c->next = xact_claims;
+	xact_claims = c;
+}
+
+/* Mark this transaction's open claims of ek as done. */
+static void
+mark_claims_done(EventKey *ek)
+{
+	XactClaim  *c;
+
+	for (c = xact_claims; c != NULL; c = c->next)
+		if (c->done_subid == InvalidSubTransactionId && xact_claim_matches(c, ek))
+			c->done_subid = GetCurrentSubTransactionId();
+}
+
+static void
+events_xact_callback(XactEvent event, void *arg)
+{
+	XactClaim  *c;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			for (c = xact_claims; c != NULL; c = c->next)
+			{
+				if (c->require_complete && c->done_subid == InvalidSubTransactionId)
+				{
+					char	   *key = pstrdup(c->key);
+					char	   *scope = pstrdup(c->scope);
+
+					xact_claims = NULL;
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+							 errmsg("cannot commit: idempotency key \"%s\" (scope \"%s\") was claimed with require_complete but neither completed nor failed",
+									key, scope),
+							 errdetail("The transaction has been rolled back, so the claim is undone and the key is free again."),
+							 errhint("Call idempotency.complete() or idempotency.fail() for the key before COMMIT.")));
+				}
+			}
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* The memory goes with TopTransactionContext. */
+			xact_claims = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	XactClaim **prev;
+	XactClaim  *c;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			prev = &xact_claims;
+			while ((c = *prev) != NULL)
+			{
+				if (c->subid == mySubid)
+				{
+					/* Its row was rolled back with it. */
+					*prev = c->next;
+					continue;
+				}
+				if (c->done_subid == mySubid)
+					c->done_subid = InvalidSubTransactionId;
+				prev = &c->next;
+			}
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (c = xact_claims; c != NULL; c = c->next)
+			{
+				if (c->subid == mySubid)
+					c->subid = parentSubid;
+				if (c->done_subid == mySubid)
+					c->done_subid = parentSubid;
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * mark_processed(key, scope, ttl): true when the key was new (or its record
+ * had expired and is replaced), false for a duplicate.
+ */
+Datum
+idempotency_mark_processed(PG_FUNCTION_ARGS)
+{
+	EventKey	ek;
+	int64		ttl;
+	TimestampTz now;
+	Datum		values[5];
+	bool		inserted = false;
+	int			attempt;
+
+	idempotency_check_version();
+	idem_forbid_parallel("idempotency.mark_processed()");
+	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "mark_processed");
+	ttl = interval_arg_usecs(fcinfo, 2, "ttl", "mark_processed", false);
+
+	now = GetCurrentTimestamp();
+	values[0] = ObjectIdGetDatum(ek.owner);
+	values[1] = PointerGetDatum(ek.scope);
+	values[2] = PointerGetDatum(ek.key);
+	values[3] = TimestampTzGetDatum(now);
+	values[4] = TimestampTzGetDatum(now + ttl);
+
+	SPI_connect();
+	/*
+	 * INSERT ... ON CONFLICT DO NOTHING waits for a concurrent inserter's
+	 * transaction, so a rolled-back first attempt leaves the key free.  On a
+	 * conflict, replace the row only if it has expired; an UPDATE that finds
+	 * nothing (a concurrent purge deleted the row) means we try again.
+	 */
+	for (attempt = 0; attempt < 3; attempt++)
+	{
+		(void) exec_plan(PLAN_MARK_INSERT, values, NULL, false);
+		if (SPI_processed > 0)
+		{
+			inserted = true;
+			break;
+		}
+		(void) exec_plan(PLAN_MARK_REPLACE, values, NULL, false);
+		if (SPI_processed > 0)
+		{
+			inserted = true;
+			break;
+		}
+		/* Not expired (a duplicate), or gone: look which. */
+		(void) exec_plan(PLAN_LOOKUP, values, NULL, false);
+		if (SPI_processed > 0)
+			break;
+	}
+	SPI_finish();
+
+	PG_RETURN_BOOL(inserted);
+}
+
+/*
+ * The claim lock of a key.  It belongs to the current (sub)transaction's
+ * resource owner, whether idem_lock_acquire() got it at once or after
+ * waiting in its internal subtransaction (whose locks go to the parent's
+ * CurTransactionResourceOwner), so that event_unlock() finds it.
+ */
+static bool
+event_lock(const LOCKTAG *tag, int timeout_ms)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	bool		got;
+
+	/* On an error, transaction abort resets CurrentResourceOwner. */
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	got = idem_lock_acquire(tag, ExclusiveLock, false, timeout_ms);
+	CurrentResourceOwner = save;
+	return got;
+}
+
+static void
+event_unlock(const LOCKTAG *tag)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	LockRelease(tag, ExclusiveLock, false);
+	CurrentResourceOwner = save;
+}
+
+/* Build claim()'s result row. */
+static Datum
+claim_result(FunctionCallInfo fcinfo, const char *status,
+			 Datum result, bool result_null, Datum error, bool error_null,
+			 pg_uuid_t *token, int64 fencing, bool fencing_null,
+			 int32 attempts, bool attempts_null,
+			 TimestampTz expires, bool expires_null)
+{
+	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	Datum		values[7];
+	bool		nulls[7];
+
+	/* The result row type, built once per call site. */
+	if (tupdesc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		fcinfo->flinfo->fn_extra = tupdesc;
+		MemoryContextSwitchTo(old);
+	}
+
+	values[0] = CStringGetTextDatum(status);
+	nulls[0] = false;
+	values[1] = result;
+	nulls[1] = result_null;
+	values[2] = error;
+	nulls[2] = error_null;
+	nulls[3] = (token == NULL);
+	values[3] = token ? UUIDPGetDatum(token) : (Datum) 0;
+	values[4] = Int64GetDatum(fencing);
+	nulls[4] = fencing_null;
+	values[5] = Int32GetDatum(attempts);
+	nulls[5] = attempts_null;
+	values[6] = TimestampTzGetDatum(expires);
+	nulls[6] = expires_null;
+
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/* A replay or a refusal, read from row. */
+static Datum
+claim_result_from_row(FunctionCallInfo fcinfo, const char *status, EventRow *row)
+{
+	bool		is_live = (row->status == 'i');
+	bool		hide = is_live || strcmp(status, "mismatch") == 0;
+
+	/* A mismatch is another request: it gets no stored outcome. */
+	return claim_result(fcinfo, status,
+						row->result, row->result_null || hide,
+						row->error, row->error_null || hide,
+						NULL, row->fencing_token, row->fencing_null,
+						row->attempts, false,
+						is_live ? row->locked_until : row->expires_at,
+						is_live ? row->locked_null : false);
+}
+
+/*
+ * claim(key, payload, scope, lease, ttl, wait, require_complete)
+ */
+Datum
+idempotency_claim(PG_FUNCTION_ARGS)
+{
+	EventKey	ek;
+	bytea	   *fingerprint = NULL;
+	int64		lease;
+	int64		ttl;
+	int64		wait;
+	bool		require_complete;
+	TimestampTz deadline;
+	LOCKTAG		tag;
+	IdemKeyWait kw;
+	EventRow	row;
+	Datum		res = (Datum) 0;
+	bool		done = false;
+	MemoryContext callcxt = CurrentMemoryContext;
+
+	idempotency_check_version();
+	idem_forbid_parallel("idempotency.claim()");
+	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "claim");
+	if (!PG_ARGISNULL(1))
+		fingerprint = payload_fingerprint(PG_GETARG_JSONB_P(1));
+	lease = interval_arg_usecs(fcinfo, 3, "lease", "claim", false);
+	ttl = interval_arg_usecs(fcinfo, 4, "ttl", "claim", false);
+	wait = interval_arg_usecs(fcinfo, 5, "wait", "claim", true);
+	if (PG_ARGISNULL(6))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("require_complete must not be null"),
+				 errhint("Pass true or false as require_complete to idempotency.claim(), or omit it for false.")));
+	require_complete = PG_GETARG_BOOL(6);
+
+	deadline = GetCurrentTimestamp() + wait;
+	idem_locktag(&tag, IDEM_LOCKSPACE_EVENT, ek.hash);
+	kw.active = false;
+	if (wait > 0)
+		idem_keywait_begin(&kw, IDEM_LOCKSPACE_EVENT_WAIT, ek.hash);
+
+	SPI_connect();
+	while (!done)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		bool		takeover;
+		int			timeout_ms;
+
+		/*
+		 * Read the row without any lock: a finished record is a replay, a
+		 * live lease an 'in_progress' (or a wait).  Only when the key looks
+		 * free do we take the claim lock, and then write with a check that
+		 * nothing changed since we read (ON CONFLICT DO NOTHING for a new
+		 * key, the fencing token for an existing row); when something did,
+		 * we read again.
+		 */
+		MemoryContextSwitchTo(callcxt);
+		lookup_row(&ek, &row);
+		takeover = false;
+		if (row.found && row.expires_at > now)
+		{
+			if (fingerprint_mismatch(row.fingerprint, fingerprint))
+			{
+				res = claim_result_from_row(fcinfo, "mismatch", &row);
+				break;
+			}
+			if (row.status != 'i')
+			{
+				res = claim_result_from_row(fcinfo,
+											row.status == 'c' ? "completed" : "failed",
+											&row);
+				break;
+			}
+			if (!row.locked_null && row.locked_until > now)
+			{
+				/* A live lease: give up, or wait for it to end or change. */
+				TimestampTz until = Min(deadline, row.locked_until);
+
+				if (now >= deadline || !idem_keywait_sleep(&kw, until))
+				{
+					res = claim_result_from_row(fcinfo, "in_progress", &row);
+					break;
+				}
+				continue;
+			}
+			takeover = true;
+		}
+
+		/*
+		 * Serialize with other claims of the key: an uncommitted claim holds
+		 * this lock until its transaction ends.
+		 */
+		timeout_ms = idem_timeout_ms(deadline - now);
+		if (!event_lock(&tag, timeout_ms))
+		{
+			/* An uncommitted claim holds the key: nothing to show of it. */
+			res = claim_result(fcinfo, "in_progress", 0, true, 0, true, NULL,
+							   0, true, 0, true, 0, true);
+			break;
+		}
+		now = GetCurrentTimestamp();
+
+		/* The key is ours: insert, replace the expired row, or take over. */
+		{
+			Datum		values[9];
+			char		nulls[9];
+			TimestampTz locked_until = now + lease;
+
+			memset(nulls, ' ', sizeof(nulls));
+			values[0] = ObjectIdGetDatum(ek.owner);
+			values[1] = PointerGetDatum(ek.scope);
+			values[2] = PointerGetDatum(ek.key);
+			values[3] = PointerGetDatum(fingerprint);
+			nulls[3] = fingerprint ? ' ' : 'n';
+			values[4] = TimestampTzGetDatum(now);
+			values[5] = TimestampTzGetDatum(locked_until);
+			values[6] = TimestampTzGetDatum(locked_until + ttl);
+			values[7] = BoolGetDatum(takeover);
+			values[8] = Int64GetDatum(row.fencing_token);
+			nulls[8] = row.fencing_null ? 'n' : ' ';
+
+			(void) exec_plan(row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
+							 values, nulls, false);
+			if (SPI_processed == 0)
+			{
+				/*
+				 * The row changed since we read it (the claim we waited for
+				 * committed, mark_processed inserted it, another claim took
+				 * it over, purge deleted it): look again.
+				 */
+				event_unlock(&tag);
+				continue;
+			}
+			else
+			{
+				HeapTuple	tup = SPI_tuptable->vals[0];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				bool		isnull;
+				pg_uuid_t	token;
+
+				memcpy(&token,
+					   DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+					   sizeof(pg_uuid_t));
+				MemoryContextSwitchTo(callcxt);
+				res = claim_result(fcinfo, "claimed", 0, true, 0, true, &token,
+								   DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
+								   false,
+								   DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)),
+								   false, locked_until, false);
+				remember_claim(&ek, &token, require_complete);
+				/* Keep the EVENT lock until the end of the transaction. */
+				done = true;
+			}
+		}
+	}
+	MemoryContextSwitchTo(callcxt);
+	res = SPI_datumTransfer(res, false, -1);
+	SPI_finish();
+	idem_keywait_end(&kw);
+
+	PG_RETURN_DATUM(res);
+}
+
+/*
+ * complete() and fail(): finish the claim of ek.  status 'c' or 'f' stores
+ * value as result or error; retryable fail deletes the row instead.
+ */
+static void
+finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
+			 bool token_null, char status, Datum value, bool value_null,
+			 bool retryable)
+{
+	const char *fn = (status == 'c') ? "complete" : "fail";
+	XactClaim  *mine = NULL;
+	pg_uuid_t	tok;
+	Datum		values[8];
+	char		nulls[8];
+	EventRow	row;
+
+	if (token_null)
+	{
+		mine = find_xact_claim(ek, true);
+		if (mine == NULL)
+		{
+			if (find_xact_claim(ek, false) != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("idempotency key \"%s\" was already completed or failed in this transaction",
+								text_to_cstring(ek->key)),
+						 errhint("Call idempotency.%s() once per claim.", fn)));
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a token is required to %s idempotency key \"%s\"",
+							fn, text_to_cstring(ek->key)),
+					 errdetail("The key was not claimed by the current transaction; only such a claim may be finished without its token."),
+					 errhint("Pass the token that idempotency.claim() returned as token to idempotency.%s().", fn)));
+		}
+		tok = mine->token;
+	}
+	else
+		memcpy(&tok, DatumGetUUIDP(token), sizeof(pg_uuid_t));
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = ObjectIdGetDatum(ek->owner);
+	values[1] = PointerGetDatum(ek->scope);
+	values[2] = PointerGetDatum(ek->key);
+	values[3] = UUIDPGetDatum(&tok);
+
+	SPI_connect();
+	if (status == 'f' && retryable)
+		(void) exec_plan(PLAN_RELEASE, values, nulls, false);
+	else
+	{
+		values[4] = CStringGetTextDatum(status == 'c' ? "completed" : "failed");
+		values[5] = value;
+		nulls[5] = (status == 'c' && !value_null) ? ' ' : 'n';
+		values[6] = value;
+		nulls[6] = (status == 'f' && !value_null) ? ' ' : 'n';
+		values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
+		(void) exec_plan(PLAN_FINISH, values, nulls, false);
+	}
+
+	if (SPI_processed == 0)
+	{
+		/* Say precisely why. */
+		lookup_row(ek, &row);
+		SPI_finish();
+		if (!row.found)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("idempotency key \"%s\" is not claimed",
+							text_to_cstring(ek->key)),
+					 errdetail("There is no record of the key in scope \"%s\" for role \"%s\" (it was never claimed, was forgotten, freed by a retryable failure or purged).",
+							   text_to_cstring(ek->scope),
+							   GetUserNameFromId(ek->owner, false)),
+					 errhint("Call idempotency.claim() first and pass its token to idempotency.%s().", fn)));
+		if (row.status != 'i')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("idempotency key \"%s\" is already %s",
+							text_to_cstring(ek->key),
+							row.status == 'c' ? "completed" : "failed"),
+					 errdetail("A finished record is never overwritten."),
+					 errhint("Call idempotency.forget() first if the key really must be processed again.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("token is stale: idempotency key \"%s\" is held by another claim",
+						text_to_cstring(ek->key)),
+				 errdetail("The key's current claim (attempt %d, fencing token " INT64_FORMAT ") has a different token; the given one belongs to an earlier claim whose lease ran out, or to no claim of this key.",
+						   row.attempts, row.fencing_token),
+				 errhint("Discard this worker's result; the newer claim's holder finishes the key.")));
+	}
+	SPI_finish();
+
+	mark_claims_done(ek);
+	idem_keywait_notify(IDEM_LOCKSPACE_EVENT_WAIT, ek->hash);
+}
+
+/* complete(key, result, scope, token) */
+Datum
+idempotency_complete(PG_FUNCTION_ARGS)
+{
+	EventKey	ek;
+
+	idempotency_check_version();
+	idem_forbid_parallel("idempotency.complete()");
+	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "complete");
+	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(3), PG_ARGISNULL(3), 'c',
+				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), false);
+	PG_RETURN_VOID();
+}
+
+/* fail(key, error, retryable, scope, token) */
+Datum
+idempotency_fail(PG_FUNCTION_ARGS)
+{
+	EventKey	ek;
+
+	idempotency_check_version();
+	idem_forbid_parallel("idempotency.fail()");
+	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						PG_GETARG_DATUM(3), PG_ARGISNULL(3), "fail");
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("retryable must not be null"),
+				 errhint("Pass true (free the key) or false (store and replay the error) as retryable to idempotency.fail().")));
+	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(4), PG_ARGISNULL(4), 'f',
+				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), PG_GETARG_BOOL(2));
+	PG_RETURN_VOID();
+}
+
+/* forget(key, scope): delete the caller's record of the key. */
+Datum
+idempotency_forget(PG_FUNCTION_ARGS)
+{
+	EventKey	ek;
+	Datum		values[3];
+	bool		found;
+
+	idempotency_check_version();
+	idem_forbid_parallel("idempotency.forget()");
+	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "forget");
+	values[0] = ObjectIdGetDatum(ek.owner);
+	values[1] = PointerGetDatum(ek.scope);
+	values[2] = PointerGetDatum(ek.key);
+
+	SPI_connect();
+	(void) exec_plan(PLAN_FORGET, values, NULL, false);
+	found = SPI_processed > 0;
+	SPI_finish();
+
+	if (found)
+	{
+		mark_claims_done(&ek);
+		idem_keywait_notify(IDEM_LOCKSPACE_EVENT_WAIT, ek.hash);
+	}
+	PG_RETURN_BOOL(found);
+}
