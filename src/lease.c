@@ -31,11 +31,17 @@
  * waited re-evaluates the WHERE clause against the newest row version
  * (EvalPlanQual), so of two racing acquirers exactly one updates the row and
  * the other finds no row to update, re-reads the row and reports
- * 'conflict'.  Conflicts are detected by a plain SELECT first, so that a
- * failed acquire takes no row lock (ON CONFLICT DO UPDATE would lock the
- * holder's row even when its WHERE clause is false, blocking the holder's
- * renew and release until the loser's transaction ends).  Under REPEATABLE
- * READ / SERIALIZABLE a concurrent change raises 40001, as plain SQL does.
+ * 'conflict'.  An acquire tries the UPDATE first (one statement in the
+ * common case) and only reads the row to explain a failure; an UPDATE whose
+ * WHERE clause is false for the committed row version takes no row lock, so
+ * a failed acquire does not block the holder (ON CONFLICT DO UPDATE would:
+ * it locks the conflicting row before evaluating its WHERE clause, blocking
+ * the holder's renew and release until the loser's transaction ends).  A
+ * lock is kept only when the WHERE clause became false while the UPDATE
+ * waited for a concurrent writer of the same row (EvalPlanQual), until the
+ * loser's transaction ends: call the functions in their own transactions.
+ * Under REPEATABLE READ / SERIALIZABLE a concurrent change raises 40001, as
+ * plain SQL does.
  *
  * Waiting.  lease_acquire(..., wait => ...) uses the key waits of locks.c:
  * it registers on the key's LEASE_WAIT tag before its first check, then
@@ -82,6 +88,9 @@ PG_FUNCTION_INFO_V1(idempotency_lease_assert);
 /* Largest key and holder accepted, in bytes (keeps index tuples small). */
 #define LEASE_MAX_KEY		1024
 #define LEASE_MAX_HOLDER	1024
+
+/* Attempts of one lease_acquire() call that lost a race before it gives up. */
+#define LEASE_MAX_RETRIES	1000
 
 /* Seed of the key hash used for the wait tags. */
 #define LEASE_HASH_SEED		UINT64CONST(0x4c45415345)	/* "LEASE" */
@@ -439,16 +448,6 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 	bool		isnull;
 	int			n;
 
-	lease_read(key, now, row);
-	if (row->live)
-	{
-		if (if_match == NULL)
-			return ACQ_CONFLICT;
-		if (memcmp(DatumGetUUIDP(row->values[LR_TOKEN])->data, if_match->data,
-				   UUID_LEN) != 0)
-			return ACQ_PRECONDITION_FAILED;
-	}
-
 	token = lease_new_token();
 	args[0] = PointerGetDatum(key);
 	args[1] = UUIDPGetDatum(token);
@@ -459,9 +458,30 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 	args[5] = UUIDPGetDatum(if_match);
 	nulls[5] = if_match ? ' ' : 'n';
 
-	n = lease_exec(row->found ? LP_TAKE : LP_INSERT, args, nulls, 1);
+	/*
+	 * The common case first: the key's row exists and is free, expired or
+	 * ours to hand over.  The UPDATE only locks the row when its committed
+	 * version satisfies the WHERE clause, so a conflict takes no lock.
+	 */
+	n = lease_exec(LP_TAKE, args, nulls, 1);
 	if (n == 0)
-		return ACQ_RETRY;
+	{
+		/* Why not?  Held by someone else, or never leased. */
+		lease_read(key, now, row);
+		if (row->live)
+		{
+			if (if_match == NULL)
+				return ACQ_CONFLICT;
+			if (memcmp(DatumGetUUIDP(row->values[LR_TOKEN])->data,
+					   if_match->data, UUID_LEN) != 0)
+				return ACQ_PRECONDITION_FAILED;
+			return ACQ_RETRY;	/* handed to if_match since the UPDATE */
+		}
+		if (row->found)
+			return ACQ_RETRY;	/* released or expired since the UPDATE */
+		if (lease_exec(LP_INSERT, args, nulls, 1) == 0)
+			return ACQ_RETRY;	/* inserted concurrently */
+	}
 
 	row->found = row->live = true;
 	row->values[LR_FENCING] = SPI_getbinval(SPI_tuptable->vals[0],
@@ -528,6 +548,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	AcquireStatus status;
 	Datum		values[6];
 	bool		nulls[6];
+	int			retries = 0;
 
 	idempotency_check_version();
 	idem_forbid_parallel("lease_acquire()");
@@ -566,6 +587,15 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 			status = lease_try_acquire(key, holder, if_match, ttl, &row);
 		if (status == ACQ_RETRY)
 		{
+			/* Each retry follows a committed change by someone else. */
+			if (++retries > LEASE_MAX_RETRIES)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("lease \"%s\" kept changing while it was being acquired",
+								text_to_cstring(key)),
+						 errdetail("The lease changed hands %d times during one call.",
+								   LEASE_MAX_RETRIES),
+						 errhint("Retry the call.  If this repeats, check for row level security or triggers on idempotency.leases.")));
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
@@ -657,6 +687,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	const char *result;
 	Datum		args[3];
 	char		nulls[3] = "   ";
+	int			retries = 0;
 
 	idempotency_check_version();
 	idem_forbid_parallel("lease_release()");
@@ -697,6 +728,12 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 			break;
 		}
 		/* Acquired (or handed over) between our two statements: again. */
+		if (++retries > LEASE_MAX_RETRIES)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("lease \"%s\" kept changing while it was being released",
+							text_to_cstring(key)),
+					 errhint("Retry the call.  If this repeats, check for row level security or triggers on idempotency.leases.")));
 		CHECK_FOR_INTERRUPTS();
 	}
 

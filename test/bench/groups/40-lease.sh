@@ -27,3 +27,24 @@ UPDATE bench_shedlock SET lock_until = now() WHERE name = 'bench-' || :k::int AN
 PGB
 bench_ratio ours shedlock 0.90
 bench_run
+
+# Wake-up latency: a waiter blocked in lease_acquire(wait => ...) against the
+# release committed by another session.  Measured from just before the
+# releasing psql starts to the waiter's own clock_timestamp() after it got
+# the lease, so it includes one psql start-up; median of 5.
+lease_wake_once() {
+	local tok t0 t1
+	tok=$(idem_psql -At -c "SELECT token FROM idempotency.lease_acquire('bench-wake', ttl => '1 minute')")
+	idem_psql -At -c "SELECT status, extract(epoch FROM clock_timestamp()) FROM idempotency.lease_acquire('bench-wake', wait => '30 s')" \
+		>"$BENCH_GROUP_DIR/wake.out" &
+	local pid=$!
+	sleep 0.3
+	t0=$(idem_psql -At -c "SELECT extract(epoch FROM clock_timestamp())")
+	idem_psql -At -c "SELECT idempotency.lease_release('bench-wake', '$tok')" >/dev/null
+	wait "$pid"
+	t1=$(cut -d'|' -f2 "$BENCH_GROUP_DIR/wake.out")
+	idem_psql -At -c "SELECT idempotency.lease_release('bench-wake')" >/dev/null
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'
+}
+wake_ms=$(for _ in 1 2 3 4 5; do lease_wake_once; done | bench_median)
+bench_report "release -> waiter wake-up (ms, median of 5)" "$wake_ms" "<= 50"
