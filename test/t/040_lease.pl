@@ -118,5 +118,18 @@ note sprintf('release to wake-up (incl. psql round trips): %.1f ms', $latency * 
 cmp_ok($latency, '<', 2, 'the waiter woke within 2 s of the release (target: 50 ms)');
 $s2->quit;
 
+# pg_dump / pg_restore keeps the leases table (pg_extension_config_dump),
+# so fencing tokens keep increasing in the restored database.
+$node->safe_psql('postgres', "SELECT idempotency.lease_release('job')");
+my $dump = $node->basedir . '/lease.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
+	'pg_dump');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore');
+is( $node->safe_psql('restored',
+		"SELECT status || ' ' || fencing_token FROM idempotency.lease_acquire('job')"),
+	'acquired 4',
+	'after dump and restore the next fencing token of "job" is 4');
+
 $node->stop;
 done_testing();
