@@ -434,7 +434,8 @@ lease_read(text *key, TimestampTz now, LeaseRow *row)
 /*
  * One attempt to acquire.  On ACQ_ACQUIRED *row describes the new lease; on
  * ACQ_CONFLICT and ACQ_PRECONDITION_FAILED the current holder's lease.
- * ACQ_RETRY means the row changed between reading and writing it.
+ * ACQ_RETRY means the row changed between the UPDATE and the read that
+ * explains its failure (someone else committed a change): try again.
  */
 static AcquireStatus
 lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
