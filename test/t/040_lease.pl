@@ -69,7 +69,7 @@ for my $how ('terminate', 'kill9')
 	my $key = "killed-$how";
 	my $s = IdemSession->new($node, 'postgres');
 	my $out = $s->query(
-		"SELECT status || ' ' || fencing_token FROM idempotency.lease_acquire('$key', ttl => '3 seconds', holder => 'doomed')");
+		"SELECT status || ' ' || fencing_token FROM idempotency.lease_acquire('$key', ttl => '5 seconds', holder => 'doomed')");
 	is($out, 'acquired 1', "$how: the doomed backend holds the lease");
 	my $t1 = time();
 	if ($how eq 'terminate')
@@ -94,7 +94,7 @@ for my $how ('terminate', 'kill9')
 	like(status($key), qr/^doomed 1 /, "$how: the lease outlives its backend");
 	like(acquire($key, '1 hour', 'rescuer'), qr/^conflict 1 /,
 		"$how: conflict while the dead holder's lease is live");
-	my $rest = 3.5 - (time() - $t1);
+	my $rest = 5.5 - (time() - $t1);
 	usleep($rest * 1e6) if $rest > 0;
 	like(acquire($key, '1 hour', 'rescuer'), qr/^acquired 2 /,
 		"$how: acquired with fencing token 2 after expiry");
