@@ -229,3 +229,78 @@ COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
 -- 4. Durable leases
 ---------------------------------------------------------------------------
 
+-- A lease is a row: it outlives the transaction, the connection and the
+-- server.  Rows are kept after release (token NULL) because they carry the
+-- key's fencing counter; see src/lease.c.
+CREATE TABLE idempotency.leases (
+    key           text PRIMARY KEY,
+    token         uuid,
+    fencing_token bigint NOT NULL,
+    holder        text,
+    acquired_at   timestamptz,
+    expires_at    timestamptz,
+    CONSTRAINT leases_held_has_expiry
+        CHECK ((token IS NULL) OR (expires_at IS NOT NULL AND acquired_at IS NOT NULL)),
+    CONSTRAINT leases_fencing_positive
+        CHECK (fencing_token OPERATOR(pg_catalog.>) 0)
+);
+
+COMMENT ON TABLE idempotency.leases IS
+    'durable leases (one row per key ever leased; token NULL or expires_at in the past = free)';
+
+SELECT pg_catalog.pg_extension_config_dump('idempotency.leases', '');
+
+-- The functions are SECURITY INVOKER: callers need these privileges.  Leases
+-- are shared between the services of an application, like advisory locks,
+-- so PUBLIC may read, take and release them; nobody but the owner may DELETE
+-- or TRUNCATE (deleting a row restarts the key's fencing tokens).  Revoke
+-- from PUBLIC and grant to chosen roles to restrict who may use leases.
+REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE ON TABLE idempotency.leases TO PUBLIC;
+
+CREATE FUNCTION idempotency.lease_acquire(
+        key text,
+        ttl interval DEFAULT '30 seconds',
+        holder text DEFAULT NULL,
+        if_match uuid DEFAULT NULL,
+        wait interval DEFAULT '0')
+    RETURNS TABLE (status text, token uuid, fencing_token bigint, holder text,
+                   acquired_at timestamptz, expires_at timestamptz)
+    AS 'MODULE_PATHNAME', 'idempotency_lease_acquire'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION idempotency.lease_acquire(text, interval, text, uuid, interval) IS
+    'take the lease on key: acquired (201) / conflict (409, row = holder''s lease) / precondition_failed (412)';
+
+CREATE FUNCTION idempotency.lease_renew(key text, token uuid, ttl interval DEFAULT '30 seconds')
+    RETURNS TABLE (status text, expires_at timestamptz)
+    AS 'MODULE_PATHNAME', 'idempotency_lease_renew'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION idempotency.lease_renew(text, uuid, interval) IS
+    'extend your live lease to now + ttl: renewed, or lost once it has expired or changed hands';
+
+CREATE FUNCTION idempotency.lease_release(key text, token uuid DEFAULT NULL)
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'idempotency_lease_release'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.lease_release(text, uuid) IS
+    'end the lease: released (204) / not_found (404) / precondition_failed (412, token given and not current)';
+
+CREATE FUNCTION idempotency.lease_status(key text)
+    RETURNS TABLE (token uuid, fencing_token bigint, holder text,
+                   acquired_at timestamptz, expires_at timestamptz)
+    AS 'MODULE_PATHNAME', 'idempotency_lease_status'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION idempotency.lease_status(text) IS
+    'the live lease on key (200), or no row when it is free (404)';
+
+CREATE FUNCTION idempotency.lease_assert(key text, token uuid)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'idempotency_lease_assert'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.lease_assert(text, uuid) IS
+    'fencing token of your live lease, locked until commit; 55P03 when the lease is not yours';

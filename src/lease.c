@@ -1,0 +1,849 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease.c
+ *	  Durable leases: table-backed locks with an ETag-like token and a
+ *	  fencing token (SPEC section 4).
+ *
+ * A lease is a row of idempotency.leases.  Because it is a row, it survives
+ * the end of the transaction, of the connection and of the server; it ends
+ * when it is released or when its expires_at (database clock,
+ * clock_timestamp()) has passed.  An expired lease is free.
+ *
+ * Rows are never deleted by these functions.  Releasing a lease clears
+ * token, holder and timestamps but keeps the row, because the row carries
+ * the key's fencing counter: every successful acquire sets
+ * fencing_token = fencing_token + 1 on the locked row, so the counter is
+ * strictly increasing per key, transactional with the lease it belongs to
+ * (a fencing token is durable exactly when its lease is), and survives
+ * crashes through the WAL like any row.  A sequence was rejected: its value
+ * is drawn before the row is locked (an INSERT's VALUES are computed before
+ * ON CONFLICT looks for the row), so two acquirers could commit their leases
+ * in the opposite order of their fencing tokens; and one global sequence
+ * page would be a hot spot shared by all keys.  The price is one row per key
+ * ever used (as in ShedLock); a row may only be deleted by the table owner,
+ * and doing so restarts that key's fencing tokens (see the README).
+ *
+ * Concurrency.  Every change is a single UPDATE (or INSERT ... ON CONFLICT DO
+ * NOTHING for a key never seen) whose WHERE clause restates the condition
+ * under which the change is allowed ("free, expired, or token = if_match";
+ * "token = mine and not expired").  The row lock taken by the UPDATE
+ * serializes concurrent writers of a key; under READ COMMITTED a writer that
+ * waited re-evaluates the WHERE clause against the newest row version
+ * (EvalPlanQual), so of two racing acquirers exactly one updates the row and
+ * the other finds no row to update, re-reads the row and reports
+ * 'conflict'.  An acquire tries the UPDATE first (one statement in the
+ * common case) and only reads the row to explain a failure; an UPDATE whose
+ * WHERE clause is false for the committed row version takes no row lock, so
+ * a failed acquire does not block the holder (ON CONFLICT DO UPDATE would:
+ * it locks the conflicting row before evaluating its WHERE clause, blocking
+ * the holder's renew and release until the loser's transaction ends).  A
+ * lock is kept only when the WHERE clause became false while the UPDATE
+ * waited for a concurrent writer of the same row (EvalPlanQual), until the
+ * loser's transaction ends: call the functions in their own transactions.
+ * Under REPEATABLE READ / SERIALIZABLE a concurrent change raises 40001, as
+ * plain SQL does.
+ *
+ * Waiting.  lease_acquire(..., wait => ...) uses the key waits of locks.c:
+ * it registers on the key's LEASE_WAIT tag before its first check, then
+ * sleeps until the earliest of its deadline and the holder's expires_at;
+ * release, renew and hand-over call idem_keywait_notify(), which wakes the
+ * waiters when that transaction commits.  No polling of the table.  While
+ * waiting, each attempt runs in a subtransaction that is rolled back when it
+ * does not win, so a waiter never sleeps on a row lock left behind by a lost
+ * race (that would block the holder's release for the whole wait).
+ *
+ * lease_assert() reads the row FOR SHARE: until the asserting transaction
+ * ends, no acquire, hand-over or release of that key can commit, so a write
+ * guarded by lease_assert() commits only while the asserted lease is the
+ * current one.
+ *
+ * Locking summary: row locks of idempotency.leases protect each lease;
+ * LEASE_WAIT advisory ShareLocks only advertise waiters.  Saved SPI plans
+ * are backend-local.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/uuid.h"
+
+PG_FUNCTION_INFO_V1(idempotency_lease_acquire);
+PG_FUNCTION_INFO_V1(idempotency_lease_renew);
+PG_FUNCTION_INFO_V1(idempotency_lease_release);
+PG_FUNCTION_INFO_V1(idempotency_lease_status);
+PG_FUNCTION_INFO_V1(idempotency_lease_assert);
+
+/* Largest key and holder accepted, in bytes (keeps index tuples small). */
+#define LEASE_MAX_KEY		1024
+#define LEASE_MAX_HOLDER	1024
+
+/* Attempts of one lease_acquire() call that lost a race before it gives up. */
+#define LEASE_MAX_RETRIES	1000
+
+/* Seed of the key hash used for the wait tags. */
+#define LEASE_HASH_SEED		UINT64CONST(0x4c45415345)	/* "LEASE" */
+
+/* The saved plans, prepared on first use. */
+typedef enum LeasePlan
+{
+	LP_SELECT,					/* the row, live or not */
+	LP_TAKE,					/* acquire an existing row */
+	LP_INSERT,					/* acquire a key never seen */
+	LP_RELEASE,
+	LP_RENEW,
+	LP_STATUS,
+	LP_ASSERT,
+	LP_COUNT
+} LeasePlan;
+
+typedef struct LeasePlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[6];
+} LeasePlanDef;
+
+#define LEASE_COLS "token, fencing_token, holder, acquired_at, expires_at"
+
+static const LeasePlanDef plan_defs[LP_COUNT] = {
+	[LP_SELECT] = {
+		"SELECT " LEASE_COLS " FROM idempotency.leases"
+		" WHERE key OPERATOR(pg_catalog.=) $1",
+		1, {TEXTOID}
+	},
+	[LP_TAKE] = {
+		"UPDATE idempotency.leases SET token = $2,"
+		" fencing_token = fencing_token OPERATOR(pg_catalog.+) 1,"
+		" holder = $3, acquired_at = $4, expires_at = $5"
+		" WHERE key OPERATOR(pg_catalog.=) $1"
+		" AND (token IS NULL OR expires_at OPERATOR(pg_catalog.<=) $4"
+		" OR token OPERATOR(pg_catalog.=) $6)"
+		" RETURNING fencing_token",
+		6, {TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID}
+	},
+	[LP_INSERT] = {
+		"INSERT INTO idempotency.leases AS l"
+		" (key, token, fencing_token, holder, acquired_at, expires_at)"
+		" VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (key) DO NOTHING"
+		" RETURNING l.fencing_token",
+		5, {TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[LP_RELEASE] = {
+		"UPDATE idempotency.leases SET token = NULL, holder = NULL,"
+		" acquired_at = NULL, expires_at = NULL"
+		" WHERE key OPERATOR(pg_catalog.=) $1 AND token IS NOT NULL"
+		" AND expires_at OPERATOR(pg_catalog.>) $3"
+		" AND ($2 IS NULL OR token OPERATOR(pg_catalog.=) $2)"
+		" RETURNING fencing_token",
+		3, {TEXTOID, UUIDOID, TIMESTAMPTZOID}
+	},
+	[LP_RENEW] = {
+		"UPDATE idempotency.leases SET expires_at = $3"
+		" WHERE key OPERATOR(pg_catalog.=) $1"
+		" AND token OPERATOR(pg_catalog.=) $2"
+		" AND expires_at OPERATOR(pg_catalog.>) $4"
+		" RETURNING expires_at",
+		4, {TEXTOID, UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[LP_STATUS] = {
+		"SELECT " LEASE_COLS " FROM idempotency.leases"
+		" WHERE key OPERATOR(pg_catalog.=) $1 AND token IS NOT NULL"
+		" AND expires_at OPERATOR(pg_catalog.>) $2",
+		2, {TEXTOID, TIMESTAMPTZOID}
+	},
+	[LP_ASSERT] = {
+		"SELECT fencing_token FROM idempotency.leases"
+		" WHERE key OPERATOR(pg_catalog.=) $1"
+		" AND token OPERATOR(pg_catalog.=) $2"
+		" AND expires_at OPERATOR(pg_catalog.>) $3 FOR SHARE",
+		3, {TEXTOID, UUIDOID, TIMESTAMPTZOID}
+	},
+};
+
+static SPIPlanPtr plans[LP_COUNT];
+
+/* A lease row as read from the table, copied out of SPI memory. */
+typedef struct LeaseRow
+{
+	bool		found;			/* a row exists for the key */
+	bool		live;			/* ... and holds a lease that has not expired */
+	Datum		values[5];		/* token, fencing_token, holder, acquired_at,
+								 * expires_at */
+	bool		nulls[5];
+} LeaseRow;
+
+#define LR_TOKEN		0
+#define LR_FENCING		1
+#define LR_HOLDER		2
+#define LR_ACQUIRED		3
+#define LR_EXPIRES		4
+
+typedef enum AcquireStatus
+{
+	ACQ_ACQUIRED,
+	ACQ_CONFLICT,
+	ACQ_PRECONDITION_FAILED,
+	ACQ_RETRY					/* lost a race: read the row again */
+} AcquireStatus;
+
+static const char *const acquire_status_names[] = {
+	"acquired", "conflict", "precondition_failed", NULL
+};
+
+static SPIPlanPtr lease_plan(LeasePlan which);
+static int	lease_exec(LeasePlan which, Datum *values, const char *nulls,
+					   long count);
+static text *lease_key_arg(FunctionCallInfo fcinfo, int argno);
+static text *lease_holder_arg(FunctionCallInfo fcinfo, int argno);
+static pg_uuid_t *lease_token_arg(FunctionCallInfo fcinfo, int argno,
+								  const char *what, bool required);
+static int64 lease_interval_arg(FunctionCallInfo fcinfo, int argno,
+								const char *what, bool allow_zero);
+static TimestampTz lease_add(TimestampTz t, int64 usecs, const char *what);
+static pg_uuid_t *lease_new_token(void);
+static uint64 lease_key_hash(text *key);
+static void lease_read(text *key, TimestampTz now, LeaseRow *row);
+static AcquireStatus lease_try_acquire(text *key, text *holder,
+									   pg_uuid_t *if_match, int64 ttl,
+									   LeaseRow *row);
+static AcquireStatus lease_try_acquire_subxact(text *key, text *holder,
+											   pg_uuid_t *if_match, int64 ttl,
+											   LeaseRow *row);
+
+/* Prepare (once per backend) and return a saved plan. */
+static SPIPlanPtr
+lease_plan(LeasePlan which)
+{
+	if (plans[which] == NULL)
+	{
+		const LeasePlanDef *def = &plan_defs[which];
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare(def->sql, def->nargs, (Oid *) def->argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for lease query %d: %s",
+				 (int) which, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		plans[which] = plan;
+	}
+	return plans[which];
+}
+
+/* Run a saved plan; returns the number of rows processed. */
+static int
+lease_exec(LeasePlan which, Datum *values, const char *nulls, long count)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(lease_plan(which), values, nulls, false, count);
+	if (rc < 0)
+		elog(ERROR, "lease query %d failed: %s", (int) which,
+			 SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+static text *
+lease_key_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *key;
+	int			len;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lease key must not be null"),
+				 errhint("Pass the name of the resource the lease protects, for example 'report:2024-06'.")));
+	key = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(key);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease key must not be empty"),
+				 errhint("Pass the name of the resource the lease protects, for example 'report:2024-06'.")));
+	if (len > LEASE_MAX_KEY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease key is too long"),
+				 errdetail("The key has %d bytes; at most %d are allowed.",
+						   len, LEASE_MAX_KEY),
+				 errhint("Hash long keys on the client, for example with md5().")));
+	return key;
+}
+
+static text *
+lease_holder_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *holder;
+	int			len;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	holder = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(holder);
+	if (len > LEASE_MAX_HOLDER)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease holder is too long"),
+				 errdetail("The holder has %d bytes; at most %d are allowed.",
+						   len, LEASE_MAX_HOLDER),
+				 errhint("Pass a short description of the holder, such as host name and process id.")));
+	return holder;
+}
+
+static pg_uuid_t *
+lease_token_arg(FunctionCallInfo fcinfo, int argno, const char *what,
+				bool required)
+{
+	if (PG_ARGISNULL(argno))
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null", what),
+					 errhint("Pass the token that lease_acquire() returned.")));
+		return NULL;
+	}
+	return PG_GETARG_UUID_P(argno);
+}
+
+/*
+ * An interval argument in microseconds (months count as 30 days, as
+ * interval comparison does).  NULL raises 22004; negative (or zero, unless
+ * allowed) raises 22023.
+ */
+static int64
+lease_interval_arg(FunctionCallInfo fcinfo, int argno, const char *what,
+				   bool allow_zero)
+{
+	Interval   *iv;
+	int64		usecs;
+	int64		days;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lease %s must not be null", what),
+				 allow_zero
+				 ? errhint("Pass '0' not to wait, or how long to wait, for example '5 seconds'.")
+				 : errhint("Pass how long the lease lasts, for example '30 seconds'.")));
+	iv = PG_GETARG_INTERVAL_P(argno);
+	days = (int64) iv->month * DAYS_PER_MONTH + iv->day;
+	if (pg_mul_s64_overflow(days, USECS_PER_DAY, &usecs) ||
+		pg_add_s64_overflow(usecs, iv->time, &usecs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease %s is out of range", what)));
+	if (usecs < 0 || (usecs == 0 && !allow_zero))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease %s must be %s", what,
+						allow_zero ? "zero or positive" : "positive"),
+				 errdetail("The %s given was %s.", what,
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv)))),
+				 allow_zero
+				 ? errhint("Pass '0' not to wait, or how long to wait, for example '5 seconds'.")
+				 : errhint("Pass how long the lease lasts, for example '30 seconds'.")));
+	return usecs;
+}
+
+/* t + usecs, refusing results outside the timestamp range. */
+static TimestampTz
+lease_add(TimestampTz t, int64 usecs, const char *what)
+{
+	TimestampTz result;
+
+	if (pg_add_s64_overflow(t, usecs, &result) || !IS_VALID_TIMESTAMP(result))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease %s is out of range", what),
+				 errhint("Pass a shorter %s.", what)));
+	return result;
+}
+
+/* A random (version 4) UUID, as gen_random_uuid() makes. */
+static pg_uuid_t *
+lease_new_token(void)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;	/* version 4 */
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	return uuid;
+}
+
+static uint64
+lease_key_hash(text *key)
+{
+	return idem_hash_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+						 LEASE_HASH_SEED);
+}
+
+/*
+ * Read the key's row (any state) into *row, copying the values into the
+ * current memory context.  "live" is judged against now.
+ */
+static void
+lease_read(text *key, TimestampTz now, LeaseRow *row)
+{
+	Datum		args[1];
+	int			i;
+
+	args[0] = PointerGetDatum(key);
+	row->found = row->live = false;
+	for (i = 0; i < 5; i++)
+	{
+		row->values[i] = (Datum) 0;
+		row->nulls[i] = true;
+	}
+	if (lease_exec(LP_SELECT, args, NULL, 1) == 0)
+		return;
+
+	row->found = true;
+	for (i = 0; i < 5; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, i);
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, i + 1,
+									  &row->nulls[i]);
+
+		row->values[i] = row->nulls[i] ? (Datum) 0
+			: datumCopy(d, att->attbyval, att->attlen);
+	}
+	row->live = !row->nulls[LR_TOKEN] && !row->nulls[LR_EXPIRES] &&
+		DatumGetTimestampTz(row->values[LR_EXPIRES]) > now;
+}
+
+/*
+ * One attempt to acquire.  On ACQ_ACQUIRED *row describes the new lease; on
+ * ACQ_CONFLICT and ACQ_PRECONDITION_FAILED the current holder's lease.
+ * ACQ_RETRY means the row changed between the UPDATE and the read that
+ * explains its failure (someone else committed a change): try again.
+ */
+static AcquireStatus
+lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
+				  LeaseRow *row)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz expires = lease_add(now, ttl, "ttl");
+	pg_uuid_t  *token;
+	Datum		args[6];
+	char		nulls[6] = "      ";
+	bool		isnull;
+	int			n;
+
+	token = lease_new_token();
+	args[0] = PointerGetDatum(key);
+	args[1] = UUIDPGetDatum(token);
+	args[2] = PointerGetDatum(holder);
+	nulls[2] = holder ? ' ' : 'n';
+	args[3] = TimestampTzGetDatum(now);
+	args[4] = TimestampTzGetDatum(expires);
+	args[5] = UUIDPGetDatum(if_match);
+	nulls[5] = if_match ? ' ' : 'n';
+
+	/*
+	 * The common case first: the key's row exists and is free, expired or
+	 * ours to hand over.  The UPDATE only locks the row when its committed
+	 * version satisfies the WHERE clause, so a conflict takes no lock.
+	 */
+	n = lease_exec(LP_TAKE, args, nulls, 1);
+	if (n == 0)
+	{
+		/* Why not?  Held by someone else, or never leased. */
+		lease_read(key, now, row);
+		if (row->live)
+		{
+			if (if_match == NULL)
+				return ACQ_CONFLICT;
+			if (memcmp(DatumGetUUIDP(row->values[LR_TOKEN])->data,
+					   if_match->data, UUID_LEN) != 0)
+				return ACQ_PRECONDITION_FAILED;
+			return ACQ_RETRY;	/* handed to if_match since the UPDATE */
+		}
+		if (row->found)
+			return ACQ_RETRY;	/* released or expired since the UPDATE */
+		if (lease_exec(LP_INSERT, args, nulls, 1) == 0)
+			return ACQ_RETRY;	/* inserted concurrently */
+	}
+
+	row->found = row->live = true;
+	row->values[LR_FENCING] = SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull);
+	row->values[LR_TOKEN] = UUIDPGetDatum(token);
+	row->values[LR_HOLDER] = PointerGetDatum(holder);
+	row->values[LR_ACQUIRED] = TimestampTzGetDatum(now);
+	row->values[LR_EXPIRES] = TimestampTzGetDatum(expires);
+	memset(row->nulls, false, sizeof(row->nulls));
+	row->nulls[LR_HOLDER] = (holder == NULL);
+
+	/* A hand-over may shorten the expiry waiters are sleeping towards. */
+	if (if_match != NULL)
+		idem_keywait_notify(IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));
+	return ACQ_ACQUIRED;
+}
+
+/*
+ * lease_try_acquire() in a subtransaction that is rolled back unless the
+ * lease was acquired, so that no row lock from a lost race outlives the
+ * attempt.  Used by waiting acquires, which sleep between attempts.
+ */
+static AcquireStatus
+lease_try_acquire_subxact(text *key, text *holder, pg_uuid_t *if_match,
+						  int64 ttl, LeaseRow *row)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	AcquireStatus status;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+
+	/* Errors abort the subtransaction along with the caller's transaction. */
+	status = lease_try_acquire(key, holder, if_match, ttl, row);
+
+	if (status == ACQ_ACQUIRED)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return status;
+}
+
+/*
+ * lease_acquire(key text, ttl interval, holder text, if_match uuid,
+ *				 wait interval)
+ *	  RETURNS TABLE (status, token, fencing_token, holder, acquired_at,
+ *					 expires_at)
+ */
+Datum
+idempotency_lease_acquire(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *key;
+	int64		ttl;
+	text	   *holder;
+	pg_uuid_t  *if_match;
+	int64		wait;
+	TimestampTz deadline = 0;
+	IdemKeyWait w;
+	LeaseRow	row;
+	AcquireStatus status;
+	Datum		values[6];
+	bool		nulls[6];
+	int			retries = 0;
+
+	idempotency_check_version();
+	idem_forbid_parallel("lease_acquire()");
+	key = lease_key_arg(fcinfo, 0);
+	ttl = lease_interval_arg(fcinfo, 1, "ttl", false);
+	holder = lease_holder_arg(fcinfo, 2);
+	if_match = lease_token_arg(fcinfo, 3, "if_match", false);
+	wait = lease_interval_arg(fcinfo, 4, "wait", true);
+
+	if (wait > 0)
+	{
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("lease_acquire() cannot wait in a %s transaction",
+							IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+					 errdetail("The transaction's snapshot would never show the lease being released."),
+					 errhint("Call lease_acquire() with a wait in its own READ COMMITTED transaction, or pass wait => '0'.")));
+		deadline = lease_add(GetCurrentTimestamp(), wait, "wait");
+		idem_keywait_begin(&w, IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	for (;;)
+	{
+		TimestampTz now;
+		TimestampTz until;
+
+		if (wait > 0)
+			status = lease_try_acquire_subxact(key, holder, if_match, ttl, &row);
+		else
+			status = lease_try_acquire(key, holder, if_match, ttl, &row);
+		if (status == ACQ_RETRY)
+		{
+			/* Each retry follows a committed change by someone else. */
+			if (++retries > LEASE_MAX_RETRIES)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("lease \"%s\" kept changing while it was being acquired",
+								text_to_cstring(key)),
+						 errdetail("The lease changed hands %d times during one call.",
+								   LEASE_MAX_RETRIES),
+						 errhint("Retry the call.  If this repeats, check for row level security or triggers on idempotency.leases.")));
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		if (status != ACQ_CONFLICT || wait == 0)
+			break;
+		now = GetCurrentTimestamp();
+		if (now >= deadline)
+			break;
+		until = Min(deadline, DatumGetTimestampTz(row.values[LR_EXPIRES]));
+		(void) idem_keywait_sleep(&w, until);
+	}
+
+	if (wait > 0)
+		idem_keywait_end(&w);
+
+	values[0] = CStringGetTextDatum(acquire_status_names[status]);
+	nulls[0] = false;
+	memcpy(&values[1], row.values, sizeof(row.values));
+	memcpy(&nulls[1], row.nulls, sizeof(row.nulls));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * lease_renew(key text, token uuid, ttl interval)
+ *	  RETURNS TABLE (status text, expires_at timestamptz)
+ *
+ * Strict: a lease whose expires_at has passed is lost even if nobody has
+ * taken it yet, because from that moment another session may.
+ */
+Datum
+idempotency_lease_renew(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *key;
+	pg_uuid_t  *token;
+	int64		ttl;
+	TimestampTz now;
+	TimestampTz expires;
+	Datum		args[4];
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	idempotency_check_version();
+	idem_forbid_parallel("lease_renew()");
+	key = lease_key_arg(fcinfo, 0);
+	token = lease_token_arg(fcinfo, 1, "lease token", true);
+	ttl = lease_interval_arg(fcinfo, 2, "ttl", false);
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	now = GetCurrentTimestamp();
+	expires = lease_add(now, ttl, "ttl");
+	args[0] = PointerGetDatum(key);
+	args[1] = UUIDPGetDatum(token);
+	args[2] = TimestampTzGetDatum(expires);
+	args[3] = TimestampTzGetDatum(now);
+	if (lease_exec(LP_RENEW, args, NULL, 1) > 0)
+	{
+		values[0] = CStringGetTextDatum("renewed");
+		values[1] = TimestampTzGetDatum(expires);
+		/* A shorter ttl can move the expiry earlier: let waiters re-check. */
+		idem_keywait_notify(IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));
+	}
+	else
+	{
+		values[0] = CStringGetTextDatum("lost");
+		nulls[1] = true;
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * lease_release(key text, token uuid DEFAULT NULL) RETURNS text
+ *	  'released' | 'not_found' | 'precondition_failed'
+ */
+Datum
+idempotency_lease_release(PG_FUNCTION_ARGS)
+{
+	text	   *key;
+	pg_uuid_t  *token;
+	const char *result;
+	Datum		args[3];
+	char		nulls[3] = "   ";
+	int			retries = 0;
+
+	idempotency_check_version();
+	idem_forbid_parallel("lease_release()");
+	key = lease_key_arg(fcinfo, 0);
+	token = lease_token_arg(fcinfo, 1, "lease token", false);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		LeaseRow	row;
+
+		args[0] = PointerGetDatum(key);
+		args[1] = UUIDPGetDatum(token);
+		nulls[1] = token ? ' ' : 'n';
+		args[2] = TimestampTzGetDatum(now);
+		if (lease_exec(LP_RELEASE, args, nulls, 1) > 0)
+		{
+			result = "released";
+			idem_keywait_notify(IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));
+			break;
+		}
+
+		/* Nothing released: free, or held under another token? */
+		lease_read(key, now, &row);
+		if (!row.live)
+		{
+			result = "not_found";
+			break;
+		}
+		if (token != NULL &&
+			memcmp(DatumGetUUIDP(row.values[LR_TOKEN])->data, token->data,
+				   UUID_LEN) != 0)
+		{
+			result = "precondition_failed";
+			break;
+		}
+		/* Acquired (or handed over) between our two statements: again. */
+		if (++retries > LEASE_MAX_RETRIES)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("lease \"%s\" kept changing while it was being released",
+							text_to_cstring(key)),
+					 errhint("Retry the call.  If this repeats, check for row level security or triggers on idempotency.leases.")));
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(result));
+}
+
+/*
+ * lease_status(key text) RETURNS TABLE (token, fencing_token, holder,
+ *										 acquired_at, expires_at)
+ *	  One row while the lease is held, none when it is free.
+ */
+Datum
+idempotency_lease_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *key;
+	Datum		args[2];
+
+	idempotency_check_version();
+	key = lease_key_arg(fcinfo, 0);
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	args[0] = PointerGetDatum(key);
+	args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (lease_exec(LP_STATUS, args, NULL, 1) > 0)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+
+		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						  values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * lease_assert(key text, token uuid) RETURNS bigint
+ *	  The fencing token of the caller's live lease, locked FOR SHARE until
+ *	  the end of the transaction; 55P03 when the lease is not the caller's.
+ */
+Datum
+idempotency_lease_assert(PG_FUNCTION_ARGS)
+{
+	text	   *key;
+	pg_uuid_t  *token;
+	TimestampTz now;
+	Datum		args[3];
+	int64		fencing;
+	bool		isnull;
+	LeaseRow	row;
+	char	   *keystr;
+	char	   *tokstr;
+
+	idempotency_check_version();
+	idem_forbid_parallel("lease_assert()");
+	key = lease_key_arg(fcinfo, 0);
+	token = lease_token_arg(fcinfo, 1, "lease token", true);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	now = GetCurrentTimestamp();
+	args[0] = PointerGetDatum(key);
+	args[1] = UUIDPGetDatum(token);
+	args[2] = TimestampTzGetDatum(now);
+	if (lease_exec(LP_ASSERT, args, NULL, 1) > 0)
+	{
+		fencing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1,
+											  &isnull));
+		SPI_finish();
+		PG_RETURN_INT64(fencing);
+	}
+
+	/* Not held: say why. */
+	lease_read(key, GetCurrentTimestamp(), &row);
+	keystr = text_to_cstring(key);
+	tokstr = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(token)));
+	if (row.live &&
+		memcmp(DatumGetUUIDP(row.values[LR_TOKEN])->data, token->data,
+			   UUID_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("lease \"%s\" is not held by token %s", keystr, tokstr),
+				 errdetail("The lease is held by another token with fencing token " INT64_FORMAT ", until %s.",
+						   DatumGetInt64(row.values[LR_FENCING]),
+						   timestamptz_to_str(DatumGetTimestampTz(row.values[LR_EXPIRES]))),
+				 errhint("The caller lost the lease; stop writing and acquire the lease \"%s\" again.", keystr)));
+	else if (!row.nulls[LR_TOKEN] &&
+			 memcmp(DatumGetUUIDP(row.values[LR_TOKEN])->data, token->data,
+					UUID_LEN) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("lease \"%s\" held by token %s has expired", keystr, tokstr),
+				 errdetail("The lease expired at %s.",
+						   timestamptz_to_str(DatumGetTimestampTz(row.values[LR_EXPIRES]))),
+				 errhint("Renew leases well before they expire; acquire the lease \"%s\" again.", keystr)));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("lease \"%s\" is not held by token %s", keystr, tokstr),
+				 errdetail("The lease is free."),
+				 errhint("Acquire the lease \"%s\" before writing.", keystr)));
+	PG_RETURN_NULL();			/* not reached */
+}
