@@ -41,9 +41,10 @@
  * COMMITTED (SPI, read_only = false):
  *
  *	 loop:
- *	   [update_or_create: UPDATE ... SET given columns WHERE key AND some
- *		given column IS DISTINCT FROM its value RETURNING row]
  *	   SELECT row WHERE key              -- hit: no xid, no WAL, no trigger
+ *	   [update_or_create, when the SELECT says a given value differs:
+ *		UPDATE ... SET given columns WHERE key AND some given column IS
+ *		DISTINCT FROM its value RETURNING row]
  *	   INSERT ... ON CONFLICT (key) DO NOTHING RETURNING row
  *	   nothing returned: the key exists (or existed) but we did not see it:
  *	   a concurrent delete, RLS, or a trigger -- go round again.
@@ -998,31 +999,18 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 	bool		rls_checked = false;
 	bool		have_probe = false;
 	UpsertProbe probe1;
-	bool		has_update = false;
 	int			unchanged_misses = 0;
 	int			max_attempts;
 	int			attempt;
 	bool		isnull;
-	int			j;
 
 	upsert_convert(e, vals, values, nulls);
 	nullmask = upsert_check_keys(e, nulls);
 	max_attempts = IsolationUsesXactSnapshot() ? UPSERT_MAX_ATTEMPTS_XACT : UPSERT_MAX_ATTEMPTS;
-	if (op == UPSERT_UPDATE)
-		for (j = 0; j < e->ncols; j++)
-			if (!is_key(e, j))
-				has_update = true;
 
 	for (attempt = 0; attempt < max_attempts; attempt++)
 	{
 		CHECK_FOR_INTERRUPTS();
-
-		if (has_update &&
-			upsert_exec(e, STMT_UPDATE, nullmask, values, nulls, 1) > 0)
-		{
-			*created = false;
-			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		}
 
 		if (upsert_exec(e, STMT_SELECT, nullmask, values, nulls, 1) > 0)
 		{
@@ -1035,10 +1023,17 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			}
 
+			/* update_or_create and some given value differs: set it */
+			if (upsert_exec(e, STMT_UPDATE, nullmask, values, nulls, 1) > 0)
+			{
+				*created = false;
+				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			}
+
 			/*
-			 * update_or_create: the row needs a change the UPDATE did not
-			 * make.  Either it changed concurrently after the UPDATE (go
-			 * round again), or a policy lets us see but not update it.
+			 * The UPDATE did not find the row that the SELECT saw needing a
+			 * change.  Either it changed or went away concurrently (go round
+			 * again), or a policy lets us see but not update it.
 			 */
 			if (!rls_checked)
 			{
