@@ -789,11 +789,12 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 		case STMT_MANY_SELECT:
 		case STMT_MANY_INSERT:
 			/* $1 jsonb array, $2 empty row, $3 int8[] ordinals wanted */
+			/* element o of $1 is $1 -> (o - 1): linear, not a join */
 			appendStringInfoString(&buf,
-								   "WITH s AS MATERIALIZED (SELECT e.o AS o, "
-								   "pg_catalog.jsonb_populate_record($2, e.j) AS r "
-								   "FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS e(j, o) "
-								   "WHERE e.o OPERATOR(pg_catalog.=) ANY ($3))");
+								   "WITH s AS MATERIALIZED (SELECT w.o AS o, "
+								   "pg_catalog.jsonb_populate_record($2, $1 OPERATOR(pg_catalog.->) "
+								   "CAST(w.o OPERATOR(pg_catalog.-) 1 AS pg_catalog.int4)) AS r "
+								   "FROM pg_catalog.unnest($3) AS w(o))");
 			if (stmt == STMT_MANY_SELECT)
 			{
 				appendStringInfo(&buf, " SELECT s.o, %s FROM s JOIN %s AS %s ON ",
@@ -1416,7 +1417,6 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 	{
 		UpsertGroup *grp = &groups[g];
 		UpsertEntry *e = upsert_entry(rel, UPSERT_MANY, grp->cols, keycols);
-		Datum	   *values = palloc(sizeof(Datum) * (e->ncols + 1));
 		char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
 		Datum		args[3];
 		int			round;
@@ -1424,10 +1424,29 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		Datum	   *ords = palloc(sizeof(Datum) * grp->n);
 		int			nmissing;
 
-		/* NULL keys (22004) are checked up front, for the whole batch */
+		/*
+		 * NULL keys (22004) are checked up front, for the whole batch, on
+		 * the JSON itself: only a JSON null converts to a NULL.
+		 */
 		for (i = 0; i < grp->n; i++)
 		{
-			upsert_convert(e, elems[grp->ords[i] - 1], values, nulls);
+			Jsonb	   *el = elems[grp->ords[i] - 1];
+			int			k;
+
+			memset(nulls, ' ', e->ncols);
+			for (k = 0; k < e->nkeys; k++)
+			{
+				JsonbValue	kv;
+				JsonbValue *found;
+				const char *name = NameStr(TupleDescAttr(e->tupdesc, e->cols[e->keyparam[k]] - 1)->attname);
+
+				kv.type = jbvString;
+				kv.val.string.val = (char *) name;
+				kv.val.string.len = strlen(name);
+				found = findJsonbValueFromContainer(&el->root, JB_FOBJECT, &kv);
+				if (found == NULL || found->type == jbvNull)
+					nulls[e->keyparam[k]] = 'n';
+			}
 			upsert_check_keys(e, nulls);
 		}
 
