@@ -83,11 +83,13 @@
  */
 #include "idempotency.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
@@ -95,6 +97,7 @@
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -111,6 +114,8 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/acl.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -172,6 +177,8 @@ typedef struct UpsertEntry
 	int			nkeys;
 	int		   *keyparam;		/* key i -> index into cols */
 	char	  **keyeq;			/* "OPERATOR(nsp.=)" per key */
+	RegProcedure *keyproc;		/* ... its function, for the direct lookup */
+	bool		plain;			/* plain table without children */
 	char	  **keylt;			/* "OPERATOR(nsp.<)" per key */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
@@ -204,6 +211,8 @@ static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
 						Datum *values, const char *nulls, long count);
 static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 								const char *nulls);
+static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
+								 Datum *values, Datum *row);
 static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
 static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname,
 						   bool *created);
@@ -555,6 +564,8 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->keyparam = palloc(sizeof(int) * e->nkeys);
 	e->keyeq = palloc(sizeof(char *) * e->nkeys);
 	e->keylt = palloc(sizeof(char *) * e->nkeys);
+	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
+	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
 	d = SysCacheGetAttr(INDEXRELID, itup, Anum_pg_index_indclass, &isnull);
 	Assert(!isnull);
 	indclass = (oidvector *) DatumGetPointer(d);
@@ -575,6 +586,7 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 							quote_identifier(get_rel_name(chosen)), e->relname),
 					 errhint("Use a btree unique index as the key of table %s.", e->relname)));
 		e->keyeq[i] = operator_sql(eq);
+		e->keyproc[i] = get_opcode(eq);
 		e->keylt[i] = operator_sql(lt);
 		e->keyparam[i] = -1;
 		for (j = 0; j < e->ncols; j++)
@@ -987,6 +999,67 @@ upsert_check_keys(UpsertEntry *e, const char *nulls)
 }
 
 /*
+ * The hit path without the executor: look the key up in the arbiter index
+ * directly, with a fresh snapshot, exactly as the SELECT would.  Only where
+ * that is the same thing as the SELECT: a plain table without inheritance
+ * children (the SELECT would scan those too), SELECT privilege on the whole
+ * table, no row level security for this user, not SERIALIZABLE (the SELECT's
+ * predicate locks), no NULL key, and only for the first look (idempotent_upsert
+ * and get_or_create).  Returns false when it does not apply or finds nothing;
+ * the SQL path then runs as usual.
+ */
+static bool
+upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values,
+					 Datum *row)
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData keys[INDEX_MAX_KEYS];
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	bool		found;
+	int			i;
+
+	if (op != UPSERT_GET || !e->plain || nullmask != 0 ||
+		IsolationIsSerializable() || e->nkeys > INDEX_MAX_KEYS)
+		return false;
+	if (pg_class_aclcheck(e->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		return false;
+	if (check_enable_rls(e->relid, InvalidOid, true) == RLS_ENABLED)
+		return false;
+
+	heap = table_open(e->relid, NoLock);	/* locked by upsert_open_table */
+	index = index_open(e->indexoid, AccessShareLock);
+	for (i = 0; i < e->nkeys; i++)
+	{
+		ScanKeyInit(&keys[i], i + 1, BTEqualStrategyNumber, e->keyproc[i],
+					values[e->keyparam[i]]);
+		keys[i].sk_collation = index->rd_indcollation[i];
+	}
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	slot = table_slot_create(heap, NULL);
+	scan = index_beginscan(heap, index, snap, e->nkeys, 0);
+	index_rescan(scan, keys, e->nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		HeapTuple	tup;
+
+		/* all attributes, missing ones filled in; TOAST pointers inlined */
+		slot_getallattrs(slot);
+		tup = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
+		*row = heap_copy_tuple_as_datum(tup, slot->tts_tupleDescriptor);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	return found;
+}
+
+/*
  * The one-row algorithm (see the file header).  Must be called inside
  * SPI.  Returns the row datum, still in SPI memory.
  */
@@ -1004,10 +1077,17 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 	int			max_attempts;
 	int			attempt;
 	bool		isnull;
+	Datum		row;
 
 	upsert_convert(e, vals, values, nulls);
 	nullmask = upsert_check_keys(e, nulls);
 	max_attempts = IsolationUsesXactSnapshot() ? UPSERT_MAX_ATTEMPTS_XACT : UPSERT_MAX_ATTEMPTS;
+
+	if (upsert_direct_lookup(e, op, nullmask, values, &row))
+	{
+		*created = false;
+		return row;
+	}
 
 	for (attempt = 0; attempt < max_attempts; attempt++)
 	{

@@ -267,6 +267,26 @@ SELECT count(*), count(DISTINCT id) FROM idempotency.idempotent_upsert_many(NULL
 SELECT count(*) FROM items;
 
 ---------------------------------------------------------------------------
+-- The hit path returns whole rows: TOASTed values, values of columns added
+-- later (stored as "missing" in old tuples), inheritance children
+---------------------------------------------------------------------------
+CREATE TABLE blobs (k int PRIMARY KEY, big text);
+INSERT INTO blobs SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 5000) g;
+ALTER TABLE blobs ADD COLUMN later text DEFAULT 'filled';
+SELECT k, length(big), md5(big) = (SELECT md5(string_agg(md5(g::text), '')) FROM generate_series(1, 5000) g) AS same, later
+  FROM idempotency.idempotent_upsert(NULL::blobs, '{"k": 1}');
+SELECT (item).k, length((item).big), (item).later, created
+  FROM idempotency.get_or_create(NULL::blobs, '{"k": 1, "big": "x"}');
+DROP TABLE blobs;
+-- a row in an inheritance child is found like a plain SELECT finds it
+CREATE TABLE parent_t (k int PRIMARY KEY, v text);
+CREATE TABLE child_t () INHERITS (parent_t);
+INSERT INTO child_t VALUES (5, 'in child');
+SELECT * FROM idempotency.idempotent_upsert(NULL::parent_t, '{"k": 5, "v": "new"}');
+SELECT tableoid::regclass, * FROM parent_t;
+DROP TABLE parent_t CASCADE;
+
+---------------------------------------------------------------------------
 -- Refused relations
 ---------------------------------------------------------------------------
 CREATE VIEW accounts_v AS SELECT * FROM accounts;
