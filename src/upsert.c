@@ -331,21 +331,15 @@ upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycol
 	if (found)
 		upsert_free_entry(e);
 
-	/* Fresh entry: zero all but the key, build; drop it again on error. */
+	/*
+	 * Fresh entry: zero all but the key, then build.  It stays invalid until
+	 * the build is complete, so after an error half-way the next lookup
+	 * frees what was built and starts again (no PG_TRY needed).
+	 */
 	memset(((char *) e) + sizeof(UpsertCacheKey), 0,
 		   sizeof(UpsertEntry) - sizeof(UpsertCacheKey));
-	PG_TRY();
-	{
-		upsert_build(e, rel, keycols);
-	}
-	PG_CATCH();
-	{
-		/* No subtransaction needed: we only free our own memory. */
-		upsert_free_entry(e);
-		hash_search(upsert_cache, &key, HASH_REMOVE, NULL);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	e->valid = false;
+	upsert_build(e, rel, keycols);
 	e->valid = true;
 	return e;
 }

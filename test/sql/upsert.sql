@@ -79,6 +79,8 @@ CREATE TABLE tags (name text, scope text, UNIQUE NULLS NOT DISTINCT (name, scope
 SELECT (item).*, created FROM idempotency.get_or_create(NULL::tags, '{"name": "t", "scope": null}');
 SELECT (item).*, created FROM idempotency.get_or_create(NULL::tags, '{"name": "t", "scope": null}');
 SELECT (item).*, created FROM idempotency.get_or_create(NULL::tags, '{"name": "t", "scope": "s"}');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::tags,
+    '[{"name": "t", "scope": null}, {"name": "u", "scope": null}, {"name": "u", "scope": null}]');
 SELECT count(*) FROM tags;
 
 -- partial, expression and deferrable unique indexes are no arbiters
