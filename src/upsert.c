@@ -706,8 +706,9 @@ append_differs(StringInfo buf, UpsertEntry *e, const char *alias)
 							 alias, c, operator_sql(tc->eq_opr), j + 1, alias, c, j + 1);
 		else
 			appendStringInfo(buf,
-							 "(CAST(%s.%s AS pg_catalog.text) IS DISTINCT FROM CAST($%d AS pg_catalog.text))",
-							 alias, c, j + 1);
+							 "((CAST(%s.%s AS pg_catalog.text) OPERATOR(pg_catalog.=) CAST($%d AS pg_catalog.text)) IS NOT TRUE"
+							 " AND NOT (%s.%s IS NULL AND $%d IS NULL))",
+							 alias, c, j + 1, alias, c, j + 1);
 	}
 	if (!any)
 		appendStringInfoString(buf, "false");
