@@ -57,6 +57,13 @@
  * bounded (a BEFORE trigger that suppresses the row or rewrites its key
  * would otherwise spin forever).
  *
+ * Hit path: where it gives the same answer as the SELECT (plain table
+ * without inheritance children, table-level SELECT privilege, no RLS for
+ * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
+ * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
+ * which is the statement snapshot the SELECT would take), without SPI and
+ * the executor.  Everything after a miss goes through SPI.
+ *
  * RLS: when row level security applies to the caller and the INSERT found
  * a conflict, we look the key up with RLS off (as the table owner, with
  * SECURITY_NOFORCE_RLS, like the RI triggers do) before and after the next
@@ -74,6 +81,10 @@
  * operator family means two batches with overlapping keys wait for each
  * other in the same order and cannot deadlock.  Elements still missing
  * after that go through the one-row path (exact RLS and retry handling).
+ *
+ * PostgreSQL 19's INSERT ... ON CONFLICT DO SELECT returns the conflicting
+ * row from the INSERT itself; on such a server the SELECT after a conflict
+ * could go.  That switch would be a macro in compat.h; it is not built.
  *
  * Locks: RowExclusiveLock on the table (held to end of transaction);
  * everything else is the locking of the statements themselves.  The cache
@@ -196,6 +207,15 @@ static HTAB *upsert_cache = NULL;
 static MemoryContext upsert_cache_cxt = NULL;
 
 static void upsert_inval_callback(Datum arg, Oid relid);
+static void upsert_init_cache(void);
+static char *operator_sql(Oid opno);
+static const char *colname(UpsertEntry *e, AttrNumber att);
+static const char *row_alias(UpsertEntry *e);
+static void append_key_match(StringInfo buf, UpsertEntry *e, const char *alias,
+							 uint32 nullmask);
+static bool is_key(UpsertEntry *e, int colidx);
+static void append_differs(StringInfo buf, UpsertEntry *e, const char *alias);
+static void append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias);
 static Relation upsert_open_table(FunctionCallInfo fcinfo, const char *fname);
 static void upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname);
 static void upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols);
