@@ -234,6 +234,8 @@ static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
 								 Datum *values, Datum *row);
 static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
+static Datum upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
+						 uint32 nullmask, bool *created);
 static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname,
 						   bool *created);
 static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
@@ -1084,6 +1086,26 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 	Datum	   *values = palloc(sizeof(Datum) * (e->ncols + 1));
 	char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
 	uint32		nullmask;
+	Datum		row;
+
+	upsert_convert(e, vals, values, nulls);
+	nullmask = upsert_check_keys(e, nulls);
+	if (upsert_direct_lookup(e, op, nullmask, values, &row))
+	{
+		*created = false;
+		return row;
+	}
+	return upsert_loop(e, op, values, nulls, nullmask, created);
+}
+
+/*
+ * The SELECT / [UPDATE] / INSERT loop; must be called inside SPI.  Returns
+ * the row datum, still in SPI memory.
+ */
+static Datum
+upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
+			uint32 nullmask, bool *created)
+{
 	bool		rls = false;
 	bool		rls_checked = false;
 	bool		have_probe = false;
@@ -1092,17 +1114,8 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 	int			max_attempts;
 	int			attempt;
 	bool		isnull;
-	Datum		row;
 
-	upsert_convert(e, vals, values, nulls);
-	nullmask = upsert_check_keys(e, nulls);
 	max_attempts = IsolationUsesXactSnapshot() ? UPSERT_MAX_ATTEMPTS_XACT : UPSERT_MAX_ATTEMPTS;
-
-	if (upsert_direct_lookup(e, op, nullmask, values, &row))
-	{
-		*created = false;
-		return row;
-	}
 
 	for (attempt = 0; attempt < max_attempts; attempt++)
 	{
@@ -1362,6 +1375,9 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	uint64		keycols[UPSERT_COLWORDS];
 	UpsertEntry *e;
 	Datum		row;
+	Datum	   *values;
+	char	   *nulls;
+	uint32		nullmask;
 
 	idempotency_check_version();
 	idem_forbid_parallel(fname);
@@ -1377,9 +1393,21 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	e = upsert_entry(rel, op, cols, keycols);
 	relation_close(rel, NoLock);
 
+	values = palloc(sizeof(Datum) * (e->ncols + 1));
+	nulls = palloc(sizeof(char) * (e->ncols + 1));
+	upsert_convert(e, vals, values, nulls);
+	nullmask = upsert_check_keys(e, nulls);
+
+	/* the hit path needs no SPI */
+	if (upsert_direct_lookup(e, op, nullmask, values, &row))
+	{
+		*created = false;
+		return row;
+	}
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	row = upsert_one(e, vals, op, created);
+	row = upsert_loop(e, op, values, nulls, nullmask, created);
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
 	return row;
