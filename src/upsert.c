@@ -73,11 +73,13 @@
  * go round again.
  *
  * Batches (idempotent_upsert_many) run per group of elements with the same
- * set of keys as three set statements: a SELECT joining the input (one
+ * set of keys: where the direct probe applies (see the hit path) all keys
+ * are probed in one index scan first; then, as set statements, a SELECT
+ * joining the input (one
  * jsonb_populate_record per element, in a MATERIALIZED CTE) with the table,
- * an INSERT ... SELECT DISTINCT ON (key) ... ORDER BY key ON CONFLICT DO
- * NOTHING RETURNING joined back to the input, and the SELECT again for the
- * elements still missing.  Inserting in the key order of the index's
+ * (skipped after the direct probe), an INSERT ... SELECT DISTINCT ON (key)
+ * ... ORDER BY key ON CONFLICT DO NOTHING RETURNING joined back to the
+ * input, and the SELECT again for the elements still missing.  Inserting in the key order of the index's
  * operator family means two batches with overlapping keys wait for each
  * other in the same order and cannot deadlock.  Elements still missing
  * after that go through the one-row path (exact RLS and retry handling).
@@ -203,6 +205,16 @@ typedef struct UpsertProbe
 	ItemPointerData tid;
 } UpsertProbe;
 
+/* An open direct probe of the arbiter index (hit path). */
+typedef struct UpsertDirect
+{
+	Relation	heap;
+	Relation	index;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+} UpsertDirect;
+
 static HTAB *upsert_cache = NULL;
 static MemoryContext upsert_cache_cxt = NULL;
 
@@ -231,8 +243,14 @@ static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
 						Datum *values, const char *nulls, long count);
 static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 								const char *nulls);
+static bool upsert_direct_ok(UpsertEntry *e, UpsertOp op);
+static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d);
+static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
+static void upsert_direct_end(UpsertDirect *d);
 static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
 								 Datum *values, Datum *row);
+static bool upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+								Datum *rows);
 static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
 static Datum upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 						 uint32 nullmask, bool *created);
@@ -1021,59 +1039,109 @@ upsert_check_keys(UpsertEntry *e, const char *nulls)
  * that is the same thing as the SELECT: a plain table without inheritance
  * children (the SELECT would scan those too), SELECT privilege on the whole
  * table, no row level security for this user, not SERIALIZABLE (the SELECT's
- * predicate locks), no NULL key, and only for the first look (idempotent_upsert
- * and get_or_create).  Returns false when it does not apply or finds nothing;
- * the SQL path then runs as usual.
+ * predicate locks), no NULL key, and only for the first look (idempotent_upsert,
+ * get_or_create and batches).  A miss is no answer: the SQL path then runs.
  */
 static bool
-upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values,
-					 Datum *row)
+upsert_direct_ok(UpsertEntry *e, UpsertOp op)
 {
-	Relation	heap;
-	Relation	index;
-	IndexScanDesc scan;
-	ScanKeyData keys[INDEX_MAX_KEYS];
-	TupleTableSlot *slot;
-	Snapshot	snap;
-	bool		found;
-	int			i;
-
-	if (op != UPSERT_GET || !e->plain || nullmask != 0 ||
-		IsolationIsSerializable() || e->nkeys > INDEX_MAX_KEYS)
+	if (op == UPSERT_UPDATE || !e->plain || IsolationIsSerializable() ||
+		e->nkeys > INDEX_MAX_KEYS)
 		return false;
 	if (pg_class_aclcheck(e->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		return false;
-	if (check_enable_rls(e->relid, InvalidOid, true) == RLS_ENABLED)
-		return false;
+	return check_enable_rls(e->relid, InvalidOid, true) != RLS_ENABLED;
+}
 
-	heap = table_open(e->relid, NoLock);	/* locked by upsert_open_table */
-	index = index_open(e->indexoid, AccessShareLock);
+static void
+upsert_direct_begin(UpsertEntry *e, UpsertDirect *d)
+{
+	d->heap = table_open(e->relid, NoLock);	/* locked by upsert_open_table */
+	d->index = index_open(e->indexoid, AccessShareLock);
+	d->snap = RegisterSnapshot(GetTransactionSnapshot());
+	d->slot = table_slot_create(d->heap, NULL);
+	d->scan = index_beginscan(d->heap, d->index, d->snap, e->nkeys, 0);
+}
+
+/* Probe one key (values per present column); the row or false. */
+static bool
+upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
+{
+	ScanKeyData keys[INDEX_MAX_KEYS];
+	HeapTuple	tup;
+	int			i;
+
 	for (i = 0; i < e->nkeys; i++)
 	{
 		ScanKeyInit(&keys[i], i + 1, BTEqualStrategyNumber, e->keyproc[i],
 					values[e->keyparam[i]]);
-		keys[i].sk_collation = index->rd_indcollation[i];
+		keys[i].sk_collation = d->index->rd_indcollation[i];
 	}
-	snap = RegisterSnapshot(GetTransactionSnapshot());
-	slot = table_slot_create(heap, NULL);
-	scan = index_beginscan(heap, index, snap, e->nkeys, 0);
-	index_rescan(scan, keys, e->nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
-	{
-		HeapTuple	tup;
+	index_rescan(d->scan, keys, e->nkeys, NULL, 0);
+	if (!index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
+		return false;
+	/* all attributes, missing ones filled in; TOAST pointers inlined */
+	slot_getallattrs(d->slot);
+	tup = heap_form_tuple(d->slot->tts_tupleDescriptor, d->slot->tts_values,
+						  d->slot->tts_isnull);
+	*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+	heap_freetuple(tup);
+	ExecClearTuple(d->slot);
+	return true;
+}
 
-		/* all attributes, missing ones filled in; TOAST pointers inlined */
-		slot_getallattrs(slot);
-		tup = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
-		*row = heap_copy_tuple_as_datum(tup, slot->tts_tupleDescriptor);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snap);
-	index_close(index, NoLock);
-	table_close(heap, NoLock);
+static void
+upsert_direct_end(UpsertDirect *d)
+{
+	index_endscan(d->scan);
+	ExecDropSingleTupleTableSlot(d->slot);
+	UnregisterSnapshot(d->snap);
+	index_close(d->index, NoLock);
+	table_close(d->heap, NoLock);
+}
+
+static bool
+upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values,
+					 Datum *row)
+{
+	UpsertDirect d;
+	bool		found;
+
+	if (nullmask != 0 || !upsert_direct_ok(e, op))
+		return false;
+	upsert_direct_begin(e, &d);
+	found = upsert_direct_fetch(e, &d, values, row);
+	upsert_direct_end(&d);
 	return found;
+}
+
+/*
+ * The same for the elements of a batch group, with one snapshot and one
+ * index scan: fills rows[] (indexed by ordinal - 1) for the keys found.
+ * False when the direct path does not apply (nothing filled).
+ */
+static bool
+upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+					Datum *rows)
+{
+	UpsertDirect d;
+	Datum	   *values;
+	char	   *nulls;
+	int			i;
+
+	if (e->nulls_not_distinct || !upsert_direct_ok(e, UPSERT_GET))
+		return false;
+	values = palloc(sizeof(Datum) * (e->ncols + 1));
+	nulls = palloc(sizeof(char) * (e->ncols + 1));
+	upsert_direct_begin(e, &d);
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		upsert_convert(e, elems[ords[i] - 1], values, nulls);
+		upsert_direct_fetch(e, &d, values, &rows[ords[i] - 1]);
+	}
+	upsert_direct_end(&d);
+	return true;
 }
 
 /*
@@ -1460,6 +1528,7 @@ typedef struct UpsertGroup
 	uint64		cols[UPSERT_COLWORDS];
 	int			n;
 	int64	   *ords;			/* 1-based ordinals */
+	bool		direct;			/* existing rows found by direct probes */
 } UpsertGroup;
 
 Datum
@@ -1533,24 +1602,17 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		i++;
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
+	/*
+	 * NULL keys (22004) are checked for the whole batch up front, before
+	 * anything is inserted, on the JSON itself: only a JSON null converts to
+	 * a NULL.
+	 */
 	for (g = 0; g < ngroups; g++)
 	{
 		UpsertGroup *grp = &groups[g];
 		UpsertEntry *e = upsert_entry(rel, UPSERT_MANY, grp->cols, keycols);
 		char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
-		Datum		args[3];
-		int			round;
-		int64	   *missing = palloc(sizeof(int64) * grp->n);
-		Datum	   *ords = palloc(sizeof(Datum) * grp->n);
-		int			nmissing;
 
-		/*
-		 * NULL keys (22004) are checked up front, for the whole batch, on
-		 * the JSON itself: only a JSON null converts to a NULL.
-		 */
 		for (i = 0; i < grp->n; i++)
 		{
 			Jsonb	   *el = elems[grp->ords[i] - 1];
@@ -1572,12 +1634,35 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 			}
 			upsert_check_keys(e, nulls);
 		}
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	for (g = 0; g < ngroups; g++)
+	{
+		UpsertGroup *grp = &groups[g];
+		UpsertEntry *e = upsert_entry(rel, UPSERT_MANY, grp->cols, keycols);
+		Datum		args[3];
+		int			round;
+		int64	   *missing = palloc(sizeof(int64) * grp->n);
+		Datum	   *ords = palloc(sizeof(Datum) * grp->n);
+		int			nmissing = 0;
+		MemoryContext spicxt;
+
+		/* rows found directly are kept in the caller's memory, like the rest */
+		spicxt = MemoryContextSwitchTo(callcxt);
+		grp->direct = upsert_direct_batch(e, elems, grp->ords, grp->n, rows);
+		MemoryContextSwitchTo(spicxt);
+
+		for (i = 0; i < grp->n; i++)
+			if (rows[grp->ords[i] - 1] == (Datum) 0)
+				missing[nmissing++] = grp->ords[i];
 
 		args[0] = JsonbPGetDatum(arr);
 		args[1] = e->emptyrow;
-		memcpy(missing, grp->ords, sizeof(int64) * grp->n);
-		nmissing = grp->n;
-		for (round = 0; round < 3 && nmissing > 0; round++)
+		/* after the direct probe, the missing ones go straight to INSERT */
+		for (round = grp->direct ? 1 : 0; round < 3 && nmissing > 0; round++)
 		{
 			UpsertStmt stmt = (round == 1) ? STMT_MANY_INSERT : STMT_MANY_SELECT;
 			uint64		k;
