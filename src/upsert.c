@@ -144,6 +144,9 @@ PG_FUNCTION_INFO_V1(idem_upsert_many);
 
 #define UPSERT_COLWORDS ((MaxHeapAttributeNumber + 63) / 64 + 1)
 
+/* Cache entries per backend before the cache is emptied and refilled. */
+#define UPSERT_CACHE_MAX			1024
+
 typedef enum UpsertOp
 {
 	UPSERT_GET,					/* idempotent_upsert, get_or_create */
@@ -220,6 +223,7 @@ static MemoryContext upsert_cache_cxt = NULL;
 
 static void upsert_inval_callback(Datum arg, Oid relid);
 static void upsert_init_cache(void);
+static void upsert_cache_flush(void);
 static char *operator_sql(Oid opno);
 static const char *colname(UpsertEntry *e, AttrNumber att);
 static const char *row_alias(UpsertEntry *e);
@@ -315,6 +319,21 @@ upsert_free_entry(UpsertEntry *e)
 	e->cxt = NULL;
 }
 
+/* Drop every entry (the cache is full). */
+static void
+upsert_cache_flush(void)
+{
+	HASH_SEQ_STATUS status;
+	UpsertEntry *e;
+
+	hash_seq_init(&status, upsert_cache);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		upsert_free_entry(e);
+		hash_search(upsert_cache, &e->key, HASH_REMOVE, NULL);
+	}
+}
+
 static bool
 bitmap_empty(const uint64 *bits)
 {
@@ -359,7 +378,15 @@ upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycol
 	memcpy(key.cols, cols, sizeof(key.cols));
 	memcpy(key.keycols, keycols, sizeof(key.keycols));
 
-	e = hash_search(upsert_cache, &key, HASH_ENTER, &found);
+	e = hash_search(upsert_cache, &key, HASH_FIND, NULL);
+	found = (e != NULL);
+	if (!found)
+	{
+		/* callers naming ever new column sets must not grow it forever */
+		if (hash_get_num_entries(upsert_cache) >= UPSERT_CACHE_MAX)
+			upsert_cache_flush();
+		e = hash_search(upsert_cache, &key, HASH_ENTER, NULL);
+	}
 	if (found && e->valid)
 	{
 		for (i = 0; i < STMT_COUNT; i++)
