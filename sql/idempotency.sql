@@ -61,6 +61,48 @@ COMMENT ON FUNCTION idempotency.version() IS
 -- 1. Atomic insert-or-get and upsert
 ---------------------------------------------------------------------------
 
+-- The table is named by its row type (NULL::public.accounts); vals is a jsonb
+-- object column -> value.  Not STRICT: the first argument is normally NULL.
+-- SECURITY INVOKER: the caller's privileges, column privileges and RLS apply.
+
+CREATE FUNCTION idempotency.idempotent_upsert(tbl anyelement, vals jsonb,
+                                              key_cols text[] DEFAULT NULL)
+    RETURNS anyelement
+    AS 'MODULE_PATHNAME', 'idem_upsert'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.idempotent_upsert(anyelement, jsonb, text[]) IS
+    'insert the row unless a row with its key exists; return the row with this key (never raises 23505 for the key)';
+
+CREATE FUNCTION idempotency.get_or_create(tbl anyelement, vals jsonb,
+                                          key_cols text[] DEFAULT NULL,
+                                          OUT item anyelement, OUT created boolean)
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'idem_get_or_create'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.get_or_create(anyelement, jsonb, text[]) IS
+    'idempotent_upsert with a flag: created is true when this call inserted the row';
+
+CREATE FUNCTION idempotency.update_or_create(tbl anyelement, vals jsonb,
+                                             key_cols text[] DEFAULT NULL,
+                                             OUT item anyelement, OUT created boolean)
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'idem_update_or_create'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.update_or_create(anyelement, jsonb, text[]) IS
+    'set the given non-key columns of the row with this key (writing nothing when they are equal already), or insert it';
+
+CREATE FUNCTION idempotency.idempotent_upsert_many(tbl anyelement, vals jsonb,
+                                                   key_cols text[] DEFAULT NULL)
+    RETURNS SETOF anyelement
+    AS 'MODULE_PATHNAME', 'idem_upsert_many'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+COMMENT ON FUNCTION idempotency.idempotent_upsert_many(anyelement, jsonb, text[]) IS
+    'idempotent_upsert for a JSON array of rows, as set operations; one result row per element, in input order';
+
 
 ---------------------------------------------------------------------------
 -- 2. Processed events and idempotency keys

@@ -1,0 +1,1748 @@
+/*-------------------------------------------------------------------------
+ *
+ * upsert.c
+ *	  Atomic insert-or-get and upsert for any table and key:
+ *	  idempotent_upsert, get_or_create, update_or_create and
+ *	  idempotent_upsert_many (SPEC section 1).
+ *
+ * Design
+ * ------
+ * The table is named by the row type of the first (anyelement) argument.
+ * We open it with RowExclusiveLock (the lock the INSERT takes anyway, no
+ * transaction id) BEFORE looking at any cached metadata, so that every
+ * invalidation message for it has been processed when we trust the cache.
+ *
+ * Values come as a jsonb object.  They are converted by calling the server's
+ * own jsonb_populate_record (so the conversion is exactly that function's:
+ * domains, arrays, nested composites, enums ...) with a non-null "default"
+ * record whose fields are all NULL: with a non-null default,
+ * jsonb_populate_record leaves absent keys alone instead of running a NULL
+ * through the column's (domain) input function.  Which columns the INSERT
+ * names is decided by the keys present in the object, so absent columns
+ * take their defaults (serial, identity, DEFAULT now() ...).
+ *
+ * Per (table, operation, set of columns present, explicit key columns) a
+ * cache entry holds the inferred arbiter index, the key columns with the
+ * equality and ordering operators of the index's operator families, the
+ * generated SQL and the prepared SPI plans (SPI_keepplan).  A relcache
+ * invalidation callback marks the entries of a table invalid (column added,
+ * dropped, renamed, retyped; index created or dropped; table dropped); an
+ * invalid entry, or one with a plan that SPI_plan_is_valid() rejects, is
+ * rebuilt on next use.  A table dropped and re-created under the same name
+ * has a new OID, hence new entries.
+ *
+ * SQL is generated from OIDs and attribute numbers only: the table name,
+ * column names and operator names are read back from the catalogs and
+ * quoted; every value is a parameter.  SPI runs as the caller (the
+ * functions are SECURITY INVOKER), so privileges, column privileges, RLS,
+ * triggers and partition routing are those of a plain INSERT.
+ *
+ * Algorithm (one row), each statement with a fresh snapshot under READ
+ * COMMITTED (SPI, read_only = false):
+ *
+ *	 loop:
+ *	   SELECT row WHERE key              -- hit: no xid, no WAL, no trigger
+ *	   [update_or_create, when the SELECT says a given value differs:
+ *		UPDATE ... SET given columns WHERE key AND some given column IS
+ *		DISTINCT FROM its value RETURNING row]
+ *	   INSERT ... ON CONFLICT (key) DO NOTHING RETURNING row
+ *	   nothing returned: the key exists (or existed) but we did not see it:
+ *	   a concurrent delete, RLS, or a trigger -- go round again.
+ *
+ * ON CONFLICT DO NOTHING waits for an in-progress conflicting inserter and
+ * pre-checks the index before touching the heap, so a conflict writes
+ * nothing either.  Under REPEATABLE READ / SERIALIZABLE it raises 40001
+ * when the conflicting row is invisible to the transaction snapshot; every
+ * other way round the loop ends in the row or an error, and the loop is
+ * bounded (a BEFORE trigger that suppresses the row or rewrites its key
+ * would otherwise spin forever).
+ *
+ * Hit path: where it gives the same answer as the SELECT (plain table
+ * without inheritance children, table-level SELECT privilege, no RLS for
+ * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
+ * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
+ * which is the statement snapshot the SELECT would take), without SPI and
+ * the executor.  Everything after a miss goes through SPI.
+ *
+ * RLS: when row level security applies to the caller and the INSERT found
+ * a conflict, we look the key up with RLS off (as the table owner, with
+ * SECURITY_NOFORCE_RLS, like the RI triggers do) before and after the next
+ * SELECT.  If the same tuple (tableoid, ctid) is live both times, it was
+ * live during the SELECT, so the SELECT missed it because of a policy:
+ * 42501.  A different or no tuple means a concurrent delete or re-insert:
+ * go round again.
+ *
+ * Batches (idempotent_upsert_many) run per group of elements with the same
+ * set of keys: where the direct probe applies (see the hit path) all keys
+ * are probed in one index scan first; then, as set statements, a SELECT
+ * joining the input (one
+ * jsonb_populate_record per element, in a MATERIALIZED CTE) with the table,
+ * (skipped after the direct probe), an INSERT ... SELECT DISTINCT ON (key)
+ * ... ORDER BY key ON CONFLICT DO NOTHING RETURNING joined back to the
+ * input, and the SELECT again for the elements still missing.  Inserting in the key order of the index's
+ * operator family means two batches with overlapping keys wait for each
+ * other in the same order and cannot deadlock.  Elements still missing
+ * after that go through the one-row path (exact RLS and retry handling).
+ *
+ * PostgreSQL 19's INSERT ... ON CONFLICT DO SELECT returns the conflicting
+ * row from the INSERT itself; on such a server the SELECT after a conflict
+ * could go.  That switch would be a macro in compat.h; it is not built.
+ *
+ * Locks: RowExclusiveLock on the table (held to end of transaction);
+ * everything else is the locking of the statements themselves.  The cache
+ * is backend-local and protected by nothing but being backend-local.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/itemptr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/acl.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+PG_FUNCTION_INFO_V1(idem_upsert);
+PG_FUNCTION_INFO_V1(idem_get_or_create);
+PG_FUNCTION_INFO_V1(idem_update_or_create);
+PG_FUNCTION_INFO_V1(idem_upsert_many);
+
+/* How often the one-row loop may go round before giving up. */
+#define UPSERT_MAX_ATTEMPTS			100
+/* ... under REPEATABLE READ / SERIALIZABLE, where the snapshot never moves */
+#define UPSERT_MAX_ATTEMPTS_XACT	3
+
+#define UPSERT_COLWORDS ((MaxHeapAttributeNumber + 63) / 64 + 1)
+
+/* Cache entries per backend before the cache is emptied and refilled. */
+#define UPSERT_CACHE_MAX			1024
+
+typedef enum UpsertOp
+{
+	UPSERT_GET,					/* idempotent_upsert, get_or_create */
+	UPSERT_UPDATE,				/* update_or_create */
+	UPSERT_MANY					/* idempotent_upsert_many */
+} UpsertOp;
+
+typedef enum UpsertStmt
+{
+	STMT_SELECT,
+	STMT_INSERT,
+	STMT_UPDATE,
+	STMT_MANY_SELECT,
+	STMT_MANY_INSERT,
+	STMT_PROBE,
+	STMT_COUNT
+} UpsertStmt;
+
+typedef struct UpsertCacheKey
+{
+	Oid			relid;
+	int			op;
+	uint64		cols[UPSERT_COLWORDS];	/* attnums present in vals */
+	uint64		keycols[UPSERT_COLWORDS];	/* explicit key_cols, or zero */
+} UpsertCacheKey;
+
+typedef struct UpsertEntry
+{
+	UpsertCacheKey key;			/* hash key: must be first */
+	bool		valid;			/* false once invalidated */
+	MemoryContext cxt;			/* everything below lives here */
+	Oid			relid;
+	Oid			owner;			/* table owner (RLS probe) */
+	Oid			rowtype;
+	char	   *relname;		/* for messages */
+	TupleDesc	tupdesc;		/* copy of the table's descriptor */
+	Datum		emptyrow;		/* non-null row, every field NULL */
+	FmgrInfo	populate;		/* jsonb_populate_record, fn_expr set */
+	int			ncols;			/* columns present in vals ... */
+	AttrNumber *cols;			/* ... their attnums, ascending */
+	Oid		   *coltypes;
+	Oid			indexoid;		/* arbiter index */
+	bool		nulls_not_distinct;
+	int			nkeys;
+	int		   *keyparam;		/* key i -> index into cols */
+	char	  **keyeq;			/* "OPERATOR(nsp.=)" per key */
+	RegProcedure *keyproc;		/* ... its function, for the direct lookup */
+	bool		plain;			/* plain table without children */
+	char	  **keylt;			/* "OPERATOR(nsp.<)" per key */
+	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
+	SPIPlanPtr	plan[STMT_COUNT];
+} UpsertEntry;
+
+/* Result of the RLS probe. */
+typedef struct UpsertProbe
+{
+	bool		found;
+	Oid			tableoid;
+	ItemPointerData tid;
+} UpsertProbe;
+
+/* An open direct probe of the arbiter index (hit path). */
+typedef struct UpsertDirect
+{
+	Relation	heap;
+	Relation	index;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+} UpsertDirect;
+
+static HTAB *upsert_cache = NULL;
+static MemoryContext upsert_cache_cxt = NULL;
+
+static void upsert_inval_callback(Datum arg, Oid relid);
+static void upsert_init_cache(void);
+static void upsert_cache_flush(void);
+static char *operator_sql(Oid opno);
+static const char *colname(UpsertEntry *e, AttrNumber att);
+static const char *row_alias(UpsertEntry *e);
+static void append_key_match(StringInfo buf, UpsertEntry *e, const char *alias,
+							 uint32 nullmask);
+static bool is_key(UpsertEntry *e, int colidx);
+static void append_differs(StringInfo buf, UpsertEntry *e, const char *alias);
+static void append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias);
+static Relation upsert_open_table(FunctionCallInfo fcinfo, const char *fname);
+static void upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname);
+static void upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols);
+static UpsertEntry *upsert_entry(Relation rel, UpsertOp op, const uint64 *cols,
+								 const uint64 *keycols);
+static void upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols);
+static void upsert_free_entry(UpsertEntry *e);
+static char *upsert_index_list(Relation rel, bool usable_only);
+static char *upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask);
+static void upsert_convert(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls);
+static uint32 upsert_check_keys(UpsertEntry *e, const char *nulls);
+static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
+						Datum *values, const char *nulls, long count);
+static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
+								const char *nulls);
+static bool upsert_direct_ok(UpsertEntry *e, UpsertOp op);
+static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d);
+static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
+static void upsert_direct_end(UpsertDirect *d);
+static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
+								 Datum *values, Datum *row);
+static bool upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+								Datum *rows);
+static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
+static Datum upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
+						 uint32 nullmask, bool *created);
+static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname,
+						   bool *created);
+static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
+static int	bitmap_count(const uint64 *bits);
+static bool bitmap_empty(const uint64 *bits);
+
+/* ---------------------------------------------------------------------
+ * Cache
+ * --------------------------------------------------------------------- */
+
+static void
+upsert_inval_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	UpsertEntry *e;
+
+	if (upsert_cache == NULL)
+		return;
+	hash_seq_init(&status, upsert_cache);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		if (relid == InvalidOid || e->relid == relid)
+			e->valid = false;
+	}
+}
+
+static void
+upsert_init_cache(void)
+{
+	HASHCTL		ctl;
+
+	if (upsert_cache != NULL)
+		return;
+	upsert_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+											 "idempotency upsert cache",
+											 ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(UpsertCacheKey);
+	ctl.entrysize = sizeof(UpsertEntry);
+	ctl.hcxt = upsert_cache_cxt;
+	upsert_cache = hash_create("idempotency upsert cache", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(upsert_inval_callback, (Datum) 0);
+}
+
+static void
+upsert_free_entry(UpsertEntry *e)
+{
+	int			i;
+
+	for (i = 0; i < STMT_COUNT; i++)
+	{
+		if (e->plan[i] != NULL)
+			SPI_freeplan(e->plan[i]);
+		e->plan[i] = NULL;
+	}
+	if (e->cxt != NULL)
+		MemoryContextDelete(e->cxt);
+	e->cxt = NULL;
+}
+
+/* Drop every entry (the cache is full). */
+static void
+upsert_cache_flush(void)
+{
+	HASH_SEQ_STATUS status;
+	UpsertEntry *e;
+
+	hash_seq_init(&status, upsert_cache);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		upsert_free_entry(e);
+		hash_search(upsert_cache, &e->key, HASH_REMOVE, NULL);
+	}
+}
+
+static bool
+bitmap_empty(const uint64 *bits)
+{
+	int			i;
+
+	for (i = 0; i < UPSERT_COLWORDS; i++)
+		if (bits[i] != 0)
+			return false;
+	return true;
+}
+
+static int
+bitmap_count(const uint64 *bits)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < UPSERT_COLWORDS; i++)
+		n += pg_popcount((const char *) &bits[i], sizeof(uint64));
+	return n;
+}
+
+#define BIT_SET(bits, n)	((bits)[(n) / 64] |= UINT64CONST(1) << ((n) % 64))
+#define BIT_ISSET(bits, n)	(((bits)[(n) / 64] >> ((n) % 64)) & 1)
+
+/*
+ * Look up (or build) the entry for this table, operation and column sets.
+ * The table must be locked by the caller.
+ */
+static UpsertEntry *
+upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycols)
+{
+	UpsertCacheKey key;
+	UpsertEntry *e;
+	bool		found;
+	int			i;
+
+	upsert_init_cache();
+	memset(&key, 0, sizeof(key));
+	key.relid = RelationGetRelid(rel);
+	key.op = (op == UPSERT_UPDATE) ? UPSERT_UPDATE : UPSERT_GET;
+	memcpy(key.cols, cols, sizeof(key.cols));
+	memcpy(key.keycols, keycols, sizeof(key.keycols));
+
+	e = hash_search(upsert_cache, &key, HASH_FIND, NULL);
+	found = (e != NULL);
+	if (!found)
+	{
+		/* callers naming ever new column sets must not grow it forever */
+		if (hash_get_num_entries(upsert_cache) >= UPSERT_CACHE_MAX)
+			upsert_cache_flush();
+		e = hash_search(upsert_cache, &key, HASH_ENTER, NULL);
+	}
+	if (found && e->valid)
+	{
+		for (i = 0; i < STMT_COUNT; i++)
+			if (e->plan[i] != NULL && !SPI_plan_is_valid(e->plan[i]))
+				e->valid = false;
+		if (e->valid)
+			return e;
+	}
+	if (found)
+		upsert_free_entry(e);
+
+	/*
+	 * Fresh entry: zero all but the key, then build.  It stays invalid until
+	 * the build is complete, so after an error half-way the next lookup
+	 * frees what was built and starts again (no PG_TRY needed).
+	 */
+	memset(((char *) e) + sizeof(UpsertCacheKey), 0,
+		   sizeof(UpsertEntry) - sizeof(UpsertCacheKey));
+	e->valid = false;
+	upsert_build(e, rel, keycols);
+	e->valid = true;
+	return e;
+}
+
+/*
+ * The table's unique indexes as a string for messages: "a_pkey (id),
+ * a_email_key (email)".  usable_only limits it to possible arbiters.
+ */
+static char *
+upsert_index_list(Relation rel, bool usable_only)
+{
+	StringInfoData buf;
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index ind;
+		int			j;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ind = (Form_pg_index) GETSTRUCT(tup);
+		if (ind->indisunique)
+		{
+			bool		usable = ind->indisvalid && ind->indisready && ind->indislive &&
+			ind->indimmediate &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+
+			if (usable || !usable_only)
+			{
+				if (buf.len > 0)
+					appendStringInfoString(&buf, ", ");
+				appendStringInfo(&buf, "%s (", quote_identifier(get_rel_name(indexoid)));
+				for (j = 0; j < ind->indnkeyatts; j++)
+				{
+					AttrNumber	att = ind->indkey.values[j];
+
+					if (j > 0)
+						appendStringInfoString(&buf, ", ");
+					appendStringInfoString(&buf, att == 0 ? "expression" :
+										   quote_identifier(get_attname(RelationGetRelid(rel), att, false)));
+				}
+				appendStringInfoChar(&buf, ')');
+				if (!usable)
+					appendStringInfoString(&buf, " [not usable: partial, expression, deferrable or not valid]");
+			}
+		}
+		ReleaseSysCache(tup);
+	}
+	if (buf.len == 0)
+		appendStringInfoString(&buf, "none");
+	return buf.data;
+}
+
+static char *
+operator_sql(Oid opno)
+{
+	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
+	Form_pg_operator op;
+	char	   *res;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", opno);
+	op = (Form_pg_operator) GETSTRUCT(tup);
+	res = psprintf("OPERATOR(%s.%s)",
+				   quote_identifier(get_namespace_name(op->oprnamespace)),
+				   NameStr(op->oprname));
+	ReleaseSysCache(tup);
+	return res;
+}
+
+/*
+ * Fill a fresh entry: columns, arbiter index, operators, conversion.
+ */
+static void
+upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
+{
+	MemoryContext old;
+	const uint64 *cols = e->key.cols;
+	bool		infer = bitmap_empty(keycols);
+	List	   *indexes;
+	ListCell   *lc;
+	Oid			chosen = InvalidOid;
+	uint64		chosen_bits[UPSERT_COLWORDS];
+	int			ncandidates = 0;
+	HeapTuple	itup;
+	Form_pg_index ind;
+	oidvector  *indclass;
+	Datum		d;
+	bool		isnull;
+	int			i,
+				j;
+	Datum	   *nullvals;
+	bool	   *nullflags;
+	HeapTuple	empty;
+	FuncExpr   *fexpr;
+
+	e->cxt = AllocSetContextCreate(upsert_cache_cxt, "idempotency upsert entry",
+								   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(e->cxt);
+
+	e->relid = RelationGetRelid(rel);
+	e->owner = rel->rd_rel->relowner;
+	e->rowtype = rel->rd_rel->reltype;
+	e->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											RelationGetRelationName(rel));
+	e->tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
+
+	/* present columns, ascending attnum */
+	e->ncols = bitmap_count(cols);
+	e->cols = palloc(sizeof(AttrNumber) * e->ncols);
+	e->coltypes = palloc(sizeof(Oid) * e->ncols);
+	for (i = 1, j = 0; i <= e->tupdesc->natts; i++)
+	{
+		if (BIT_ISSET(cols, i))
+		{
+			e->cols[j] = i;
+			e->coltypes[j] = TupleDescAttr(e->tupdesc, i - 1)->atttypid;
+			j++;
+		}
+	}
+
+	/* arbiter index */
+	memset(chosen_bits, 0, sizeof(chosen_bits));
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		uint64		bits[UPSERT_COLWORDS];
+		bool		ok = true;
+
+		itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		if (!HeapTupleIsValid(itup))
+			elog(ERROR, "cache lookup failed for index %u", indexoid);
+		ind = (Form_pg_index) GETSTRUCT(itup);
+		if (!ind->indisunique || !ind->indisvalid || !ind->indisready ||
+			!ind->indislive || !ind->indimmediate ||
+			!heap_attisnull(itup, Anum_pg_index_indexprs, NULL) ||
+			!heap_attisnull(itup, Anum_pg_index_indpred, NULL))
+		{
+			ReleaseSysCache(itup);
+			continue;
+		}
+		memset(bits, 0, sizeof(bits));
+		for (j = 0; j < ind->indnkeyatts; j++)
+		{
+			AttrNumber	att = ind->indkey.values[j];
+
+			if (att <= 0)
+				ok = false;
+			else
+				BIT_SET(bits, att);
+		}
+		ReleaseSysCache(itup);
+		if (!ok)
+			continue;
+		if (infer)
+		{
+			for (j = 0; j < UPSERT_COLWORDS; j++)
+				if ((bits[j] & ~cols[j]) != 0)
+					ok = false;
+		}
+		else
+			ok = memcmp(bits, keycols, sizeof(bits)) == 0;
+		if (!ok)
+			continue;
+		/* several indexes on the same columns are one candidate */
+		if (OidIsValid(chosen) && memcmp(bits, chosen_bits, sizeof(bits)) == 0)
+			continue;
+		ncandidates++;
+		if (!OidIsValid(chosen))
+		{
+			chosen = indexoid;
+			memcpy(chosen_bits, bits, sizeof(bits));
+		}
+	}
+
+	if (ncandidates == 0 && infer)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("there is no unique index on table %s whose columns are all given in vals",
+						e->relname),
+				 errdetail("Unique indexes of the table: %s.", upsert_index_list(rel, false)),
+				 errhint("Give every column of one valid, non-partial, non-expression, non-deferrable unique index of table %s in vals, or create such an index.",
+						 e->relname)));
+	if (ncandidates == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("there is no unique index on table %s matching key_cols",
+						e->relname),
+				 errdetail("Usable unique indexes of the table: %s.", upsert_index_list(rel, true)),
+				 errhint("Name exactly the columns of one valid, non-partial, non-expression, non-deferrable unique index of table %s in key_cols.",
+						 e->relname)));
+	if (ncandidates > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("more than one unique index on table %s matches the columns given in vals",
+						e->relname),
+				 errdetail("Matching unique indexes: %s.", upsert_index_list(rel, true)),
+				 errhint("Pass key_cols to say which columns identify the row in table %s.",
+						 e->relname)));
+
+	/* key columns of the chosen index, with its operators */
+	e->indexoid = chosen;
+	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(chosen));
+	if (!HeapTupleIsValid(itup))
+		elog(ERROR, "cache lookup failed for index %u", chosen);
+	ind = (Form_pg_index) GETSTRUCT(itup);
+	e->nulls_not_distinct = ind->indnullsnotdistinct;
+	e->nkeys = ind->indnkeyatts;
+	e->keyparam = palloc(sizeof(int) * e->nkeys);
+	e->keyeq = palloc(sizeof(char *) * e->nkeys);
+	e->keylt = palloc(sizeof(char *) * e->nkeys);
+	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
+	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
+	d = SysCacheGetAttr(INDEXRELID, itup, Anum_pg_index_indclass, &isnull);
+	Assert(!isnull);
+	indclass = (oidvector *) DatumGetPointer(d);
+	for (i = 0; i < e->nkeys; i++)
+	{
+		AttrNumber	att = ind->indkey.values[i];
+		Oid			opfamily = get_opclass_family(indclass->values[i]);
+		Oid			opcintype = get_opclass_input_type(indclass->values[i]);
+		Oid			eq = get_opfamily_member(opfamily, opcintype, opcintype,
+											 BTEqualStrategyNumber);
+		Oid			lt = get_opfamily_member(opfamily, opcintype, opcintype,
+											 BTLessStrategyNumber);
+
+		if (!OidIsValid(eq) || !OidIsValid(lt))
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("unique index %s of table %s is not a btree index",
+							quote_identifier(get_rel_name(chosen)), e->relname),
+					 errhint("Use a btree unique index as the key of table %s.", e->relname)));
+		e->keyeq[i] = operator_sql(eq);
+		e->keyproc[i] = get_opcode(eq);
+		e->keylt[i] = operator_sql(lt);
+		e->keyparam[i] = -1;
+		for (j = 0; j < e->ncols; j++)
+			if (e->cols[j] == att)
+				e->keyparam[i] = j;
+		if (e->keyparam[i] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key column %s is not given in vals",
+							quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname))),
+					 errhint("Every key column of table %s needs a value in vals.", e->relname)));
+	}
+	ReleaseSysCache(itup);
+
+	/* jsonb_populate_record(rowtype, jsonb) with a call expression */
+	fmgr_info_cxt(F_JSONB_POPULATE_RECORD, &e->populate, e->cxt);
+	fexpr = makeFuncExpr(F_JSONB_POPULATE_RECORD, e->rowtype,
+						 list_make2(makeNullConst(e->rowtype, -1, InvalidOid),
+									makeNullConst(JSONBOID, -1, InvalidOid)),
+						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info_set_expr((Node *) fexpr, &e->populate);
+
+	nullvals = palloc0(sizeof(Datum) * e->tupdesc->natts);
+	nullflags = palloc(sizeof(bool) * e->tupdesc->natts);
+	memset(nullflags, true, sizeof(bool) * e->tupdesc->natts);
+	empty = heap_form_tuple(e->tupdesc, nullvals, nullflags);
+	e->emptyrow = heap_copy_tuple_as_datum(empty, e->tupdesc);
+
+	MemoryContextSwitchTo(old);
+}
+
+/* ---------------------------------------------------------------------
+ * SQL generation
+ * --------------------------------------------------------------------- */
+
+static const char *
+colname(UpsertEntry *e, AttrNumber att)
+{
+	return quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname));
+}
+
+/*
+ * An alias for the table that is not one of its column names, so that a
+ * bare alias is a whole-row reference.
+ */
+static const char *
+row_alias(UpsertEntry *e)
+{
+	static char buf[NAMEDATALEN];
+	int			n = 0;
+	int			i;
+	bool		clash;
+
+	do
+	{
+		snprintf(buf, sizeof(buf), n == 0 ? "idem_row" : "idem_row%d", n);
+		clash = false;
+		for (i = 0; i < e->tupdesc->natts; i++)
+			if (!TupleDescAttr(e->tupdesc, i)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(e->tupdesc, i)->attname), buf) == 0)
+				clash = true;
+		n++;
+	} while (clash);
+	return buf;
+}
+
+/* "a.k1 = $1 AND a.k2 IS NULL ..." */
+static void
+append_key_match(StringInfo buf, UpsertEntry *e, const char *alias, uint32 nullmask)
+{
+	int			i;
+
+	for (i = 0; i < e->nkeys; i++)
+	{
+		AttrNumber	att = e->cols[e->keyparam[i]];
+
+		if (i > 0)
+			appendStringInfoString(buf, " AND ");
+		if (nullmask & (((uint32) 1) << i))
+			appendStringInfo(buf, "%s.%s IS NULL", alias, colname(e, att));
+		else
+			appendStringInfo(buf, "%s.%s %s $%d", alias, colname(e, att),
+							 e->keyeq[i], e->keyparam[i] + 1);
+	}
+}
+
+static bool
+is_key(UpsertEntry *e, int colidx)
+{
+	int			i;
+
+	for (i = 0; i < e->nkeys; i++)
+		if (e->keyparam[i] == colidx)
+			return true;
+	return false;
+}
+
+/*
+ * "(a.c1 differs from $1) OR ..." for the non-key columns, or "false".
+ * Equality is the type's default equality operator; a type without one
+ * (json, point, xml ...) is compared by its text form.
+ */
+static void
+append_differs(StringInfo buf, UpsertEntry *e, const char *alias)
+{
+	int			j;
+	bool		any = false;
+
+	for (j = 0; j < e->ncols; j++)
+	{
+		TypeCacheEntry *tc;
+		const char *c = colname(e, e->cols[j]);
+
+		if (is_key(e, j))
+			continue;
+		if (any)
+			appendStringInfoString(buf, " OR ");
+		any = true;
+		tc = lookup_type_cache(e->coltypes[j], TYPECACHE_EQ_OPR);
+		if (OidIsValid(tc->eq_opr))
+			appendStringInfo(buf,
+							 "((%s.%s %s $%d) IS NOT TRUE AND NOT (%s.%s IS NULL AND $%d IS NULL))",
+							 alias, c, operator_sql(tc->eq_opr), j + 1, alias, c, j + 1);
+		else
+			appendStringInfo(buf,
+							 "((CAST(%s.%s AS pg_catalog.text) OPERATOR(pg_catalog.=) CAST($%d AS pg_catalog.text)) IS NOT TRUE"
+							 " AND NOT (%s.%s IS NULL AND $%d IS NULL))",
+							 alias, c, j + 1, alias, c, j + 1);
+	}
+	if (!any)
+		appendStringInfoString(buf, "false");
+}
+
+/*
+ * "alias.k1 = (s.r).k1 AND ..." (alias given) or "i.k_0 = (s.r).k1 AND ..."
+ * (alias NULL: the RETURNING columns of the batch INSERT).
+ */
+static void
+append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias)
+{
+	int			i;
+
+	for (i = 0; i < e->nkeys; i++)
+	{
+		const char *c = colname(e, e->cols[e->keyparam[i]]);
+		char	   *lhs = alias ? psprintf("%s.%s", alias, c) : psprintf("i.k_%d", i);
+
+		if (i > 0)
+			appendStringInfoString(buf, " AND ");
+		if (e->nulls_not_distinct)
+			appendStringInfo(buf, "(%s %s (s.r).%s OR (%s IS NULL AND (s.r).%s IS NULL))",
+							 lhs, e->keyeq[i], c, lhs, c);
+		else
+			appendStringInfo(buf, "%s %s (s.r).%s", lhs, e->keyeq[i], c);
+	}
+}
+
+static char *
+upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
+{
+	StringInfoData buf;
+	const char *a = row_alias(e);
+	char	   *alias = pstrdup(a);
+	int			i,
+				j;
+
+	initStringInfo(&buf);
+	switch (stmt)
+	{
+		case STMT_SELECT:
+			/* column 2: would update_or_create have to change it? */
+			appendStringInfo(&buf, "SELECT %s, ", alias);
+			if (e->key.op == UPSERT_UPDATE)
+				append_differs(&buf, e, alias);
+			else
+				appendStringInfoString(&buf, "false");
+			appendStringInfo(&buf, " FROM %s AS %s WHERE ", e->relname, alias);
+			append_key_match(&buf, e, alias, nullmask);
+			break;
+		case STMT_PROBE:
+			appendStringInfo(&buf, "SELECT %s.tableoid, %s.ctid FROM %s AS %s WHERE ",
+							 alias, alias, e->relname, alias);
+			append_key_match(&buf, e, alias, nullmask);
+			break;
+		case STMT_INSERT:
+			appendStringInfo(&buf, "INSERT INTO %s AS %s (", e->relname, alias);
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%s%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
+			appendStringInfoString(&buf, ") VALUES (");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%s$%d", j > 0 ? ", " : "", j + 1);
+			appendStringInfoString(&buf, ") ON CONFLICT (");
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+								 colname(e, e->cols[e->keyparam[i]]));
+			appendStringInfo(&buf, ") DO NOTHING RETURNING %s", alias);
+			break;
+		case STMT_UPDATE:
+			appendStringInfo(&buf, "UPDATE %s AS %s SET ", e->relname, alias);
+			for (j = 0, i = 0; j < e->ncols; j++)
+			{
+				if (is_key(e, j))
+					continue;
+				appendStringInfo(&buf, "%s%s = $%d", i++ > 0 ? ", " : "",
+								 colname(e, e->cols[j]), j + 1);
+			}
+			appendStringInfoString(&buf, " WHERE ");
+			append_key_match(&buf, e, alias, nullmask);
+			appendStringInfoString(&buf, " AND (");
+			append_differs(&buf, e, alias);
+			appendStringInfo(&buf, ") RETURNING %s", alias);
+			break;
+		case STMT_MANY_SELECT:
+		case STMT_MANY_INSERT:
+			/* $1 jsonb array, $2 empty row, $3 int8[] ordinals wanted */
+			/* element o of $1 is $1 -> (o - 1): linear, not a join */
+			appendStringInfoString(&buf,
+								   "WITH s AS MATERIALIZED (SELECT w.o AS o, "
+								   "pg_catalog.jsonb_populate_record($2, $1 OPERATOR(pg_catalog.->) "
+								   "CAST(w.o OPERATOR(pg_catalog.-) 1 AS pg_catalog.int4)) AS r "
+								   "FROM pg_catalog.unnest($3) AS w(o))");
+			if (stmt == STMT_MANY_SELECT)
+			{
+				appendStringInfo(&buf, " SELECT s.o, %s FROM s JOIN %s AS %s ON ",
+								 alias, e->relname, alias);
+				append_batch_key_join(&buf, e, alias);
+				break;
+			}
+			appendStringInfo(&buf, ", i AS (INSERT INTO %s AS %s (", e->relname, alias);
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%s%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
+			appendStringInfoString(&buf, ") SELECT DISTINCT ON (");
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf, "%s(s.r).%s", i > 0 ? ", " : "",
+								 colname(e, e->cols[e->keyparam[i]]));
+			appendStringInfoString(&buf, ") ");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%s(s.r).%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
+			appendStringInfoString(&buf, " FROM s ORDER BY ");
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf, "(s.r).%s USING %s, ",
+								 colname(e, e->cols[e->keyparam[i]]), e->keylt[i]);
+			appendStringInfoString(&buf, "s.o ON CONFLICT (");
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+								 colname(e, e->cols[e->keyparam[i]]));
+			appendStringInfo(&buf, ") DO NOTHING RETURNING %s AS r", alias);
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf, ", %s.%s AS k_%d", alias,
+								 colname(e, e->cols[e->keyparam[i]]), i);
+			appendStringInfoString(&buf, ") SELECT s.o, i.r FROM s JOIN i ON ");
+			append_batch_key_join(&buf, e, NULL);
+			break;
+		default:
+			elog(ERROR, "unexpected statement %d", (int) stmt);
+	}
+	return buf.data;
+}
+
+/* ---------------------------------------------------------------------
+ * Execution
+ * --------------------------------------------------------------------- */
+
+/*
+ * Run one statement of the entry; the kept plan when no key is NULL, a
+ * one-off plan otherwise (NULLS NOT DISTINCT keys match with IS NULL).
+ */
+static int
+upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask, Datum *values,
+			const char *nulls, long count)
+{
+	SPIPlanPtr	plan;
+	int			nargs;
+	Oid			batchtypes[3];
+	Oid		   *argtypes;
+	int			rc;
+
+	if (stmt == STMT_MANY_SELECT || stmt == STMT_MANY_INSERT)
+	{
+		batchtypes[0] = JSONBOID;
+		batchtypes[1] = e->rowtype;
+		batchtypes[2] = INT8ARRAYOID;
+		argtypes = batchtypes;
+		nargs = 3;
+	}
+	else
+	{
+		argtypes = e->coltypes;
+		nargs = e->ncols;
+	}
+
+	if (nullmask != 0)
+	{
+		plan = SPI_prepare(upsert_sql(e, stmt, nullmask), nargs, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		rc = SPI_execute_plan(plan, values, nulls, false, count);
+		SPI_freeplan(plan);
+	}
+	else
+	{
+		if (e->plan[stmt] == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(e->cxt);
+
+			e->sql[stmt] = upsert_sql(e, stmt, 0);
+			MemoryContextSwitchTo(old);
+			plan = SPI_prepare(e->sql[stmt], nargs, argtypes);
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(plan);
+			e->plan[stmt] = plan;
+		}
+		rc = SPI_execute_plan(e->plan[stmt], values, nulls, false, count);
+	}
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/*
+ * Look the key up with row level security off, as the table owner (like
+ * the RI triggers do): which tuple holds this key now?
+ */
+static UpsertProbe
+upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
+{
+	UpsertProbe res;
+	Oid			save_userid;
+	int			save_sec;
+	SPIPlanPtr	plan;
+	bool		isnull;
+
+	memset(&res, 0, sizeof(res));
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(e->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_NOFORCE_RLS);
+	plan = SPI_prepare(upsert_sql(e, STMT_PROBE, nullmask), e->ncols, e->coltypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_execute_plan(plan, values, nulls, false, 1) < 0)
+		elog(ERROR, "SPI_execute_plan failed");
+	SPI_freeplan(plan);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (SPI_processed > 0)
+	{
+		res.found = true;
+		res.tableoid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 2, &isnull)),
+						&res.tid);
+	}
+	return res;
+}
+
+/*
+ * Convert vals with jsonb_populate_record; values/nulls per present column
+ * (SPI convention: ' ' or 'n').
+ */
+static void
+upsert_convert(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
+{
+	Datum		row;
+	HeapTupleHeader th;
+	HeapTupleData tup;
+	Datum	   *all = palloc(sizeof(Datum) * e->tupdesc->natts);
+	bool	   *allnull = palloc(sizeof(bool) * e->tupdesc->natts);
+	int			j;
+
+	row = FunctionCall2(&e->populate, e->emptyrow, JsonbPGetDatum(vals));
+	th = DatumGetHeapTupleHeader(row);
+	tup.t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tup.t_self);
+	tup.t_tableOid = InvalidOid;
+	tup.t_data = th;
+	heap_deform_tuple(&tup, e->tupdesc, all, allnull);
+	for (j = 0; j < e->ncols; j++)
+	{
+		values[j] = all[e->cols[j] - 1];
+		nulls[j] = allnull[e->cols[j] - 1] ? 'n' : ' ';
+	}
+}
+
+/* 22004 for a NULL key, unless NULLS NOT DISTINCT; returns the null mask. */
+static uint32
+upsert_check_keys(UpsertEntry *e, const char *nulls)
+{
+	uint32		mask = 0;
+	int			i;
+
+	for (i = 0; i < e->nkeys; i++)
+	{
+		if (nulls[e->keyparam[i]] != 'n')
+			continue;
+		if (!e->nulls_not_distinct)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("key column %s of table %s is null",
+							colname(e, e->cols[e->keyparam[i]]), e->relname),
+					 errdetail("A unique index treats NULLs as distinct, so a NULL key would insert a new row on every call."),
+					 errhint("Give a non-null value for every key column, or make the unique index of table %s NULLS NOT DISTINCT.",
+							 e->relname)));
+		if (i >= 32)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("null key values are supported in the first 32 key columns only")));
+		mask |= ((uint32) 1) << i;
+	}
+	return mask;
+}
+
+/*
+ * The hit path without the executor: look the key up in the arbiter index
+ * directly, with a fresh snapshot, exactly as the SELECT would.  Only where
+ * that is the same thing as the SELECT: a plain table without inheritance
+ * children (the SELECT would scan those too), SELECT privilege on the whole
+ * table, no row level security for this user, not SERIALIZABLE (the SELECT's
+ * predicate locks), no NULL key, and only for the first look (idempotent_upsert,
+ * get_or_create and batches).  A miss is no answer: the SQL path then runs.
+ */
+static bool
+upsert_direct_ok(UpsertEntry *e, UpsertOp op)
+{
+	if (op == UPSERT_UPDATE || !e->plain || IsolationIsSerializable() ||
+		e->nkeys > INDEX_MAX_KEYS)
+		return false;
+	if (pg_class_aclcheck(e->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		return false;
+	return check_enable_rls(e->relid, InvalidOid, true) != RLS_ENABLED;
+}
+
+static void
+upsert_direct_begin(UpsertEntry *e, UpsertDirect *d)
+{
+	d->heap = table_open(e->relid, NoLock);	/* locked by upsert_open_table */
+	d->index = index_open(e->indexoid, AccessShareLock);
+	d->snap = RegisterSnapshot(GetTransactionSnapshot());
+	d->slot = table_slot_create(d->heap, NULL);
+	d->scan = index_beginscan(d->heap, d->index, d->snap, e->nkeys, 0);
+}
+
+/* Probe one key (values per present column); the row or false. */
+static bool
+upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
+{
+	ScanKeyData keys[INDEX_MAX_KEYS];
+	HeapTuple	tup;
+	int			i;
+
+	for (i = 0; i < e->nkeys; i++)
+	{
+		ScanKeyInit(&keys[i], i + 1, BTEqualStrategyNumber, e->keyproc[i],
+					values[e->keyparam[i]]);
+		keys[i].sk_collation = d->index->rd_indcollation[i];
+	}
+	index_rescan(d->scan, keys, e->nkeys, NULL, 0);
+	if (!index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
+		return false;
+	/* all attributes, missing ones filled in; TOAST pointers inlined */
+	slot_getallattrs(d->slot);
+	tup = heap_form_tuple(d->slot->tts_tupleDescriptor, d->slot->tts_values,
+						  d->slot->tts_isnull);
+	*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+	heap_freetuple(tup);
+	ExecClearTuple(d->slot);
+	return true;
+}
+
+static void
+upsert_direct_end(UpsertDirect *d)
+{
+	index_endscan(d->scan);
+	ExecDropSingleTupleTableSlot(d->slot);
+	UnregisterSnapshot(d->snap);
+	index_close(d->index, NoLock);
+	table_close(d->heap, NoLock);
+}
+
+static bool
+upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values,
+					 Datum *row)
+{
+	UpsertDirect d;
+	bool		found;
+
+	if (nullmask != 0 || !upsert_direct_ok(e, op))
+		return false;
+	upsert_direct_begin(e, &d);
+	found = upsert_direct_fetch(e, &d, values, row);
+	upsert_direct_end(&d);
+	return found;
+}
+
+/*
+ * The same for the elements of a batch group, with one snapshot and one
+ * index scan: fills rows[] (indexed by ordinal - 1) for the keys found.
+ * False when the direct path does not apply (nothing filled).
+ */
+static bool
+upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+					Datum *rows)
+{
+	UpsertDirect d;
+	Datum	   *values;
+	char	   *nulls;
+	int			i;
+
+	if (e->nulls_not_distinct || !upsert_direct_ok(e, UPSERT_GET))
+		return false;
+	values = palloc(sizeof(Datum) * (e->ncols + 1));
+	nulls = palloc(sizeof(char) * (e->ncols + 1));
+	upsert_direct_begin(e, &d);
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		upsert_convert(e, elems[ords[i] - 1], values, nulls);
+		upsert_direct_fetch(e, &d, values, &rows[ords[i] - 1]);
+	}
+	upsert_direct_end(&d);
+	return true;
+}
+
+/*
+ * The one-row algorithm (see the file header).  Must be called inside
+ * SPI.  Returns the row datum, still in SPI memory.
+ */
+static Datum
+upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
+{
+	Datum	   *values = palloc(sizeof(Datum) * (e->ncols + 1));
+	char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
+	uint32		nullmask;
+	Datum		row;
+
+	upsert_convert(e, vals, values, nulls);
+	nullmask = upsert_check_keys(e, nulls);
+	if (upsert_direct_lookup(e, op, nullmask, values, &row))
+	{
+		*created = false;
+		return row;
+	}
+	return upsert_loop(e, op, values, nulls, nullmask, created);
+}
+
+/*
+ * The SELECT / [UPDATE] / INSERT loop; must be called inside SPI.  Returns
+ * the row datum, still in SPI memory.
+ */
+static Datum
+upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
+			uint32 nullmask, bool *created)
+{
+	bool		rls = false;
+	bool		rls_checked = false;
+	bool		have_probe = false;
+	UpsertProbe probe1;
+	int			unchanged_misses = 0;
+	int			max_attempts;
+	int			attempt;
+	bool		isnull;
+
+	max_attempts = IsolationUsesXactSnapshot() ? UPSERT_MAX_ATTEMPTS_XACT : UPSERT_MAX_ATTEMPTS;
+
+	for (attempt = 0; attempt < max_attempts; attempt++)
+	{
+		CHECK_FOR_INTERRUPTS();
+
+		if (upsert_exec(e, STMT_SELECT, nullmask, values, nulls, 1) > 0)
+		{
+			bool		differs = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 2, &isnull));
+
+			if (!differs)
+			{
+				*created = false;
+				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			}
+
+			/* update_or_create and some given value differs: set it */
+			if (upsert_exec(e, STMT_UPDATE, nullmask, values, nulls, 1) > 0)
+			{
+				*created = false;
+				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			}
+
+			/*
+			 * The UPDATE did not find the row that the SELECT saw needing a
+			 * change.  Either it changed or went away concurrently (go round
+			 * again), or a policy lets us see but not update it.
+			 */
+			if (!rls_checked)
+			{
+				rls = check_enable_rls(e->relid, InvalidOid, true) == RLS_ENABLED;
+				rls_checked = true;
+			}
+			if (rls && ++unchanged_misses >= UPSERT_MAX_ATTEMPTS_XACT)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("the existing row of table %s with this key cannot be updated by role %s",
+								e->relname, GetUserNameFromId(GetUserId(), false)),
+						 errdetail("A row level security policy lets the role see the row but not update it."),
+						 errhint("Change the UPDATE policies of table %s, or use get_or_create.",
+								 e->relname)));
+			continue;
+		}
+
+		if (have_probe)
+		{
+			UpsertProbe probe2 = upsert_probe(e, nullmask, values, nulls);
+
+			/* live before and after the SELECT that missed it: hidden */
+			if (probe1.found && probe2.found &&
+				probe1.tableoid == probe2.tableoid &&
+				ItemPointerEquals(&probe1.tid, &probe2.tid))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("a row of table %s with this key exists but is hidden from role %s by row level security",
+								e->relname, GetUserNameFromId(GetUserId(), false)),
+						 errdetail("The row cannot be returned and a second row cannot be inserted."),
+						 errhint("Change the SELECT policies of table %s so that the role can see the row, or use a different key.",
+								 e->relname)));
+		}
+
+		if (upsert_exec(e, STMT_INSERT, nullmask, values, nulls, 1) > 0)
+		{
+			*created = true;
+			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		}
+
+		/* The key exists but we did not see it. */
+		if (!rls_checked)
+		{
+			rls = check_enable_rls(e->relid, InvalidOid, true) == RLS_ENABLED;
+			rls_checked = true;
+		}
+		if (rls)
+		{
+			probe1 = upsert_probe(e, nullmask, values, nulls);
+			have_probe = true;
+		}
+	}
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("could not insert or find the row of table %s with this key after %d attempts",
+					e->relname, attempt),
+			 errdetail("The INSERT reported a conflicting row each time, but no row with this key was visible afterwards."),
+			 errhint("A BEFORE INSERT trigger on table %s may suppress the row or change its key; the key must survive the triggers.",
+					 e->relname)));
+	return (Datum) 0;			/* keep compiler quiet */
+}
+
+/* ---------------------------------------------------------------------
+ * Argument handling
+ * --------------------------------------------------------------------- */
+
+/*
+ * Open (RowExclusiveLock, held to end of transaction) the table whose row
+ * type is the type of argument 0.
+ */
+static Relation
+upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
+{
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	Oid			relid;
+	char		relkind;
+	Relation	rel;
+
+	if (!OidIsValid(argtype))
+		elog(ERROR, "could not determine the type of the first argument of %s", fname);
+	relid = get_typ_typrelid(argtype);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s needs a table's row type as its first argument, not type %s",
+						fname, format_type_be(argtype)),
+				 errhint("Name the table by its row type, for example NULL::public.accounts.")));
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
+				 errdetail("%s works on plain and partitioned tables only; \"%s\" is a %s.",
+						   fname, get_rel_name(relid),
+						   relkind == RELKIND_VIEW ? "view" :
+						   relkind == RELKIND_MATVIEW ? "materialized view" :
+						   relkind == RELKIND_FOREIGN_TABLE ? "foreign table" :
+						   relkind == RELKIND_COMPOSITE_TYPE ? "composite type" : "relation"),
+				 errhint("Pass the row type of the table that stores the rows.")));
+	rel = try_relation_open(relid, RowExclusiveLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table with OID %u does not exist", relid)));
+	/* re-check after the lock: the relation may have been replaced */
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
+	return rel;
+}
+
+/* Columns named by the keys of a jsonb object: 42703, 428C9. */
+static void
+upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken r;
+	bool		skip = false;
+
+	memset(cols, 0, sizeof(uint64) * UPSERT_COLWORDS);
+	if (!JB_ROOT_IS_OBJECT(obj) || JB_ROOT_IS_SCALAR(obj))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("vals must be a JSON object"),
+				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+	it = JsonbIteratorInit(&obj->root);
+	while ((r = JsonbIteratorNext(&it, &v, skip)) != WJB_DONE)
+	{
+		HeapTuple	atup;
+		Form_pg_attribute att;
+		char	   *name;
+
+		skip = true;
+		if (r != WJB_KEY)
+			continue;
+		name = pnstrdup(v.val.string.val, v.val.string.len);
+		atup = SearchSysCacheAttName(RelationGetRelid(rel), name);
+		if (!HeapTupleIsValid(atup) || ((Form_pg_attribute) GETSTRUCT(atup))->attnum <= 0)
+		{
+			if (HeapTupleIsValid(atup))
+				ReleaseSysCache(atup);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of relation \"%s\" does not exist",
+							name, RelationGetRelationName(rel)),
+					 errhint("Every key of vals must be a column of table \"%s\".",
+							 RelationGetRelationName(rel))));
+		}
+		att = (Form_pg_attribute) GETSTRUCT(atup);
+		if (att->attgenerated)
+		{
+			ReleaseSysCache(atup);
+			ereport(ERROR,
+					(errcode(ERRCODE_GENERATED_ALWAYS),
+					 errmsg("cannot insert a non-DEFAULT value into column \"%s\"", name),
+					 errdetail("Column \"%s\" is a generated column.", name),
+					 errhint("Leave column \"%s\" out of vals.", name)));
+		}
+		BIT_SET(cols, att->attnum);
+		ReleaseSysCache(atup);
+	}
+	if (bitmap_empty(cols))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("vals must name at least the key columns"),
+				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+}
+
+static void
+upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols)
+{
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n,
+				i;
+
+	memset(keycols, 0, sizeof(uint64) * UPSERT_COLWORDS);
+	if (arr == NULL)
+		return;
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key_cols must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key_cols must not be empty"),
+				 errhint("Pass NULL to infer the key from the table's unique indexes.")));
+	for (i = 0; i < n; i++)
+	{
+		char	   *name;
+		AttrNumber	att;
+
+		if (enulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("key_cols must not contain NULL")));
+		name = TextDatumGetCString(elems[i]);
+		att = get_attnum(RelationGetRelid(rel), name);
+		if (att <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of relation \"%s\" does not exist",
+							name, RelationGetRelationName(rel)),
+					 errhint("key_cols must name columns of table \"%s\".",
+							 RelationGetRelationName(rel))));
+		if (BIT_ISSET(keycols, att))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" appears more than once in key_cols", name)));
+		BIT_SET(keycols, att);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Entry points
+ * --------------------------------------------------------------------- */
+
+static Datum
+upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *created)
+{
+	Relation	rel;
+	Jsonb	   *vals;
+	uint64		cols[UPSERT_COLWORDS];
+	uint64		keycols[UPSERT_COLWORDS];
+	UpsertEntry *e;
+	Datum		row;
+	Datum	   *values;
+	char	   *nulls;
+	uint32		nullmask;
+
+	idempotency_check_version();
+	idem_forbid_parallel(fname);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("vals must not be null"),
+				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+	rel = upsert_open_table(fcinfo, fname);
+	vals = PG_GETARG_JSONB_P(1);
+	upsert_cols_of(rel, vals, cols, fname);
+	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
+	e = upsert_entry(rel, op, cols, keycols);
+	relation_close(rel, NoLock);
+
+	values = palloc(sizeof(Datum) * (e->ncols + 1));
+	nulls = palloc(sizeof(char) * (e->ncols + 1));
+	upsert_convert(e, vals, values, nulls);
+	nullmask = upsert_check_keys(e, nulls);
+
+	/* the hit path needs no SPI */
+	if (upsert_direct_lookup(e, op, nullmask, values, &row))
+	{
+		*created = false;
+		return row;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	row = upsert_loop(e, op, values, nulls, nullmask, created);
+	row = SPI_datumTransfer(row, false, -1);
+	SPI_finish();
+	return row;
+}
+
+static Datum
+upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = row;
+	values[1] = BoolGetDatum(created);
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+Datum
+idem_upsert(PG_FUNCTION_ARGS)
+{
+	bool		created;
+
+	PG_RETURN_DATUM(upsert_single(fcinfo, UPSERT_GET, "idempotent_upsert", &created));
+}
+
+Datum
+idem_get_or_create(PG_FUNCTION_ARGS)
+{
+	bool		created;
+	Datum		row = upsert_single(fcinfo, UPSERT_GET, "get_or_create", &created);
+
+	PG_RETURN_DATUM(upsert_result_pair(fcinfo, row, created));
+}
+
+Datum
+idem_update_or_create(PG_FUNCTION_ARGS)
+{
+	bool		created;
+	Datum		row = upsert_single(fcinfo, UPSERT_UPDATE, "update_or_create", &created);
+
+	PG_RETURN_DATUM(upsert_result_pair(fcinfo, row, created));
+}
+
+/* One group of batch elements with the same keys. */
+typedef struct UpsertGroup
+{
+	uint64		cols[UPSERT_COLWORDS];
+	int			n;
+	int64	   *ords;			/* 1-based ordinals */
+	bool		direct;			/* existing rows found by direct probes */
+} UpsertGroup;
+
+Datum
+idem_upsert_many(PG_FUNCTION_ARGS)
+{
+	const char *fname = "idempotent_upsert_many";
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	rel;
+	Jsonb	   *arr;
+	uint64		keycols[UPSERT_COLWORDS];
+	int			nelems;
+	Jsonb	  **elems;
+	Datum	   *rows;
+	UpsertGroup *groups;
+	int			ngroups = 0;
+	int			g,
+				i;
+	MemoryContext callcxt = CurrentMemoryContext;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken r;
+
+	idempotency_check_version();
+	idem_forbid_parallel(fname);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("vals must not be null"),
+				 errhint("Pass the rows as a JSON array of objects to %s.", fname)));
+	InitMaterializedSRF(fcinfo, 0);
+	rel = upsert_open_table(fcinfo, fname);
+	arr = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(arr) || JB_ROOT_IS_SCALAR(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("vals must be a JSON array of objects"),
+				 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", fname)));
+	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
+
+	/* split into elements and group them by the keys they name */
+	nelems = JB_ROOT_COUNT(arr);
+	elems = palloc(sizeof(Jsonb *) * (nelems + 1));
+	rows = palloc0(sizeof(Datum) * (nelems + 1));
+	groups = palloc(sizeof(UpsertGroup) * (nelems + 1));
+	it = JsonbIteratorInit(&arr->root);
+	i = 0;
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		uint64		cols[UPSERT_COLWORDS];
+
+		if (r != WJB_ELEM)
+			continue;
+		if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("element %d of vals is not a JSON object", i + 1),
+					 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", fname)));
+		elems[i] = JsonbValueToJsonb(&v);
+		upsert_cols_of(rel, elems[i], cols, fname);
+		for (g = 0; g < ngroups; g++)
+			if (memcmp(groups[g].cols, cols, sizeof(cols)) == 0)
+				break;
+		if (g == ngroups)
+		{
+			memcpy(groups[g].cols, cols, sizeof(cols));
+			groups[g].n = 0;
+			groups[g].ords = palloc(sizeof(int64) * nelems);
+			ngroups++;
+		}
+		groups[g].ords[groups[g].n++] = i + 1;
+		i++;
+	}
+
+	/*
+	 * NULL keys (22004) are checked for the whole batch up front, before
+	 * anything is inserted, on the JSON itself: only a JSON null converts to
+	 * a NULL.
+	 */
+	for (g = 0; g < ngroups; g++)
+	{
+		UpsertGroup *grp = &groups[g];
+		UpsertEntry *e = upsert_entry(rel, UPSERT_MANY, grp->cols, keycols);
+		char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
+
+		for (i = 0; i < grp->n; i++)
+		{
+			Jsonb	   *el = elems[grp->ords[i] - 1];
+			int			k;
+
+			memset(nulls, ' ', e->ncols);
+			for (k = 0; k < e->nkeys; k++)
+			{
+				JsonbValue	kv;
+				JsonbValue *found;
+				const char *name = NameStr(TupleDescAttr(e->tupdesc, e->cols[e->keyparam[k]] - 1)->attname);
+
+				kv.type = jbvString;
+				kv.val.string.val = (char *) name;
+				kv.val.string.len = strlen(name);
+				found = findJsonbValueFromContainer(&el->root, JB_FOBJECT, &kv);
+				if (found == NULL || found->type == jbvNull)
+					nulls[e->keyparam[k]] = 'n';
+			}
+			upsert_check_keys(e, nulls);
+		}
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	for (g = 0; g < ngroups; g++)
+	{
+		UpsertGroup *grp = &groups[g];
+		UpsertEntry *e = upsert_entry(rel, UPSERT_MANY, grp->cols, keycols);
+		Datum		args[3];
+		int			round;
+		int64	   *missing = palloc(sizeof(int64) * grp->n);
+		Datum	   *ords = palloc(sizeof(Datum) * grp->n);
+		int			nmissing = 0;
+		MemoryContext spicxt;
+
+		/* rows found directly are kept in the caller's memory, like the rest */
+		spicxt = MemoryContextSwitchTo(callcxt);
+		grp->direct = upsert_direct_batch(e, elems, grp->ords, grp->n, rows);
+		MemoryContextSwitchTo(spicxt);
+
+		for (i = 0; i < grp->n; i++)
+			if (rows[grp->ords[i] - 1] == (Datum) 0)
+				missing[nmissing++] = grp->ords[i];
+
+		args[0] = JsonbPGetDatum(arr);
+		args[1] = e->emptyrow;
+		/* after the direct probe, the missing ones go straight to INSERT */
+		for (round = grp->direct ? 1 : 0; round < 3 && nmissing > 0; round++)
+		{
+			UpsertStmt stmt = (round == 1) ? STMT_MANY_INSERT : STMT_MANY_SELECT;
+			uint64		k;
+			int			n;
+
+			CHECK_FOR_INTERRUPTS();
+			for (i = 0; i < nmissing; i++)
+				ords[i] = Int64GetDatum(missing[i]);
+			args[2] = PointerGetDatum(construct_array(ords, nmissing, INT8OID, 8,
+													  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			upsert_exec(e, stmt, 0, args, "   ", 0);
+			for (k = 0; k < SPI_processed; k++)
+			{
+				bool		isnull;
+				int64		o = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k],
+															SPI_tuptable->tupdesc, 1, &isnull));
+				Datum		row = SPI_getbinval(SPI_tuptable->vals[k],
+												SPI_tuptable->tupdesc, 2, &isnull);
+
+				if (o >= 1 && o <= nelems && rows[o - 1] == (Datum) 0)
+					rows[o - 1] = SPI_datumTransfer(row, false, -1);
+			}
+			for (i = 0, n = 0; i < nmissing; i++)
+				if (rows[missing[i] - 1] == (Datum) 0)
+					missing[n++] = missing[i];
+			nmissing = n;
+		}
+
+		/* the rest (concurrent deletes, RLS, triggers): one by one */
+		for (i = 0; i < nmissing; i++)
+		{
+			UpsertEntry *one = upsert_entry(rel, UPSERT_GET, grp->cols, keycols);
+			bool		created;
+			Datum		row = upsert_one(one, elems[missing[i] - 1], UPSERT_GET, &created);
+
+			rows[missing[i] - 1] = SPI_datumTransfer(row, false, -1);
+		}
+	}
+	SPI_finish();
+	relation_close(rel, NoLock);
+
+	/* in input order */
+	MemoryContextSwitchTo(callcxt);
+	for (i = 0; i < nelems; i++)
+	{
+		HeapTupleHeader th = DatumGetHeapTupleHeader(rows[i]);
+		HeapTupleData tup;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(th);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = th;
+		tuplestore_puttuple(rsinfo->setResult, &tup);
+	}
+	return (Datum) 0;
+}

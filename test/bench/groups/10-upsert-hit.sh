@@ -1,0 +1,39 @@
+# Hit path: the key exists (100k rows, random key).  idempotent_upsert
+# against a plain SELECT by key (what it costs over the bare lookup), the
+# "ON CONFLICT DO UPDATE SET x = EXCLUDED.x RETURNING *" trick (a new row
+# version every call), the "WITH ins AS (... DO NOTHING RETURNING *) ...
+# UNION ALL SELECT" idiom and the PL/pgSQL exception loop.  WAL bytes and
+# xids per call must be 0 for ours.
+bench_title "upsert hit path: key exists"
+bench_setup <"$IDEM_ROOT/test/bench/upsert-setup.sql"
+bench_setup <<'SQL'
+INSERT INTO upsert_bench (email) SELECT 'u' || g FROM generate_series(1, 100000) g;
+VACUUM ANALYZE upsert_bench;
+SQL
+bench_variant ours 1 <<'PGB'
+\set k random(1, 100000)
+SELECT * FROM idempotency.idempotent_upsert(NULL::upsert_bench, jsonb_build_object('email', 'u' || :k));
+PGB
+bench_variant select 1 <<'PGB'
+\set k random(1, 100000)
+SELECT * FROM upsert_bench WHERE email = 'u' || :k;
+PGB
+bench_variant do_update 1 <<'PGB'
+\set k random(1, 100000)
+INSERT INTO upsert_bench (email) VALUES ('u' || :k)
+    ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING *;
+PGB
+bench_variant cte_union 1 <<'PGB'
+\set k random(1, 100000)
+WITH ins AS (INSERT INTO upsert_bench (email) VALUES ('u' || :k) ON CONFLICT (email) DO NOTHING RETURNING *)
+SELECT * FROM ins UNION ALL SELECT * FROM upsert_bench WHERE email = 'u' || :k;
+PGB
+bench_variant plpgsql 1 <<'PGB'
+\set k random(1, 100000)
+SELECT * FROM upsert_bench_plpgsql('u' || :k);
+PGB
+bench_ratio ours select 0.90
+bench_ratio ours do_update 1.5
+bench_ratio ours cte_union
+bench_ratio ours plpgsql
+bench_run

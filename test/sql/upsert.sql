@@ -1,0 +1,453 @@
+-- idempotent_upsert, get_or_create, update_or_create, idempotent_upsert_many
+-- (SPEC section 1): key inference, type conversion, defaults, triggers,
+-- partitions, privileges, RLS, refused relations, hostile identifiers,
+-- cache invalidation and the zero-write hit path.
+
+SET client_min_messages = warning;
+
+---------------------------------------------------------------------------
+-- Basics: primary key / single unique column inference
+---------------------------------------------------------------------------
+CREATE TABLE accounts (
+    id         bigserial PRIMARY KEY,
+    email      text NOT NULL UNIQUE,
+    name       text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- inserted: defaults apply to absent columns
+SELECT id, email, name, created_at IS NOT NULL AS has_default
+  FROM idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com", "name": "A"}');
+-- existing row returned unchanged (name stays "A")
+SELECT id, email, name
+  FROM idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com", "name": "other"}');
+-- get_or_create reports created
+SELECT (item).id, (item).email, created
+  FROM idempotency.get_or_create(NULL::accounts, '{"email": "b@example.com"}');
+SELECT (item).id, (item).email, created
+  FROM idempotency.get_or_create(NULL::accounts, '{"email": "b@example.com"}');
+-- the primary key alone is a key too
+SELECT id, email FROM idempotency.idempotent_upsert(NULL::accounts, '{"id": 1}');
+-- both id and email given: ambiguous, then explicit key_cols
+SELECT id FROM idempotency.idempotent_upsert(NULL::accounts, '{"id": 1, "email": "a@example.com"}');
+SELECT id, email FROM idempotency.idempotent_upsert(NULL::accounts,
+    '{"id": 1, "email": "a@example.com"}', ARRAY['email']);
+SELECT id, email FROM idempotency.idempotent_upsert(NULL::accounts,
+    '{"id": 1, "email": "a@example.com"}', ARRAY['id']);
+-- no key in vals
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"name": "nobody"}');
+-- key_cols that match no index, or name no column, or repeat one
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com", "name": "A"}', ARRAY['name']);
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com"}', ARRAY['nope']);
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com"}', ARRAY['email', 'email']);
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com"}', ARRAY[]::text[]);
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com"}', ARRAY[NULL]::text[]);
+-- an explicit key column missing from vals
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com"}', ARRAY['id']);
+-- bad vals
+SELECT idempotency.idempotent_upsert(NULL::accounts, NULL);
+SELECT idempotency.idempotent_upsert(NULL::accounts, '[1, 2]');
+SELECT idempotency.idempotent_upsert(NULL::accounts, '"text"');
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{}');
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "x@example.com", "nope": 1}');
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": "x@example.com", "ctid": "(0,1)"}');
+-- NULL key
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"email": null}');
+-- a value the column type rejects
+SELECT idempotency.idempotent_upsert(NULL::accounts, '{"id": "not a number"}');
+-- nothing above inserted a row
+SELECT id, email, name FROM accounts ORDER BY id;
+
+---------------------------------------------------------------------------
+-- Composite keys, NULLS NOT DISTINCT, other unique indexes
+---------------------------------------------------------------------------
+CREATE TABLE memberships (
+    org   int NOT NULL,
+    usr   int NOT NULL,
+    role  text NOT NULL DEFAULT 'member',
+    badge text UNIQUE,
+    UNIQUE (org, usr)
+);
+SELECT * FROM idempotency.get_or_create(NULL::memberships, '{"usr": 2, "org": 1}');
+SELECT * FROM idempotency.get_or_create(NULL::memberships, '{"org": 1, "usr": 2, "role": "admin"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::memberships, '{"org": 1, "usr": 2}', '{usr,org}');
+-- a unique violation on ANOTHER unique index is a real error
+SELECT * FROM idempotency.idempotent_upsert(NULL::memberships, '{"org": 1, "usr": 3, "badge": "b1"}', '{org,usr}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::memberships, '{"org": 1, "usr": 4, "badge": "b1"}', '{org,usr}');
+
+CREATE TABLE tags (name text, scope text, UNIQUE NULLS NOT DISTINCT (name, scope));
+SELECT (item).*, created FROM idempotency.get_or_create(NULL::tags, '{"name": "t", "scope": null}');
+SELECT (item).*, created FROM idempotency.get_or_create(NULL::tags, '{"name": "t", "scope": null}');
+SELECT (item).*, created FROM idempotency.get_or_create(NULL::tags, '{"name": "t", "scope": "s"}');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::tags,
+    '[{"name": "t", "scope": null}, {"name": "u", "scope": null}, {"name": "u", "scope": null}]');
+SELECT count(*) FROM tags;
+
+-- partial, expression and deferrable unique indexes are no arbiters
+CREATE TABLE odd_keys (a int, b text, c int, d int);
+CREATE UNIQUE INDEX odd_partial ON odd_keys (a) WHERE a > 0;
+CREATE UNIQUE INDEX odd_expr ON odd_keys (lower(b));
+ALTER TABLE odd_keys ADD CONSTRAINT odd_deferrable UNIQUE (c) DEFERRABLE;
+SELECT idempotency.idempotent_upsert(NULL::odd_keys, '{"a": 1, "b": "x", "c": 1}');
+SELECT idempotency.idempotent_upsert(NULL::odd_keys, '{"c": 1}', '{c}');
+CREATE UNIQUE INDEX odd_plain ON odd_keys (d);
+SELECT idempotency.idempotent_upsert(NULL::odd_keys, '{"a": 1, "b": "x", "c": 1, "d": 7}');
+DROP TABLE odd_keys;
+
+---------------------------------------------------------------------------
+-- Type conversion: exactly jsonb_populate_record's
+---------------------------------------------------------------------------
+CREATE TYPE upsert_mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN upsert_pos AS int CHECK (VALUE > 0);
+CREATE DOMAIN upsert_nn AS text NOT NULL DEFAULT 'dflt';
+CREATE TYPE upsert_pair AS (x int, y text);
+CREATE TABLE typed (
+    k      text PRIMARY KEY,
+    n      numeric(10, 2),
+    ts     timestamptz,
+    arr    int[],
+    doc    jsonb,
+    js     json,
+    mood   upsert_mood,
+    pos    upsert_pos,
+    nn     upsert_nn,
+    pair   upsert_pair,
+    pairs  upsert_pair[],
+    maybe  text DEFAULT 'default'
+);
+SET timezone = 'UTC';
+SELECT * FROM idempotency.idempotent_upsert(NULL::typed, $$ {
+    "k": "one", "n": 12.345, "ts": "2024-01-02 03:04:05+02", "arr": [1, 2, 3],
+    "doc": {"a": [1, {"b": null}]}, "js": {"z": 1, "a": 2}, "mood": "happy", "pos": 5,
+    "pair": {"x": 1, "y": "why"}, "pairs": [{"x": 2, "y": "b"}, {"x": 3}], "maybe": null
+} $$);
+-- the same conversion as jsonb_populate_record
+SELECT t::text = r::text AS same_as_populate_record
+  FROM typed t, jsonb_populate_record(NULL::typed, $$ {
+    "k": "one", "n": 12.345, "ts": "2024-01-02 03:04:05+02", "arr": [1, 2, 3],
+    "doc": {"a": [1, {"b": null}]}, "js": {"z": 1, "a": 2}, "mood": "happy", "pos": 5,
+    "pair": {"x": 1, "y": "why"}, "pairs": [{"x": 2, "y": "b"}, {"x": 3}], "maybe": null,
+    "nn": "dflt" } $$) r
+ WHERE t.k = 'one';
+-- absent domain-NOT-NULL column takes its default; explicit JSON null is NULL
+SELECT k, nn, maybe FROM idempotency.idempotent_upsert(NULL::typed, '{"k": "two"}');
+-- conversion errors: domain CHECK, enum, array, numeric overflow, domain NOT NULL
+SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "pos": -1}');
+SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "mood": "angry"}');
+SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "arr": "nope"}');
+SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "n": 123456789012}');
+SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "nn": null}');
+SELECT count(*) FROM typed;
+
+---------------------------------------------------------------------------
+-- serial, identity, generated columns
+---------------------------------------------------------------------------
+CREATE TABLE gen (
+    id    int GENERATED ALWAYS AS IDENTITY,
+    id2   int GENERATED BY DEFAULT AS IDENTITY,
+    code  text UNIQUE,
+    price int,
+    twice int GENERATED ALWAYS AS (price * 2) STORED
+);
+SELECT * FROM idempotency.idempotent_upsert(NULL::gen, '{"code": "c1", "price": 21}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::gen, '{"code": "c1", "price": 99}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::gen, '{"code": "c2", "id2": 40}');
+SELECT idempotency.idempotent_upsert(NULL::gen, '{"code": "c3", "twice": 4}');
+SELECT idempotency.idempotent_upsert(NULL::gen, '{"code": "c3", "id": 4}');
+SELECT count(*) FROM gen;
+
+---------------------------------------------------------------------------
+-- Partitioned table, temp and unlogged tables, a dropped column
+---------------------------------------------------------------------------
+CREATE TABLE events (region text, ext_id int, body text, PRIMARY KEY (region, ext_id))
+    PARTITION BY LIST (region);
+CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
+CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us');
+SELECT * FROM idempotency.idempotent_upsert(NULL::events, '{"region": "eu", "ext_id": 1, "body": "x"}');
+SELECT (item).*, created FROM idempotency.get_or_create(NULL::events, '{"region": "us", "ext_id": 1}');
+SELECT (item).*, created FROM idempotency.get_or_create(NULL::events, '{"region": "eu", "ext_id": 1}');
+SELECT idempotency.idempotent_upsert(NULL::events, '{"region": "fr", "ext_id": 1}');
+SELECT tableoid::regclass, * FROM events ORDER BY 1, 2, 3;
+
+CREATE TEMP TABLE scratch (k int PRIMARY KEY, v text);
+SELECT * FROM idempotency.idempotent_upsert(NULL::scratch, '{"k": 1, "v": "t"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::pg_temp.scratch, '{"k": 1, "v": "u"}');
+CREATE UNLOGGED TABLE fast (k int PRIMARY KEY, v text);
+SELECT * FROM idempotency.idempotent_upsert(NULL::fast, '{"k": 1, "v": "u"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::fast, '{"k": 1, "v": "w"}');
+
+CREATE TABLE holes (a int, gone text, k int UNIQUE, v text);
+ALTER TABLE holes DROP COLUMN gone;
+ALTER TABLE holes DROP COLUMN a;
+SELECT * FROM idempotency.idempotent_upsert(NULL::holes, '{"k": 1, "v": "one"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::holes, '{"k": 1, "v": "two"}');
+SELECT idempotency.idempotent_upsert(NULL::holes, '{"k": 2, "gone": "x"}');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::holes, '[{"k": 3}, {"k": 1}]');
+
+---------------------------------------------------------------------------
+-- Triggers fire as for a plain INSERT (and not at all on a hit)
+---------------------------------------------------------------------------
+CREATE TABLE trig (k int PRIMARY KEY, v text, stamp text);
+CREATE TABLE trig_log (what text);
+CREATE FUNCTION trig_before() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.stamp := 'before:' || coalesce(NEW.v, ''); INSERT INTO trig_log VALUES (TG_OP || ' before ' || NEW.k); RETURN NEW; END $$;
+CREATE FUNCTION trig_after() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO trig_log VALUES (TG_OP || ' after ' || NEW.k); RETURN NULL; END $$;
+CREATE TRIGGER trig_b BEFORE INSERT OR UPDATE ON trig FOR EACH ROW EXECUTE FUNCTION trig_before();
+CREATE TRIGGER trig_a AFTER INSERT OR UPDATE ON trig FOR EACH ROW EXECUTE FUNCTION trig_after();
+SELECT * FROM idempotency.idempotent_upsert(NULL::trig, '{"k": 1, "v": "x"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::trig, '{"k": 1, "v": "y"}');
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::trig, '{"k": 1, "v": "x"}');
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::trig, '{"k": 1, "v": "z"}');
+SELECT * FROM trig_log;
+-- a BEFORE trigger that suppresses the row: no endless loop, a clear error
+CREATE FUNCTION trig_skip() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.k > 100 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+CREATE TRIGGER trig_s BEFORE INSERT ON trig FOR EACH ROW EXECUTE FUNCTION trig_skip();
+SELECT idempotency.idempotent_upsert(NULL::trig, '{"k": 101}');
+DROP TABLE trig, trig_log;
+DROP FUNCTION trig_before(), trig_after(), trig_skip();
+
+---------------------------------------------------------------------------
+-- update_or_create
+---------------------------------------------------------------------------
+CREATE TABLE prefs (uid int PRIMARY KEY, theme text, extra json, pt point, n int);
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::prefs, '{"uid": 1, "theme": "dark", "extra": {"a": 1}, "pt": "(1,2)"}');
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::prefs, '{"uid": 1, "theme": "light"}');
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::prefs, '{"uid": 1, "theme": null}');
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::prefs, '{"uid": 1, "extra": {"a": 2}, "pt": "(3,4)"}');
+-- only the key given: nothing to set
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::prefs, '{"uid": 1}');
+SELECT * FROM prefs;
+
+---------------------------------------------------------------------------
+-- Zero writes when the row exists: no xid, no inserted/updated tuple
+---------------------------------------------------------------------------
+-- (the xact counters include this session's not yet reported earlier
+-- transactions, so compare before and after)
+BEGIN;
+SELECT pg_stat_get_xact_tuples_inserted('accounts'::regclass) AS ins0,
+       pg_stat_get_xact_tuples_updated('accounts'::regclass) AS upd0,
+       pg_stat_get_xact_tuples_updated('prefs'::regclass) AS prefs0 \gset
+SELECT id FROM idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com"}');
+SELECT created FROM idempotency.get_or_create(NULL::accounts, '{"email": "a@example.com", "name": "zzz"}');
+SELECT created FROM idempotency.update_or_create(NULL::prefs, '{"uid": 1, "extra": {"a": 2}, "pt": "(3,4)", "theme": null}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::accounts, '[{"email": "a@example.com"}, {"email": "b@example.com"}]');
+SELECT txid_current_if_assigned() IS NULL AS no_xid,
+       pg_stat_get_xact_tuples_inserted('accounts'::regclass) - :ins0 AS ins,
+       pg_stat_get_xact_tuples_updated('accounts'::regclass) - :upd0 AS upd,
+       pg_stat_get_xact_tuples_updated('prefs'::regclass) - :prefs0 AS prefs_upd;
+COMMIT;
+-- and a miss does write (the check above can fail)
+BEGIN;
+SELECT pg_stat_get_xact_tuples_inserted('accounts'::regclass) AS ins0 \gset
+SELECT created FROM idempotency.get_or_create(NULL::accounts, '{"email": "c@example.com"}');
+SELECT txid_current_if_assigned() IS NULL AS no_xid,
+       pg_stat_get_xact_tuples_inserted('accounts'::regclass) - :ins0 AS ins;
+ROLLBACK;
+
+---------------------------------------------------------------------------
+-- idempotent_upsert_many
+---------------------------------------------------------------------------
+CREATE TABLE items (id serial PRIMARY KEY, sku text UNIQUE NOT NULL, qty int DEFAULT 1);
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::items,
+    '[{"sku": "b"}, {"sku": "a", "qty": 5}, {"sku": "b", "qty": 9}, {"sku": "c"}]');
+-- input order, existing rows unchanged, a repeated key gives the same row
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::items,
+    '[{"sku": "c"}, {"sku": "d"}, {"sku": "a"}, {"sku": "d"}]');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::items, '[]');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::items, '{"sku": "a"}');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::items, '[{"sku": "a"}, 3]');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::items, '[{"sku": "e"}, {"sku": null}]');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::items, '[{"sku": "e"}, {"nope": 1}]');
+SELECT * FROM items ORDER BY id;
+-- 1000 at once, then again (all existing)
+SELECT count(*), count(DISTINCT id) FROM idempotency.idempotent_upsert_many(NULL::items,
+    (SELECT jsonb_agg(jsonb_build_object('sku', 'bulk' || g)) FROM generate_series(1, 1000) g));
+SELECT count(*), count(DISTINCT id) FROM idempotency.idempotent_upsert_many(NULL::items,
+    (SELECT jsonb_agg(jsonb_build_object('sku', 'bulk' || g)) FROM generate_series(1, 1000) g));
+SELECT count(*) FROM items;
+
+---------------------------------------------------------------------------
+-- The hit path returns whole rows: TOASTed values, values of columns added
+-- later (stored as "missing" in old tuples), inheritance children
+---------------------------------------------------------------------------
+CREATE TABLE blobs (k int PRIMARY KEY, big text);
+INSERT INTO blobs SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 5000) g;
+ALTER TABLE blobs ADD COLUMN later text DEFAULT 'filled';
+SELECT k, length(big), md5(big) = (SELECT md5(string_agg(md5(g::text), '')) FROM generate_series(1, 5000) g) AS same, later
+  FROM idempotency.idempotent_upsert(NULL::blobs, '{"k": 1}');
+SELECT (item).k, length((item).big), (item).later, created
+  FROM idempotency.get_or_create(NULL::blobs, '{"k": 1, "big": "x"}');
+DROP TABLE blobs;
+-- a row in an inheritance child is found like a plain SELECT finds it
+CREATE TABLE parent_t (k int PRIMARY KEY, v text);
+CREATE TABLE child_t () INHERITS (parent_t);
+INSERT INTO child_t VALUES (5, 'in child');
+SELECT * FROM idempotency.idempotent_upsert(NULL::parent_t, '{"k": 5, "v": "new"}');
+SELECT tableoid::regclass, * FROM parent_t;
+DROP TABLE parent_t CASCADE;
+
+---------------------------------------------------------------------------
+-- Refused relations
+---------------------------------------------------------------------------
+CREATE VIEW accounts_v AS SELECT * FROM accounts;
+CREATE MATERIALIZED VIEW accounts_mv AS SELECT * FROM accounts;
+CREATE FOREIGN DATA WRAPPER upsert_dummy_fdw;
+CREATE SERVER upsert_dummy_srv FOREIGN DATA WRAPPER upsert_dummy_fdw;
+CREATE FOREIGN TABLE accounts_ft (email text) SERVER upsert_dummy_srv;
+CREATE TYPE upsert_plain AS (email text);
+SELECT idempotency.idempotent_upsert(NULL::accounts_v, '{"email": "a@example.com"}');
+SELECT idempotency.idempotent_upsert(NULL::accounts_mv, '{"email": "a@example.com"}');
+SELECT idempotency.idempotent_upsert(NULL::accounts_ft, '{"email": "a@example.com"}');
+SELECT idempotency.idempotent_upsert(NULL::upsert_plain, '{"email": "a@example.com"}');
+SELECT idempotency.idempotent_upsert(NULL::int, '{"email": "a@example.com"}');
+SELECT idempotency.idempotent_upsert(NULL::record, '{"email": "a@example.com"}');
+SELECT idempotency.get_or_create(NULL::accounts_v, '{"email": "a@example.com"}');
+DROP VIEW accounts_v;
+DROP MATERIALIZED VIEW accounts_mv;
+DROP FOREIGN TABLE accounts_ft;
+DROP SERVER upsert_dummy_srv;
+DROP FOREIGN DATA WRAPPER upsert_dummy_fdw;
+DROP TYPE upsert_plain;
+
+---------------------------------------------------------------------------
+-- Hostile identifiers
+---------------------------------------------------------------------------
+CREATE SCHEMA "we;ird ""schema""";
+CREATE TABLE "we;ird ""schema"""."select ""x""; DROP TABLE accounts; --" (
+    "Ünïcødé key" text PRIMARY KEY,
+    "order" int,
+    "a b;c" text DEFAULT 'd"q',
+    "idem_row" text
+);
+SELECT * FROM idempotency.idempotent_upsert(NULL::"we;ird ""schema"""."select ""x""; DROP TABLE accounts; --",
+    '{"Ünïcødé key": "k''1", "order": 1, "idem_row": "r"}');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::"we;ird ""schema"""."select ""x""; DROP TABLE accounts; --",
+    '[{"Ünïcødé key": "k''1"}, {"Ünïcødé key": "k2", "order": 2}]');
+SELECT (item).*, created FROM idempotency.update_or_create(NULL::"we;ird ""schema"""."select ""x""; DROP TABLE accounts; --",
+    '{"Ünïcødé key": "k2", "order": 3, "a b;c": "); DROP TABLE accounts; --"}');
+SELECT count(*) AS accounts_survived FROM accounts;
+DROP SCHEMA "we;ird ""schema""" CASCADE;
+
+---------------------------------------------------------------------------
+-- A key too large for a btree entry: the index's own error, no crash
+---------------------------------------------------------------------------
+CREATE TABLE bigkey (k text PRIMARY KEY);
+SELECT idempotency.idempotent_upsert(NULL::bigkey,
+    jsonb_build_object('k', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g)));
+DROP TABLE bigkey;
+
+---------------------------------------------------------------------------
+-- Cache invalidation: the table changes under the cached plans
+---------------------------------------------------------------------------
+CREATE TABLE morph (k int PRIMARY KEY, v text);
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 1, "v": "a"}');
+ALTER TABLE morph ADD COLUMN w text DEFAULT 'w';
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 1, "v": "a"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 2, "v": "b"}');
+ALTER TABLE morph DROP COLUMN v;
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 2}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 3, "v": "b"}');
+ALTER TABLE morph RENAME COLUMN w TO v2;
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 3, "v2": "c"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 4, "w": "c"}');
+-- an index created: {"k", "v2"} becomes ambiguous; dropped: fine again
+DELETE FROM morph WHERE k < 3;
+CREATE UNIQUE INDEX morph_v2 ON morph (v2);
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 3, "v2": "c"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"v2": "c"}');
+DROP INDEX morph_v2;
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 3, "v2": "c"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"v2": "c"}');
+-- the key changes type
+ALTER TABLE morph ALTER COLUMN k TYPE text;
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": "3x"}');
+-- dropped and re-created under the same name
+DROP TABLE morph;
+CREATE TABLE morph (id text, k int UNIQUE, note text DEFAULT 'new');
+SELECT * FROM idempotency.idempotent_upsert(NULL::morph, '{"k": 1}');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::morph, '[{"k": 1}, {"k": 2}]');
+DROP TABLE morph;
+
+---------------------------------------------------------------------------
+-- Privileges and column privileges: the caller's own
+---------------------------------------------------------------------------
+CREATE ROLE regress_upsert_user;
+CREATE ROLE regress_upsert_other;
+GRANT USAGE ON SCHEMA public TO regress_upsert_user, regress_upsert_other;
+CREATE TABLE guarded (id serial PRIMARY KEY, email text UNIQUE, name text, secret text);
+INSERT INTO guarded (email, secret) VALUES ('old@example.com', 's');
+SET ROLE regress_upsert_user;
+SELECT idempotency.idempotent_upsert(NULL::guarded, '{"email": "old@example.com"}');
+RESET ROLE;
+GRANT SELECT, INSERT (email) ON guarded TO regress_upsert_user;
+GRANT USAGE ON SEQUENCE guarded_id_seq TO regress_upsert_user;
+SET ROLE regress_upsert_user;
+SELECT id, email FROM idempotency.idempotent_upsert(NULL::guarded, '{"email": "old@example.com"}');
+SELECT id, email FROM idempotency.idempotent_upsert(NULL::guarded, '{"email": "new@example.com"}');
+-- no INSERT privilege on column name
+SELECT id, email FROM idempotency.idempotent_upsert(NULL::guarded, '{"email": "new2@example.com", "name": "n"}');
+-- update_or_create needs UPDATE
+SELECT (item).id, created FROM idempotency.update_or_create(NULL::guarded, '{"email": "old@example.com", "name": "n"}');
+RESET ROLE;
+GRANT UPDATE (name) ON guarded TO regress_upsert_user;
+GRANT INSERT (name) ON guarded TO regress_upsert_user;
+SET ROLE regress_upsert_user;
+SELECT (item).name, created FROM idempotency.update_or_create(NULL::guarded, '{"email": "old@example.com", "name": "n"}');
+RESET ROLE;
+-- SELECT on some columns only: the row cannot be returned
+REVOKE SELECT ON guarded FROM regress_upsert_user;
+GRANT SELECT (id, email) ON guarded TO regress_upsert_user;
+SET ROLE regress_upsert_user;
+SELECT id FROM idempotency.idempotent_upsert(NULL::guarded, '{"email": "old@example.com"}');
+RESET ROLE;
+
+---------------------------------------------------------------------------
+-- Row level security: a hidden existing row is 42501, never a second row
+---------------------------------------------------------------------------
+CREATE TABLE notes (id serial PRIMARY KEY, slug text UNIQUE, author name DEFAULT current_user, body text);
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notes_sel ON notes FOR SELECT USING (author = current_user);
+CREATE POLICY notes_ins ON notes FOR INSERT WITH CHECK (author = current_user);
+CREATE POLICY notes_upd ON notes FOR UPDATE USING (author = current_user AND body IS DISTINCT FROM 'frozen');
+GRANT SELECT, INSERT, UPDATE ON notes TO regress_upsert_user, regress_upsert_other;
+GRANT USAGE ON SEQUENCE notes_id_seq TO regress_upsert_user, regress_upsert_other;
+SET ROLE regress_upsert_other;
+SELECT slug, author FROM idempotency.idempotent_upsert(NULL::notes, '{"slug": "theirs"}');
+SELECT slug, author FROM idempotency.idempotent_upsert(NULL::notes, '{"slug": "frozen", "body": "frozen"}');
+SET ROLE regress_upsert_user;
+SELECT slug, author FROM idempotency.idempotent_upsert(NULL::notes, '{"slug": "mine"}');
+SELECT slug, author FROM idempotency.idempotent_upsert(NULL::notes, '{"slug": "mine"}');
+SELECT slug FROM idempotency.idempotent_upsert(NULL::notes, '{"slug": "theirs"}');
+SELECT (item).slug FROM idempotency.get_or_create(NULL::notes, '{"slug": "theirs"}');
+SELECT (item).slug FROM idempotency.update_or_create(NULL::notes, '{"slug": "theirs", "body": "b"}');
+SELECT slug FROM idempotency.idempotent_upsert_many(NULL::notes, '[{"slug": "mine"}, {"slug": "theirs"}]');
+-- WITH CHECK applies to the insert
+SELECT slug FROM idempotency.idempotent_upsert(NULL::notes, '{"slug": "forged", "author": "regress_upsert_other"}');
+RESET ROLE;
+-- visible but not updatable: update_or_create refuses instead of claiming success
+UPDATE notes SET author = 'regress_upsert_user' WHERE slug = 'frozen';
+SET ROLE regress_upsert_user;
+SELECT (item).slug, (item).body FROM idempotency.update_or_create(NULL::notes, '{"slug": "frozen", "body": "thawed"}');
+SELECT (item).slug, (item).body, created FROM idempotency.update_or_create(NULL::notes, '{"slug": "frozen", "body": "frozen"}');
+RESET ROLE;
+SELECT slug, author, body FROM notes ORDER BY id;
+
+DROP TABLE notes, guarded;
+DROP OWNED BY regress_upsert_user, regress_upsert_other;
+DROP ROLE regress_upsert_user, regress_upsert_other;
+
+---------------------------------------------------------------------------
+-- REPEATABLE READ: a row the snapshot sees is returned as it was seen
+---------------------------------------------------------------------------
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT id, email FROM idempotency.idempotent_upsert(NULL::accounts, '{"email": "a@example.com"}');
+SELECT (item).email, created FROM idempotency.get_or_create(NULL::accounts, '{"email": "rr@example.com"}');
+SELECT (item).email, created FROM idempotency.get_or_create(NULL::accounts, '{"email": "rr@example.com"}');
+ROLLBACK;
+
+DROP TABLE accounts, memberships, tags, typed, gen, events, scratch, fast, holes, prefs, items;
+DROP TYPE upsert_mood, upsert_pair;
+DROP DOMAIN upsert_pos, upsert_nn;
+RESET timezone;
