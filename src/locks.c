@@ -131,16 +131,22 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 	ResourceOwner oldowner = CurrentResourceOwner;
 	bool		acquired = false;
 
-	/* Fast path: free (or ours already), no subtransaction needed. */
-	if (LockAcquire(tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
-		return true;
-	if (timeout_ms == 0)
-		return false;
+	/*
+	 * Waiting as lock_timeout says needs no subtransaction: one LockAcquire
+	 * (a separate try first would take the partition lock twice on every
+	 * contended call).
+	 */
 	if (timeout_ms < 0)
 	{
 		(void) LockAcquire(tag, mode, session, false);
 		return true;
 	}
+
+	/* Fast path: free (or ours already), no subtransaction needed. */
+	if (LockAcquire(tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	if (timeout_ms == 0)
+		return false;
 
 	/*
 	 * Slow path: wait in a subtransaction so that the lock timeout's ERROR
