@@ -21,11 +21,12 @@
  * Timeouts.  A lock wait in the lock manager can only end in an ERROR
  * (lock_timeout, statement_timeout, cancel, deadlock).  To turn "the timeout
  * ran out" into a false result that leaves the caller's transaction usable,
- * idem_lock_acquire() first tries without waiting (the fast path: no
- * subtransaction), and only when it has to wait does so inside an internal
+ * idem_lock_acquire() with a timeout first tries without waiting (the fast
+ * path: no subtransaction), and only when it has to wait does so inside an internal
  * subtransaction with LockTimeout set to the caller's timeout; a
  * lock-not-available error rolls the subtransaction back and becomes false,
- * every other error is re-thrown.  A lock granted inside the subtransaction
+ * every other error is re-thrown (a wait that follows lock_timeout, whose
+ * expiry is an error anyway, is one plain LockAcquire).  A lock granted inside the subtransaction
  * is handed to the parent resource owner when the subtransaction commits.
  * The wait itself is the lock manager's: FIFO, deadlock detection, visible in
  * pg_locks and pg_stat_activity.
