@@ -266,6 +266,69 @@ COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
 -- 3. Keyed mutexes
 ---------------------------------------------------------------------------
 
+-- Advisory locks in the extension's own lock-tag namespace (src/mutex.c).
+-- The C functions check their arguments themselves (NULL key -> 22004), so
+-- none is STRICT: a NULL timeout means "as lock_timeout says".
+
+CREATE FUNCTION idempotency.mutex_lock(key text, timeout interval DEFAULT NULL,
+                                       shared boolean DEFAULT false)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_lock'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.mutex_lock(text, interval, boolean) IS
+    'lock the mutex named key until the end of the transaction; false only when timeout ran out';
+
+CREATE FUNCTION idempotency.mutex_try_lock(key text, shared boolean DEFAULT false)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_try_lock'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.mutex_try_lock(text, boolean) IS
+    'lock the mutex named key until the end of the transaction if it is free now';
+
+CREATE FUNCTION idempotency.mutex_session_lock(key text, timeout interval DEFAULT NULL,
+                                               shared boolean DEFAULT false)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_session_lock'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.mutex_session_lock(text, interval, boolean) IS
+    'lock the mutex named key until unlocked or the session ends (unsafe behind transaction poolers)';
+
+CREATE FUNCTION idempotency.mutex_session_try_lock(key text, shared boolean DEFAULT false)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_session_try_lock'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.mutex_session_try_lock(text, boolean) IS
+    'lock the mutex named key for the session if it is free now';
+
+CREATE FUNCTION idempotency.mutex_session_unlock(key text, shared boolean DEFAULT false)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_session_unlock'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.mutex_session_unlock(text, boolean) IS
+    'release one count of a session mutex; false if none was held';
+
+CREATE FUNCTION idempotency.mutex_session_unlock_all()
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_session_unlock_all'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.mutex_session_unlock_all() IS
+    'release every session mutex of this session (not other advisory locks)';
+
+CREATE FUNCTION idempotency.mutex_holders(key text)
+    RETURNS TABLE (pid integer, mode text, granted boolean, scope text,
+                   waiting_since timestamptz)
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_holders'
+    LANGUAGE C VOLATILE PARALLEL SAFE ROWS 4;
+
+COMMENT ON FUNCTION idempotency.mutex_holders(text) IS
+    'who holds and who waits for the mutex named key (from the lock manager, like pg_locks)';
+
 
 ---------------------------------------------------------------------------
 -- 4. Durable leases

@@ -30,6 +30,7 @@
 #define IDEM_LOCKSPACE_EVENT_WAIT	0x4902	/* waiters for an event outcome */
 #define IDEM_LOCKSPACE_LEASE		0x4903	/* lease changes */
 #define IDEM_LOCKSPACE_LEASE_WAIT	0x4904	/* waiters for a lease */
+#define IDEM_LOCKSPACE_MUTEX_SESSION 0x4905	/* marks session mutexes */
 
 /* idempotency.c */
 extern void idempotency_check_version(void);

@@ -21,11 +21,12 @@
  * Timeouts.  A lock wait in the lock manager can only end in an ERROR
  * (lock_timeout, statement_timeout, cancel, deadlock).  To turn "the timeout
  * ran out" into a false result that leaves the caller's transaction usable,
- * idem_lock_acquire() first tries without waiting (the fast path: no
- * subtransaction), and only when it has to wait does so inside an internal
+ * idem_lock_acquire() with a timeout first tries without waiting (the fast
+ * path: no subtransaction), and only when it has to wait does so inside an internal
  * subtransaction with LockTimeout set to the caller's timeout; a
  * lock-not-available error rolls the subtransaction back and becomes false,
- * every other error is re-thrown.  A lock granted inside the subtransaction
+ * every other error is re-thrown (a wait that follows lock_timeout, whose
+ * expiry is an error anyway, is one plain LockAcquire).  A lock granted inside the subtransaction
  * is handed to the parent resource owner when the subtransaction commits.
  * The wait itself is the lock manager's: FIFO, deadlock detection, visible in
  * pg_locks and pg_stat_activity.
@@ -131,16 +132,22 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 	ResourceOwner oldowner = CurrentResourceOwner;
 	bool		acquired = false;
 
-	/* Fast path: free (or ours already), no subtransaction needed. */
-	if (LockAcquire(tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
-		return true;
-	if (timeout_ms == 0)
-		return false;
+	/*
+	 * Waiting as lock_timeout says needs no subtransaction: one LockAcquire
+	 * (a separate try first would take the partition lock twice on every
+	 * contended call).
+	 */
 	if (timeout_ms < 0)
 	{
 		(void) LockAcquire(tag, mode, session, false);
 		return true;
 	}
+
+	/* Fast path: free (or ours already), no subtransaction needed. */
+	if (LockAcquire(tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	if (timeout_ms == 0)
+		return false;
 
 	/*
 	 * Slow path: wait in a subtransaction so that the lock timeout's ERROR

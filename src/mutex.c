@@ -1,0 +1,440 @@
+/*-------------------------------------------------------------------------
+ *
+ * mutex.c
+ *	  Keyed mutexes (SPEC section 3): any text key, hashed to 64 bits, locked
+ *	  in the lock manager under the extension's own lock-tag namespace.
+ *
+ * A mutex is an advisory lock whose tag is (database, hash >> 32,
+ * (uint32) hash, IDEM_LOCKSPACE_MUTEX); see locks.c.  Exclusive mutexes are
+ * ExclusiveLock, shared ones ShareLock, the modes pg_advisory_lock and
+ * pg_advisory_lock_shared use, so the conflict rules, the FIFO wait queue,
+ * the deadlock detector and the re-entrant counting are the lock manager's.
+ * Waiting with a timeout is idem_lock_acquire()'s (no polling).
+ *
+ * Scope.  pg_locks cannot tell a session lock from a transaction lock, and
+ * the backend-local lock table that can is private to lock.c.  So every
+ * session acquisition is paired with one session-level "marker" lock on the
+ * same hash in namespace IDEM_LOCKSPACE_MUTEX_SESSION, in a mode that
+ * conflicts with nothing ever taken there (AccessShareLock marks an
+ * exclusive mutex, RowShareLock a shared one).  The lock manager counts the
+ * marker exactly as it counts the mutex, so "this backend holds a session
+ * mutex on key k in mode m" is LockHeldByMe(marker(k), marker mode(m)), and
+ * other backends see it in pg_locks (mutex_holders).  pg_advisory_unlock_all
+ * and DISCARD ALL release markers and mutexes together.  The marker is taken
+ * before the mutex (so a waiting session lock is marked too); if the mutex
+ * is not granted the marker is released, and if the wait ends in an error
+ * the (sub)transaction abort callback releases it.
+ *
+ * Locking.  The lock manager's partition locks protect everything; the
+ * pending marker is backend-local.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+/* Seed of the key hash: the same text hashes differently in other features. */
+#define MUTEX_HASH_SEED		((uint64) IDEM_LOCKSPACE_MUTEX)
+
+#define MUTEX_MODE(shared)	((shared) ? ShareLock : ExclusiveLock)
+#define MARKER_MODE(shared)	((shared) ? RowShareLock : AccessShareLock)
+
+/* Marker taken for a session mutex that is not granted yet. */
+static LOCKTAG pending_marker;
+static LOCKMODE pending_marker_mode = NoLock;
+static bool callbacks_registered = false;
+
+/* What an error context callback reports. */
+typedef struct MutexErrorContext
+{
+	const char *key;
+	int			len;
+} MutexErrorContext;
+
+static uint64 mutex_key_hash(FunctionCallInfo fcinfo, int argno,
+							 char **key, int *len);
+static bool mutex_arg_bool(FunctionCallInfo fcinfo, int argno, const char *name);
+static int	mutex_arg_timeout(FunctionCallInfo fcinfo, int argno);
+static bool mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg,
+						  int shared_arg, bool session);
+static void mutex_error_context(void *arg);
+static void mutex_release_pending_marker(void);
+static void mutex_xact_callback(XactEvent event, void *arg);
+static void mutex_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+static const char *mutex_mode_name(LOCKMODE mode);
+
+PG_FUNCTION_INFO_V1(idempotency_mutex_lock);
+PG_FUNCTION_INFO_V1(idempotency_mutex_try_lock);
+PG_FUNCTION_INFO_V1(idempotency_mutex_session_lock);
+PG_FUNCTION_INFO_V1(idempotency_mutex_session_try_lock);
+PG_FUNCTION_INFO_V1(idempotency_mutex_session_unlock);
+PG_FUNCTION_INFO_V1(idempotency_mutex_session_unlock_all);
+PG_FUNCTION_INFO_V1(idempotency_mutex_holders);
+
+/*
+ * The key argument: NULL -> 22004, empty -> 22023.  Returns its hash.
+ */
+static uint64
+mutex_key_hash(FunctionCallInfo fcinfo, int argno, char **key, int *len)
+{
+	text	   *t;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("mutex key must not be null"),
+				 errhint("Pass a non-empty text that names the resource to serialize on.")));
+	t = PG_GETARG_TEXT_PP(argno);
+	*key = VARDATA_ANY(t);
+	*len = VARSIZE_ANY_EXHDR(t);
+	if (*len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mutex key must not be empty"),
+				 errhint("Pass a non-empty text that names the resource to serialize on.")));
+	return idem_hash_key(*key, *len, MUTEX_HASH_SEED);
+}
+
+static bool
+mutex_arg_bool(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" must not be null", name),
+				 errhint("Pass true or false, or leave the argument out for its default.")));
+	return PG_GETARG_BOOL(argno);
+}
+
+/*
+ * The timeout argument as idem_lock_acquire() wants it: NULL -> -1 (follow
+ * lock_timeout), otherwise milliseconds rounded up, 0 = try.  Negative ->
+ * 22023.
+ */
+static int
+mutex_arg_timeout(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *iv;
+	double		usecs;
+
+	if (PG_ARGISNULL(argno))
+		return -1;
+	iv = PG_GETARG_INTERVAL_P(argno);
+	usecs = (double) iv->time +
+		((double) iv->month * DAYS_PER_MONTH + (double) iv->day) * (double) USECS_PER_DAY;
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mutex timeout must not be negative"),
+				 errdetail("The timeout was %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv)))),
+				 errhint("Pass NULL to wait as lock_timeout says, '0' to only try, or a positive interval.")));
+	if (usecs > (double) PG_INT64_MAX / 2)
+		usecs = (double) PG_INT64_MAX / 2;
+	return idem_timeout_ms((int64) usecs);
+}
+
+/* Report the key when the lock manager raises (e.g. out of shared memory). */
+static void
+mutex_error_context(void *arg)
+{
+	MutexErrorContext *c = (MutexErrorContext *) arg;
+	int			len = pg_mbcliplen(c->key, c->len, 64);
+
+	errcontext("while acquiring idempotency mutex \"%.*s\"%s",
+			   len, c->key, len < c->len ? "..." : "");
+}
+
+static void
+mutex_release_pending_marker(void)
+{
+	if (pending_marker_mode != NoLock)
+	{
+		LOCKMODE	mode = pending_marker_mode;
+
+		pending_marker_mode = NoLock;
+		LockRelease(&pending_marker, mode, true);
+	}
+}
+
+/*
+ * A session mutex wait that ended in an error (deadlock, lock_timeout,
+ * cancel, out of shared memory) leaves its marker, a session lock that no
+ * abort releases; release it here.
+ */
+static void
+mutex_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		mutex_release_pending_marker();
+}
+
+static void
+mutex_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		mutex_release_pending_marker();
+}
+
+/*
+ * The common body of the four lock functions: the key is argument 0, the
+ * timeout argument timeout_arg (-1: none, only try), the mode shared_arg.
+ */
+static bool
+mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
+			  bool session)
+{
+	int			timeout;
+	char	   *key;
+	int			len;
+	uint64		hash;
+	bool		shared;
+	LOCKTAG		tag;
+	bool		acquired;
+	MutexErrorContext ctx;
+	ErrorContextCallback errcb;
+
+	idempotency_check_version();
+	idem_forbid_parallel(session ? "mutex_session_lock" : "mutex_lock");
+	hash = mutex_key_hash(fcinfo, 0, &key, &len);
+	timeout = timeout_arg < 0 ? 0 : mutex_arg_timeout(fcinfo, timeout_arg);
+	shared = mutex_arg_bool(fcinfo, shared_arg, "shared");
+	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
+
+	ctx.key = key;
+	ctx.len = len;
+	errcb.callback = mutex_error_context;
+	errcb.arg = &ctx;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	if (session)
+	{
+		if (!callbacks_registered)
+		{
+			RegisterXactCallback(mutex_xact_callback, NULL);
+			RegisterSubXactCallback(mutex_subxact_callback, NULL);
+			callbacks_registered = true;
+		}
+		idem_locktag(&pending_marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
+		/* Nothing conflicting is ever taken on markers: never waits. */
+		(void) LockAcquire(&pending_marker, MARKER_MODE(shared), true, false);
+		pending_marker_mode = MARKER_MODE(shared);
+	}
+
+	acquired = idem_lock_acquire(&tag, MUTEX_MODE(shared), session, timeout);
+
+	if (session)
+	{
+		if (acquired)
+			pending_marker_mode = NoLock;	/* keep it */
+		else
+			mutex_release_pending_marker();
+	}
+
+	error_context_stack = errcb.previous;
+	return acquired;
+}
+
+/* mutex_lock(key text, timeout interval, shared boolean) */
+Datum
+idempotency_mutex_lock(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(mutex_acquire(fcinfo, 1, 2, false));
+}
+
+/* mutex_try_lock(key text, shared boolean) */
+Datum
+idempotency_mutex_try_lock(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(mutex_acquire(fcinfo, -1, 1, false));
+}
+
+/* mutex_session_lock(key text, timeout interval, shared boolean) */
+Datum
+idempotency_mutex_session_lock(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(mutex_acquire(fcinfo, 1, 2, true));
+}
+
+/* mutex_session_try_lock(key text, shared boolean) */
+Datum
+idempotency_mutex_session_try_lock(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(mutex_acquire(fcinfo, -1, 1, true));
+}
+
+/*
+ * mutex_session_unlock(key text, shared boolean)
+ *
+ * Releases one count of a session mutex.  Returns false, without the
+ * WARNING pg_advisory_unlock gives, when no session mutex on the key is held
+ * in that mode: "not held" is an outcome, reported as a value.
+ */
+Datum
+idempotency_mutex_session_unlock(PG_FUNCTION_ARGS)
+{
+	char	   *key;
+	int			len;
+	uint64		hash;
+	bool		shared;
+	LOCKTAG		tag;
+	LOCKTAG		marker;
+
+	idempotency_check_version();
+	idem_forbid_parallel("mutex_session_unlock");
+	hash = mutex_key_hash(fcinfo, 0, &key, &len);
+	shared = mutex_arg_bool(fcinfo, 1, "shared");
+	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
+	idem_locktag(&marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
+
+	if (!LockHeldByMe(&marker, MARKER_MODE(shared)))
+		PG_RETURN_BOOL(false);
+	LockRelease(&tag, MUTEX_MODE(shared), true);
+	LockRelease(&marker, MARKER_MODE(shared), true);
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * mutex_session_unlock_all()
+ *
+ * Releases every session mutex of this backend (all counts, both modes),
+ * and nothing else: the application's own advisory locks stay.
+ */
+Datum
+idempotency_mutex_session_unlock_all(PG_FUNCTION_ARGS)
+{
+	LockData   *data;
+	int			i;
+
+	idempotency_check_version();
+	idem_forbid_parallel("mutex_session_unlock_all");
+
+	data = GetLockStatusData();
+	for (i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *inst = &data->locks[i];
+		LOCKTAG		tag;
+		int			s;
+
+		if (inst->pid != MyProcPid ||
+			inst->locktag.locktag_type != LOCKTAG_ADVISORY ||
+			inst->locktag.locktag_lockmethodid != USER_LOCKMETHOD ||
+			inst->locktag.locktag_field1 != MyDatabaseId ||
+			inst->locktag.locktag_field4 != IDEM_LOCKSPACE_MUTEX_SESSION)
+			continue;
+
+		tag = inst->locktag;
+		tag.locktag_field4 = IDEM_LOCKSPACE_MUTEX;
+		for (s = 0; s <= 1; s++)
+		{
+			while (LockHeldByMe(&inst->locktag, MARKER_MODE(s)))
+			{
+				LockRelease(&tag, MUTEX_MODE(s), true);
+				LockRelease(&inst->locktag, MARKER_MODE(s), true);
+			}
+		}
+	}
+	PG_RETURN_VOID();
+}
+
+static const char *
+mutex_mode_name(LOCKMODE mode)
+{
+	return mode == ShareLock ? "shared" : "exclusive";
+}
+
+/*
+ * mutex_holders(key text)
+ *	RETURNS TABLE (pid int, mode text, granted boolean, scope text,
+ *				   waiting_since timestamptz)
+ *
+ * One row per backend and mode held, and one per backend waiting, from the
+ * lock manager's status (what pg_locks shows).  scope is 'session' when the
+ * backend holds (or waits for) the mutex through mutex_session_lock,
+ * 'transaction' otherwise; a backend holding the same key in the same mode
+ * in both scopes shows as 'session'.  waiting_since is NULL for holders.
+ */
+Datum
+idempotency_mutex_holders(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *key;
+	int			len;
+	uint64		hash;
+	LOCKTAG		tag;
+	LOCKTAG		marker;
+	LockData   *data;
+	int			i;
+
+	idempotency_check_version();
+	hash = mutex_key_hash(fcinfo, 0, &key, &len);
+	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
+	idem_locktag(&marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	data = GetLockStatusData();
+	for (i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *inst = &data->locks[i];
+		LOCKMASK	marks = 0;
+		int			j;
+		int			s;
+
+		if (memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) != 0)
+			continue;
+
+		/* The same backend's session markers on this key. */
+		for (j = 0; j < data->nelements; j++)
+			if (data->locks[j].pid == inst->pid &&
+				memcmp(&data->locks[j].locktag, &marker, sizeof(LOCKTAG)) == 0)
+				marks |= data->locks[j].holdMask;
+
+		for (s = 0; s <= 2; s++)
+		{
+			/* s = 0: exclusive held, 1: shared held, 2: waiting */
+			LOCKMODE	mode;
+			bool		granted = (s < 2);
+			Datum		values[5];
+			bool		nulls[5] = {false, false, false, false, false};
+
+			if (granted)
+			{
+				mode = MUTEX_MODE(s == 1);
+				if (!(inst->holdMask & LOCKBIT_ON(mode)))
+					continue;
+			}
+			else
+			{
+				mode = inst->waitLockMode;
+				if (mode == NoLock)
+					continue;
+			}
+
+			values[0] = Int32GetDatum(inst->pid);
+			values[1] = CStringGetTextDatum(mutex_mode_name(mode));
+			values[2] = BoolGetDatum(granted);
+			values[3] = CStringGetTextDatum((marks & LOCKBIT_ON(MARKER_MODE(mode == ShareLock)))
+											? "session" : "transaction");
+			if (granted || inst->waitStart == 0)
+				nulls[4] = true;
+			else
+				values[4] = TimestampTzGetDatum(inst->waitStart);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,88 @@
+# Keyed mutexes and dying backends: nothing about a mutex outlives the
+# process that holds it.
+#
+# 1. A backend holding a mutex (transaction scope, in an open transaction)
+#    is killed with SIGTERM: the waiter queued behind it is granted the
+#    mutex at once, well inside its own 5-minute timeout.
+# 2. The same with a session mutex held by an idle session.
+# 3. A holder killed with SIGKILL: the postmaster resets every backend (the
+#    waiter's connection dies too, as with any crash); afterwards the mutex
+#    is free -- it lives only in shared memory, never on disk.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use IdemSession;
+
+my $node = PostgreSQL::Test::Cluster->new('mutex');
+$node->init;
+# PostgreSQL::Test::Cluster turns crash restarts off; part 3 needs them.
+$node->append_conf('postgresql.conf', 'restart_after_crash = on');
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION idempotency');
+
+# Wait until $pid shows as waiting for the mutex $key.
+sub wait_for_waiter
+{
+	my ($key, $pid) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM idempotency.mutex_holders('$key') WHERE pid = $pid AND NOT granted")
+	  or die "backend $pid never queued for mutex $key";
+}
+
+sub kill_and_handoff
+{
+	my ($key, $lock_sql, $label) = @_;
+	my $holder = IdemSession->new($node, 'postgres');
+	my $waiter = IdemSession->new($node, 'postgres');
+
+	is($holder->query($lock_sql), 't', "$label: holder got the mutex");
+	$waiter->query_start(
+		"SELECT idempotency.mutex_lock('$key', '5 minutes') AS got, clock_timestamp()");
+	wait_for_waiter($key, $waiter->pid);
+	ok($waiter->query_running, "$label: waiter is waiting");
+
+	my $t0 = time;
+	kill 'TERM', $holder->pid;
+	my $out = $waiter->query_wait;
+	my $elapsed = time - $t0;
+	like($out, qr/^t\|/, "$label: waiter got the mutex after the holder was killed");
+	# "At once": the lock manager wakes it when the dying backend releases
+	# its locks.  30 s is a generous bound next to the 5-minute timeout.
+	cmp_ok($elapsed, '<', 30, "$label: hand-off took ${elapsed}s");
+	$holder->quit;
+	$waiter->quit;
+	is($node->safe_psql('postgres',
+			"SELECT count(*) FROM idempotency.mutex_holders('$key')"),
+		'0', "$label: nothing left behind");
+	return;
+}
+
+kill_and_handoff('tx-key', "BEGIN; SELECT idempotency.mutex_lock('tx-key')",
+	'transaction mutex, SIGTERM');
+kill_and_handoff('session-key', "SELECT idempotency.mutex_session_lock('session-key')",
+	'session mutex, SIGTERM');
+
+# SIGKILL: crash and reset.
+my $holder = IdemSession->new($node, 'postgres');
+is($holder->query("BEGIN; SELECT idempotency.mutex_lock('crash-key')"), 't',
+	'SIGKILL: holder got the mutex');
+kill 'KILL', $holder->pid;
+$holder->quit;
+# The postmaster resets the cluster; wait until it accepts connections.
+my $up = 0;
+for (1 .. 600)
+{
+	my $ret = $node->psql('postgres', 'SELECT 1', on_error_stop => 0);
+	if ($ret == 0) { $up = 1; last; }
+	usleep(100_000);
+}
+ok($up, 'SIGKILL: server is back after the crash reset');
+is($node->safe_psql('postgres',
+		"SELECT idempotency.mutex_try_lock('crash-key')"),
+	't', 'SIGKILL: after the crash reset the mutex is free');
+
+$node->stop;
+done_testing();
