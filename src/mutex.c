@@ -207,7 +207,9 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	ErrorContextCallback errcb;
 
 	idempotency_check_version();
-	idem_forbid_parallel(session ? "mutex_session_lock" : "mutex_lock");
+	idem_forbid_parallel(session
+						 ? (timeout_arg < 0 ? "mutex_session_try_lock" : "mutex_session_lock")
+						 : (timeout_arg < 0 ? "mutex_try_lock" : "mutex_lock"));
 	hash = mutex_key_hash(fcinfo, 0, &key, &len);
 	timeout = timeout_arg < 0 ? 0 : mutex_arg_timeout(fcinfo, timeout_arg);
 	shared = mutex_arg_bool(fcinfo, shared_arg, "shared");

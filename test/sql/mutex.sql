@@ -148,4 +148,15 @@ SELECT * FROM regress_mutex_locks;
 -- The lock table is usable again.
 SELECT idempotency.mutex_try_lock('after oom');
 
+-- Refused inside a parallel operation (25000): force one by marking the
+-- function parallel safe, in a transaction that is rolled back.
+BEGIN;
+ALTER FUNCTION idempotency.mutex_try_lock(text, boolean) PARALLEL SAFE;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SELECT idempotency.mutex_try_lock('in-parallel');
+ROLLBACK;
+SELECT * FROM regress_mutex_locks;
+
 DROP VIEW regress_mutex_locks;
