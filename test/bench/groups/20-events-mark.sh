@@ -11,11 +11,11 @@ CREATE INDEX ON bench_inbox (expires_at);
 DELETE FROM idempotency.processed_events WHERE scope = 'bench-mark';
 SQL
 bench_variant ours 1 <<'PGB'
-\set k random(1, 1000000000)
+\set k random(1, 9000000000000000000)
 SELECT idempotency.mark_processed('evt-' || :k, 'bench-mark');
 PGB
 bench_variant handwritten 1 <<'PGB'
-\set k random(1, 1000000000)
+\set k random(1, 9000000000000000000)
 INSERT INTO bench_inbox (scope, key, expires_at)
     VALUES ('bench-mark', 'evt-' || :k, clock_timestamp() + interval '7 days')
     ON CONFLICT DO NOTHING;

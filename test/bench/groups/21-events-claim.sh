@@ -12,14 +12,14 @@ CREATE INDEX ON bench_keys (expires_at);
 DELETE FROM idempotency.processed_events WHERE scope = 'bench-claim';
 SQL
 bench_variant ours 1 <<'PGB'
-\set k random(1, 1000000000)
+\set k random(1, 9000000000000000000)
 BEGIN;
 SELECT status FROM idempotency.claim('req-' || :k, '{"amount": 10}', 'bench-claim');
 SELECT idempotency.complete('req-' || :k, '{"ok": true}', 'bench-claim');
 COMMIT;
 PGB
 bench_variant handwritten 1 <<'PGB'
-\set k random(1, 1000000000)
+\set k random(1, 9000000000000000000)
 BEGIN;
 INSERT INTO bench_keys (scope, key, status, fingerprint, expires_at)
     VALUES ('bench-claim', 'req-' || :k, 'in_progress',

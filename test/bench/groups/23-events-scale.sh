@@ -23,7 +23,7 @@ INSERT INTO idempotency.processed_events (scope, key, status, result, expires_at
       FROM generate_series(1, $large) i;
 VACUUM ANALYZE idempotency.processed_events;
 SQL
-script='\set k random(1, 1000000000)
+script='\set k random(1, 9000000000000000000)
 BEGIN;
 SELECT status FROM idempotency.claim('"'new-'"' || :k);
 SELECT idempotency.complete('"'new-'"' || :k, '"'1'"');

@@ -22,7 +22,7 @@ bench_report "purge: rows/s" "$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { pri
 
 # claims alone, then claims with a purge of the same backlog running
 cat >"$BENCH_GROUP_DIR/claims.pgb" <<'PGB'
-\set k random(1, 1000000000)
+\set k random(1, 9000000000000000000)
 BEGIN;
 SELECT status FROM idempotency.claim('new-' || :k, scope => 'bench-purge-claims');
 SELECT idempotency.complete('new-' || :k, '1', 'bench-purge-claims');
