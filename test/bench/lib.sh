@@ -110,7 +110,7 @@ bench_run() {
 	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 		for ((i = 0; i < n; i++)); do
 			v=${BENCH_VARIANTS[$(((i + round - 1) % n))]}
-			bench_one "$v" "$round" || return 1
+			bench_one "$v" "$round" || exit 1   # the group runs in a subshell: fail it
 		done
 	done
 
