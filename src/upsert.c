@@ -62,7 +62,8 @@
  * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
  * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
  * which is the statement snapshot the SELECT would take), without SPI and
- * the executor.  Everything after a miss goes through SPI.
+ * the executor.  Everything after a miss goes through SPI, starting at the
+ * INSERT: the probe was the first SELECT.
  *
  * RLS: when row level security applies to the caller and the INSERT found
  * a conflict, we look the key up with RLS off (as the table owner, with
@@ -252,12 +253,12 @@ static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d);
 static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
 static void upsert_direct_end(UpsertDirect *d);
 static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
-								 Datum *values, Datum *row);
+								 Datum *values, Datum *row, bool *probed);
 static bool upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
 								Datum *rows);
 static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
 static Datum upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
-						 uint32 nullmask, bool *created);
+						 uint32 nullmask, bool probed, bool *created);
 static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname,
 						   bool *created);
 static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
@@ -1067,7 +1068,8 @@ upsert_check_keys(UpsertEntry *e, const char *nulls)
  * children (the SELECT would scan those too), SELECT privilege on the whole
  * table, no row level security for this user, not SERIALIZABLE (the SELECT's
  * predicate locks), no NULL key, and only for the first look (idempotent_upsert,
- * get_or_create and batches).  A miss is no answer: the SQL path then runs.
+ * get_or_create and batches).  After a miss the SQL path runs from the
+ * INSERT on (the probe stood for its first SELECT).
  */
 static bool
 upsert_direct_ok(UpsertEntry *e, UpsertOp op)
@@ -1129,13 +1131,15 @@ upsert_direct_end(UpsertDirect *d)
 
 static bool
 upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values,
-					 Datum *row)
+					 Datum *row, bool *probed)
 {
 	UpsertDirect d;
 	bool		found;
 
+	*probed = false;
 	if (nullmask != 0 || !upsert_direct_ok(e, op))
 		return false;
+	*probed = true;
 	upsert_direct_begin(e, &d);
 	found = upsert_direct_fetch(e, &d, values, row);
 	upsert_direct_end(&d);
@@ -1182,24 +1186,27 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 	char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
 	uint32		nullmask;
 	Datum		row;
+	bool		probed;
 
 	upsert_convert(e, vals, values, nulls);
 	nullmask = upsert_check_keys(e, nulls);
-	if (upsert_direct_lookup(e, op, nullmask, values, &row))
+	if (upsert_direct_lookup(e, op, nullmask, values, &row, &probed))
 	{
 		*created = false;
 		return row;
 	}
-	return upsert_loop(e, op, values, nulls, nullmask, created);
+	return upsert_loop(e, op, values, nulls, nullmask, probed, created);
 }
 
 /*
  * The SELECT / [UPDATE] / INSERT loop; must be called inside SPI.  Returns
- * the row datum, still in SPI memory.
+ * the row datum, still in SPI memory.  probed: a direct probe (the same
+ * thing as the SELECT, with a fresh snapshot) has just missed the key, so
+ * the first round starts at the INSERT.
  */
 static Datum
 upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
-			uint32 nullmask, bool *created)
+			uint32 nullmask, bool probed, bool *created)
 {
 	bool		rls = false;
 	bool		rls_checked = false;
@@ -1216,7 +1223,8 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 	{
 		CHECK_FOR_INTERRUPTS();
 
-		if (upsert_exec(e, STMT_SELECT, nullmask, values, nulls, 1) > 0)
+		if ((attempt > 0 || !probed) &&
+			upsert_exec(e, STMT_SELECT, nullmask, values, nulls, 1) > 0)
 		{
 			bool		differs = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 															 SPI_tuptable->tupdesc, 2, &isnull));
@@ -1473,6 +1481,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	Datum	   *values;
 	char	   *nulls;
 	uint32		nullmask;
+	bool		probed;
 
 	idempotency_check_version();
 	idem_forbid_parallel(fname);
@@ -1494,7 +1503,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	nullmask = upsert_check_keys(e, nulls);
 
 	/* the hit path needs no SPI */
-	if (upsert_direct_lookup(e, op, nullmask, values, &row))
+	if (upsert_direct_lookup(e, op, nullmask, values, &row, &probed))
 	{
 		*created = false;
 		return row;
@@ -1502,7 +1511,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	row = upsert_loop(e, op, values, nulls, nullmask, created);
+	row = upsert_loop(e, op, values, nulls, nullmask, probed, created);
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
 	return row;

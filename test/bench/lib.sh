@@ -19,7 +19,8 @@
 #   bench_report "lost rows under a race" 0 0   -- any extra figure: name value [target]
 #
 # bench_variant takes extra pgbench options after the client count (for
-# example -D key=value).  Variants run with -M prepared.
+# example -D key=value), and --guc=NAME=VALUE for a server setting of that
+# variant's sessions (passed in PGOPTIONS).  Variants run with -M prepared.
 
 BENCH_GROUP=
 BENCH_GROUP_DIR=
@@ -70,15 +71,21 @@ bench_counters() {
 
 # bench_one VARIANT ROUND: one pgbench run; appends to rounds.csv.
 bench_one() {
-	local v=$1 round=$2 clients jobs out before after tx tps x1 w1 x2 w2
+	local v=$1 round=$2 clients jobs out before after tx tps x1 w1 x2 w2 o
+	local opts=() pgoptions=${PGOPTIONS:-}
+	for o in $(cat "$BENCH_GROUP_DIR/$v.opts"); do
+		case $o in
+			--guc=*) pgoptions+=" -c ${o#--guc=}" ;;
+			*) opts+=("$o") ;;
+		esac
+	done
 	clients=$(cat "$BENCH_GROUP_DIR/$v.clients")
 	jobs=$clients
 	[ "$jobs" -gt "$(nproc)" ] && jobs=$(nproc)
 	out=$BENCH_GROUP_DIR/$v.round$round.log
 	before=$(bench_counters)
-	# shellcheck disable=SC2046
-	if ! "$PGBINDIR/pgbench" -n -M prepared -c "$clients" -j "$jobs" -T "$BENCH_SECONDS" \
-		$(cat "$BENCH_GROUP_DIR/$v.opts") -f "$BENCH_GROUP_DIR/$v.pgb" >"$out" 2>&1; then
+	if ! PGOPTIONS=$pgoptions "$PGBINDIR/pgbench" -n -M prepared -c "$clients" -j "$jobs" \
+		-T "$BENCH_SECONDS" "${opts[@]}" -f "$BENCH_GROUP_DIR/$v.pgb" >"$out" 2>&1; then
 		echo "pgbench failed for $BENCH_GROUP/$v:" >&2
 		tail -n 20 "$out" >&2
 		return 1
