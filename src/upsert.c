@@ -1176,7 +1176,9 @@ upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
 }
 
 /*
- * The one-row algorithm (see the file header).  Must be called inside
+ * The one-row algorithm (see the file header) for a batch element that the
+ * set statements left without a row: their lookups already missed it, so
+ * no direct probe; the loop starts at the SELECT.  Must be called inside
  * SPI.  Returns the row datum, still in SPI memory.
  */
 static Datum
@@ -1185,17 +1187,10 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 	Datum	   *values = palloc(sizeof(Datum) * (e->ncols + 1));
 	char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
 	uint32		nullmask;
-	Datum		row;
-	bool		probed;
 
 	upsert_convert(e, vals, values, nulls);
 	nullmask = upsert_check_keys(e, nulls);
-	if (upsert_direct_lookup(e, op, nullmask, values, &row, &probed))
-	{
-		*created = false;
-		return row;
-	}
-	return upsert_loop(e, op, values, nulls, nullmask, probed, created);
+	return upsert_loop(e, op, values, nulls, nullmask, false, created);
 }
 
 /*

@@ -21,6 +21,8 @@
 # bench_variant takes extra pgbench options after the client count (for
 # example -D key=value), and --guc=NAME=VALUE for a server setting of that
 # variant's sessions (passed in PGOPTIONS).  Variants run with -M prepared.
+# A variant's script is kept in "$BENCH_GROUP_DIR/NAME.pgb", so a later
+# variant can run the same script with other options by reading it from there.
 
 BENCH_GROUP=
 BENCH_GROUP_DIR=

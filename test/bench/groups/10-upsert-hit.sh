@@ -39,15 +39,9 @@ bench_variant plpgsql 1 <<'PGB'
 \set k random(1, 100000)
 SELECT * FROM upsert_bench_plpgsql('u' || :k);
 PGB
-bench_variant ours_sync 1 --guc=synchronous_commit=on <<'PGB'
-\set k random(1, 100000)
-SELECT * FROM idempotency.idempotent_upsert(NULL::upsert_bench, jsonb_build_object('email', 'u' || :k));
-PGB
-bench_variant do_update_sync 1 --guc=synchronous_commit=on <<'PGB'
-\set k random(1, 100000)
-INSERT INTO upsert_bench (email) VALUES ('u' || :k)
-    ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING *;
-PGB
+# the same scripts as ours and do_update
+bench_variant ours_sync 1 --guc=synchronous_commit=on <"$BENCH_GROUP_DIR/ours.pgb"
+bench_variant do_update_sync 1 --guc=synchronous_commit=on <"$BENCH_GROUP_DIR/do_update.pgb"
 bench_ratio ours select 0.90
 bench_ratio ours do_update 1.5
 bench_ratio ours_sync do_update_sync 1.5
