@@ -58,7 +58,12 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "idempotency.h"
+#include "locks.h"
+#include "args.h"
+#include "plans.h"
 
 #include <math.h>
 
@@ -88,9 +93,6 @@ PG_FUNCTION_INFO_V1(idempotency_forget);
 /* Longest accepted key and scope, in bytes (well below the btree limit). */
 #define EVENT_MAX_KEY_BYTES		1024
 #define EVENT_MAX_SCOPE_BYTES	256
-
-/* Longest accepted lease, ttl or wait. */
-#define EVENT_MAX_INTERVAL_YEARS	1000
 
 /* Seed separating our key hashes from other users of idem_hash_key(). */
 #define EVENT_HASH_SEED			UINT64CONST(0x45564e5453494445)
@@ -133,6 +135,7 @@ typedef struct EventRow
 	TimestampTz locked_until;
 	bool		locked_null;
 	TimestampTz expires_at;
+	TransactionId xmin;			/* row version read */
 } EventRow;
 
 /* Prepared statements, kept for the life of the backend. */
@@ -149,17 +152,14 @@ enum
 	NUM_PLANS
 };
 
-static SPIPlanPtr plans[NUM_PLANS];
+static SPIPlanPtr event_saved_plans[NUM_PLANS];
 
 static XactClaim *xact_claims = NULL;
 
 static void event_key_from_args(EventKey *ek, Datum key, bool key_null,
 								Datum scope, bool scope_null, const char *fn);
-static int64 interval_arg_usecs(FunctionCallInfo fcinfo, int argno,
-								const char *argname, const char *fn,
-								bool allow_zero);
 static bytea *payload_fingerprint(Jsonb *payload);
-static SPIPlanPtr get_plan(int which);
+static void exec_plan(int which, Datum *values, const char *nulls);
 static void lookup_row(EventKey *ek, EventRow *row);
 static XactClaim *find_xact_claim(EventKey *ek, bool only_open);
 static void remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete);
@@ -173,14 +173,18 @@ static void events_subxact_callback(SubXactEvent event,
 									SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
 
-/* SQL text of the prepared statements; $1 owner, $2 scope, $3 key always. */
-static const char *const plan_sql[NUM_PLANS] = {
-	/* PLAN_LOOKUP */
+/* The statements; $1 owner, $2 scope, $3 key always. */
+static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
+	[PLAN_LOOKUP] = {
+	/* xmin identifies the row version read, for PLAN_RECLAIM */
 	"SELECT status, fingerprint, result, error, fencing_token, attempts,"
-	" locked_until, expires_at FROM idempotency.processed_events"
+	" locked_until, expires_at, xmin FROM idempotency.processed_events"
 	" WHERE owner OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2"
 	" AND key OPERATOR(pg_catalog.=) $3",
-	/* PLAN_INSERT_CLAIM: $4 fingerprint, $5 now, $6 locked_until, $7 expires_at */
+		3, {REGROLEOID, TEXTOID, TEXTOID}
+	},
+	[PLAN_INSERT_CLAIM] = {
+	/* $4 fingerprint, $5 now, $6 locked_until, $7 expires_at */
 	"INSERT INTO idempotency.processed_events AS p (owner, scope, key, status,"
 	" fingerprint, token, fencing_token, attempts, created_at, updated_at,"
 	" locked_until, expires_at) VALUES ($1, $2, $3, 'in_progress', $4,"
@@ -188,10 +192,16 @@ static const char *const plan_sql[NUM_PLANS] = {
 	" pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
 	" 1, $5, $5, $6, $7) ON CONFLICT DO NOTHING"
 	" RETURNING p.token, p.fencing_token, p.attempts",
+		7, {REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+			TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[PLAN_RECLAIM] = {
 	/*
-	 * PLAN_RECLAIM: $4 fingerprint, $5 now, $6 locked_until, $7 expires_at,
+	 * $4 fingerprint, $5 now, $6 locked_until, $7 expires_at,
 	 * $8 takeover (keep attempts + 1 and the old fingerprint if none given),
-	 * $9 the row's fencing token as read (compare-and-swap).
+	 * $9 the xmin of the row version read (compare-and-swap: any change
+	 * since, by a claim, mark_processed, complete or a purge and re-insert,
+	 * makes a new row version, which EvalPlanQual re-checks and rejects).
 	 */
 	"UPDATE idempotency.processed_events AS p SET status = 'in_progress',"
 	" fingerprint = CASE WHEN $8 AND $4 IS NULL THEN p.fingerprint ELSE $4 END,"
@@ -202,10 +212,14 @@ static const char *const plan_sql[NUM_PLANS] = {
 	" updated_at = $5, locked_until = $6, expires_at = $7"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3"
-	" AND p.fencing_token IS NOT DISTINCT FROM $9"
+	" AND p.xmin OPERATOR(pg_catalog.=) $9"
 	" RETURNING p.token, p.fencing_token, p.attempts",
+		9, {REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+			TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, XIDOID}
+	},
+	[PLAN_FINISH] = {
 	/*
-	 * PLAN_FINISH: $4 token, $5 status, $6 result, $7 error, $8 now.  The ttl
+	 * $4 token, $5 status, $6 result, $7 error, $8 now.  The ttl
 	 * of an in_progress row is expires_at - locked_until.  Within the lease
 	 * the row's expires_at (lease end + ttl) already keeps the record at
 	 * least ttl from now, and leaving the indexed column alone lets the
@@ -218,42 +232,44 @@ static const char *const plan_sql[NUM_PLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",
-	/* PLAN_RELEASE: $4 token */
+		8, {REGROLEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+			TIMESTAMPTZOID}
+	},
+	[PLAN_RELEASE] = {
+	/* $4 token */
 	"DELETE FROM idempotency.processed_events AS p"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",
-	/* PLAN_FORGET */
+		4, {REGROLEOID, TEXTOID, TEXTOID, UUIDOID}
+	},
+	[PLAN_FORGET] = {
 	"DELETE FROM idempotency.processed_events AS p"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3",
-	/* PLAN_MARK_INSERT: $4 now, $5 expires_at */
+		3, {REGROLEOID, TEXTOID, TEXTOID}
+	},
+	[PLAN_MARK_INSERT] = {
+	/* $4 now, $5 expires_at */
 	"INSERT INTO idempotency.processed_events (owner, scope, key, status,"
 	" created_at, updated_at, expires_at)"
 	" VALUES ($1, $2, $3, 'completed', $4, $4, $5) ON CONFLICT DO NOTHING",
-	/* PLAN_MARK_REPLACE: $4 now, $5 expires_at; only an expired row */
+		5, {REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[PLAN_MARK_REPLACE] = {
+	/* $4 now, $5 expires_at; only an expired row */
 	"UPDATE idempotency.processed_events AS p SET status = 'completed',"
 	" fingerprint = NULL, result = NULL, error = NULL, token = NULL,"
 	" fencing_token = NULL, attempts = 1, created_at = $4, updated_at = $4,"
 	" locked_until = NULL, expires_at = $5"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.expires_at OPERATOR(pg_catalog.<=) $4",
+		5, {REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
 };
 
-static const int plan_nargs[NUM_PLANS] = {3, 7, 9, 8, 4, 3, 5, 5};
-
-static const Oid plan_argtypes[NUM_PLANS][9] = {
-	{REGROLEOID, TEXTOID, TEXTOID},
-	{REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID},
-	{REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, BOOLOID, INT8OID},
-	{REGROLEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
-	TIMESTAMPTZOID},
-	{REGROLEOID, TEXTOID, TEXTOID, UUIDOID},
-	{REGROLEOID, TEXTOID, TEXTOID},
-	{REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
-	{REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+static const IdemPlanSet event_plans = {
+	"processed events", event_plan_defs, event_saved_plans, NUM_PLANS
 };
 
 /* Called once from _PG_init(). */
@@ -318,56 +334,6 @@ event_key_from_args(EventKey *ek, Datum key, bool key_null,
 	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), klen, h);
 }
 
-/*
- * An interval argument as microseconds (months count as 30 days, as
- * interval comparison does).  NULL and negative values raise; zero raises
- * unless allow_zero.
- */
-static int64
-interval_arg_usecs(FunctionCallInfo fcinfo, int argno, const char *argname,
-				   const char *fn, bool allow_zero)
-{
-	Interval   *iv;
-	int64		usecs;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", argname),
-				 errhint("Pass an interval such as '5 minutes' as %s to idempotency.%s(), or omit it for the default.",
-						 argname, fn)));
-	iv = PG_GETARG_INTERVAL_P(argno);
-
-	/*
-	 * Computed in double first: the int64 sum of the fields can overflow
-	 * for absurd intervals, and so can now + interval.
-	 */
-	if (fabs((double) iv->time + (double) iv->day * USECS_PER_DAY +
-			 (double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY) >
-		(double) EVENT_MAX_INTERVAL_YEARS * DAYS_PER_YEAR * USECS_PER_DAY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is out of range", argname),
-				 errdetail("The %s was %s; at most %d years are allowed.", argname,
-						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(iv))),
-						   EVENT_MAX_INTERVAL_YEARS),
-				 errhint("Pass a shorter interval as %s to idempotency.%s().",
-						 argname, fn)));
-	usecs = iv->time + (int64) iv->day * USECS_PER_DAY
-		+ (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-	if (usecs < 0 || (usecs == 0 && !allow_zero))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be %s", argname, allow_zero ? "zero or positive" : "positive"),
-				 errdetail("The %s was %s.", argname,
-						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(iv)))),
-				 errhint("Pass %s interval as %s to idempotency.%s().",
-						 allow_zero ? "a non-negative" : "a positive", argname, fn)));
-	return usecs;
-}
-
 /* SHA-256 of the canonical text of a jsonb object payload. */
 static bytea *
 payload_fingerprint(Jsonb *payload)
@@ -401,33 +367,10 @@ payload_fingerprint(Jsonb *payload)
 	return digest;
 }
 
-/* A prepared statement (must be called while connected to SPI). */
-static SPIPlanPtr
-get_plan(int which)
+static void
+exec_plan(int which, Datum *values, const char *nulls)
 {
-	if (plans[which] == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(plan_sql[which], plan_nargs[which],
-									   (Oid *) plan_argtypes[which]);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		plans[which] = plan;
-	}
-	return plans[which];
-}
-
-static int
-exec_plan(int which, Datum *values, const char *nulls, bool read_only)
-{
-	int			rc = SPI_execute_plan(get_plan(which), values, nulls, read_only, 0);
-
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-	return rc;
+	(void) idem_plan_exec(&event_plans, which, values, nulls, 0);
 }
 
 /* Read the row of ek (fresh snapshot) into row, copied to the upper context. */
@@ -444,7 +387,7 @@ lookup_row(EventKey *ek, EventRow *row)
 	values[0] = ObjectIdGetDatum(ek->owner);
 	values[1] = PointerGetDatum(ek->scope);
 	values[2] = PointerGetDatum(ek->key);
-	(void) exec_plan(PLAN_LOOKUP, values, NULL, false);
+	exec_plan(PLAN_LOOKUP, values, NULL);
 
 	memset(row, 0, sizeof(EventRow));
 	if (SPI_processed == 0)
@@ -469,6 +412,7 @@ lookup_row(EventKey *ek, EventRow *row)
 	d = SPI_getbinval(tup, desc, 7, &row->locked_null);
 	row->locked_until = row->locked_null ? 0 : DatumGetTimestampTz(d);
 	row->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+	row->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 9, &isnull));
 }
 
 static bool
@@ -629,7 +573,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	idem_forbid_parallel("idempotency.mark_processed()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "mark_processed");
-	ttl = interval_arg_usecs(fcinfo, 2, "ttl", "mark_processed", false);
+	ttl = idem_arg_interval(fcinfo, 2, "ttl", "mark_processed", false);
 
 	now = GetCurrentTimestamp();
 	values[0] = ObjectIdGetDatum(ek.owner);
@@ -647,20 +591,20 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	 */
 	for (attempt = 0; attempt < 3; attempt++)
 	{
-		(void) exec_plan(PLAN_MARK_INSERT, values, NULL, false);
+		exec_plan(PLAN_MARK_INSERT, values, NULL);
 		if (SPI_processed > 0)
 		{
 			inserted = true;
 			break;
 		}
-		(void) exec_plan(PLAN_MARK_REPLACE, values, NULL, false);
+		exec_plan(PLAN_MARK_REPLACE, values, NULL);
 		if (SPI_processed > 0)
 		{
 			inserted = true;
 			break;
 		}
 		/* Not expired (a duplicate), or gone: look which. */
-		(void) exec_plan(PLAN_LOOKUP, values, NULL, false);
+		exec_plan(PLAN_LOOKUP, values, NULL);
 		if (SPI_processed > 0)
 			break;
 	}
@@ -783,9 +727,9 @@ idempotency_claim(PG_FUNCTION_ARGS)
 						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "claim");
 	if (!PG_ARGISNULL(1))
 		fingerprint = payload_fingerprint(PG_GETARG_JSONB_P(1));
-	lease = interval_arg_usecs(fcinfo, 3, "lease", "claim", false);
-	ttl = interval_arg_usecs(fcinfo, 4, "ttl", "claim", false);
-	wait = interval_arg_usecs(fcinfo, 5, "wait", "claim", true);
+	lease = idem_arg_interval(fcinfo, 3, "lease", "claim", false);
+	ttl = idem_arg_interval(fcinfo, 4, "ttl", "claim", false);
+	wait = idem_arg_interval(fcinfo, 5, "wait", "claim", true);
 	if (PG_ARGISNULL(6))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -876,11 +820,10 @@ idempotency_claim(PG_FUNCTION_ARGS)
 			values[5] = TimestampTzGetDatum(locked_until);
 			values[6] = TimestampTzGetDatum(locked_until + ttl);
 			values[7] = BoolGetDatum(takeover);
-			values[8] = Int64GetDatum(row.fencing_token);
-			nulls[8] = row.fencing_null ? 'n' : ' ';
+			values[8] = TransactionIdGetDatum(row.xmin);
 
-			(void) exec_plan(row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
-							 values, nulls, false);
+			exec_plan(row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
+							 values, nulls);
 			if (SPI_processed == 0)
 			{
 				/*
@@ -968,7 +911,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 
 	SPI_connect();
 	if (status == 'f' && retryable)
-		(void) exec_plan(PLAN_RELEASE, values, nulls, false);
+		exec_plan(PLAN_RELEASE, values, nulls);
 	else
 	{
 		values[4] = CStringGetTextDatum(status == 'c' ? "completed" : "failed");
@@ -977,7 +920,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 		values[6] = value;
 		nulls[6] = (status == 'f' && !value_null) ? ' ' : 'n';
 		values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
-		(void) exec_plan(PLAN_FINISH, values, nulls, false);
+		exec_plan(PLAN_FINISH, values, nulls);
 	}
 
 	if (SPI_processed == 0)
@@ -1068,7 +1011,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	values[2] = PointerGetDatum(ek.key);
 
 	SPI_connect();
-	(void) exec_plan(PLAN_FORGET, values, NULL, false);
+	exec_plan(PLAN_FORGET, values, NULL);
 	found = SPI_processed > 0;
 	SPI_finish();
 

@@ -26,6 +26,8 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "idempotency.h"
 
 #include "access/genam.h"

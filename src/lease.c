@@ -63,7 +63,12 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "idempotency.h"
+#include "locks.h"
+#include "args.h"
+#include "plans.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -108,16 +113,9 @@ typedef enum LeasePlan
 	LP_COUNT
 } LeasePlan;
 
-typedef struct LeasePlanDef
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[6];
-} LeasePlanDef;
-
 #define LEASE_COLS "token, fencing_token, holder, acquired_at, expires_at"
 
-static const LeasePlanDef plan_defs[LP_COUNT] = {
+static const IdemPlanDef lease_plan_defs[LP_COUNT] = {
 	[LP_SELECT] = {
 		"SELECT " LEASE_COLS " FROM idempotency.leases"
 		" WHERE key OPERATOR(pg_catalog.=) $1",
@@ -172,7 +170,11 @@ static const LeasePlanDef plan_defs[LP_COUNT] = {
 	},
 };
 
-static SPIPlanPtr plans[LP_COUNT];
+static SPIPlanPtr lease_saved_plans[LP_COUNT];
+
+static const IdemPlanSet lease_plans = {
+	"lease", lease_plan_defs, lease_saved_plans, LP_COUNT
+};
 
 /* A lease row as read from the table, copied out of SPI memory. */
 typedef struct LeaseRow
@@ -202,16 +204,12 @@ static const char *const acquire_status_names[] = {
 	"acquired", "conflict", "precondition_failed", NULL
 };
 
-static SPIPlanPtr lease_plan(LeasePlan which);
 static int	lease_exec(LeasePlan which, Datum *values, const char *nulls,
 					   long count);
 static text *lease_key_arg(FunctionCallInfo fcinfo, int argno);
 static text *lease_holder_arg(FunctionCallInfo fcinfo, int argno);
 static pg_uuid_t *lease_token_arg(FunctionCallInfo fcinfo, int argno,
 								  const char *what, bool required);
-static int64 lease_interval_arg(FunctionCallInfo fcinfo, int argno,
-								const char *what, bool allow_zero);
-static TimestampTz lease_add(TimestampTz t, int64 usecs, const char *what);
 static pg_uuid_t *lease_new_token(void);
 static uint64 lease_key_hash(text *key);
 static void lease_read(text *key, TimestampTz now, LeaseRow *row);
@@ -222,37 +220,11 @@ static AcquireStatus lease_try_acquire_subxact(text *key, text *holder,
 											   pg_uuid_t *if_match, int64 ttl,
 											   LeaseRow *row);
 
-/* Prepare (once per backend) and return a saved plan. */
-static SPIPlanPtr
-lease_plan(LeasePlan which)
-{
-	if (plans[which] == NULL)
-	{
-		const LeasePlanDef *def = &plan_defs[which];
-		SPIPlanPtr	plan;
-
-		plan = SPI_prepare(def->sql, def->nargs, (Oid *) def->argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for lease query %d: %s",
-				 (int) which, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		plans[which] = plan;
-	}
-	return plans[which];
-}
-
 /* Run a saved plan; returns the number of rows processed. */
 static int
 lease_exec(LeasePlan which, Datum *values, const char *nulls, long count)
 {
-	int			rc;
-
-	rc = SPI_execute_plan(lease_plan(which), values, nulls, false, count);
-	if (rc < 0)
-		elog(ERROR, "lease query %d failed: %s", (int) which,
-			 SPI_result_code_string(rc));
-	return (int) SPI_processed;
+	return (int) idem_plan_exec(&lease_plans, which, values, nulls, count);
 }
 
 static text *
@@ -317,61 +289,6 @@ lease_token_arg(FunctionCallInfo fcinfo, int argno, const char *what,
 		return NULL;
 	}
 	return PG_GETARG_UUID_P(argno);
-}
-
-/*
- * An interval argument in microseconds (months count as 30 days, as
- * interval comparison does).  NULL raises 22004; negative (or zero, unless
- * allowed) raises 22023.
- */
-static int64
-lease_interval_arg(FunctionCallInfo fcinfo, int argno, const char *what,
-				   bool allow_zero)
-{
-	Interval   *iv;
-	int64		usecs;
-	int64		days;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("lease %s must not be null", what),
-				 allow_zero
-				 ? errhint("Pass '0' not to wait, or how long to wait, for example '5 seconds'.")
-				 : errhint("Pass how long the lease lasts, for example '30 seconds'.")));
-	iv = PG_GETARG_INTERVAL_P(argno);
-	days = (int64) iv->month * DAYS_PER_MONTH + iv->day;
-	if (pg_mul_s64_overflow(days, USECS_PER_DAY, &usecs) ||
-		pg_add_s64_overflow(usecs, iv->time, &usecs))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease %s is out of range", what)));
-	if (usecs < 0 || (usecs == 0 && !allow_zero))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease %s must be %s", what,
-						allow_zero ? "zero or positive" : "positive"),
-				 errdetail("The %s given was %s.", what,
-						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(iv)))),
-				 allow_zero
-				 ? errhint("Pass '0' not to wait, or how long to wait, for example '5 seconds'.")
-				 : errhint("Pass how long the lease lasts, for example '30 seconds'.")));
-	return usecs;
-}
-
-/* t + usecs, refusing results outside the timestamp range. */
-static TimestampTz
-lease_add(TimestampTz t, int64 usecs, const char *what)
-{
-	TimestampTz result;
-
-	if (pg_add_s64_overflow(t, usecs, &result) || !IS_VALID_TIMESTAMP(result))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease %s is out of range", what),
-				 errhint("Pass a shorter %s.", what)));
-	return result;
 }
 
 /* A random (version 4) UUID, as gen_random_uuid() makes. */
@@ -442,7 +359,7 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 				  LeaseRow *row)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz expires = lease_add(now, ttl, "ttl");
+	TimestampTz expires = idem_time_add(now, ttl, "ttl", "lease");
 	pg_uuid_t  *token;
 	Datum		args[6];
 	char		nulls[6] = "      ";
@@ -500,32 +417,48 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 	return ACQ_ACQUIRED;
 }
 
+/* Argument of lease_try_acquire_body(). */
+typedef struct LeaseAttempt
+{
+	text	   *key;
+	text	   *holder;
+	pg_uuid_t  *if_match;
+	int64		ttl;
+	LeaseRow   *row;
+	AcquireStatus status;
+} LeaseAttempt;
+
+static bool
+lease_try_acquire_body(void *arg)
+{
+	LeaseAttempt *a = (LeaseAttempt *) arg;
+
+	a->status = lease_try_acquire(a->key, a->holder, a->if_match, a->ttl,
+								  a->row);
+	/* Keep the work only when the lease was acquired. */
+	return a->status == ACQ_ACQUIRED;
+}
+
 /*
  * lease_try_acquire() in a subtransaction that is rolled back unless the
  * lease was acquired, so that no row lock from a lost race outlives the
- * attempt.  Used by waiting acquires, which sleep between attempts.
+ * attempt.  Used by waiting acquires, which sleep between attempts.  An
+ * error rolls the subtransaction back before it reaches the caller.
  */
 static AcquireStatus
 lease_try_acquire_subxact(text *key, text *holder, pg_uuid_t *if_match,
 						  int64 ttl, LeaseRow *row)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	AcquireStatus status;
+	LeaseAttempt a;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-
-	/* Errors abort the subtransaction along with the caller's transaction. */
-	status = lease_try_acquire(key, holder, if_match, ttl, row);
-
-	if (status == ACQ_ACQUIRED)
-		ReleaseCurrentSubTransaction();
-	else
-		RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-	return status;
+	a.key = key;
+	a.holder = holder;
+	a.if_match = if_match;
+	a.ttl = ttl;
+	a.row = row;
+	a.status = ACQ_RETRY;
+	(void) idem_subxact_run(lease_try_acquire_body, NULL, &a, 0, NULL);
+	return a.status;
 }
 
 /*
@@ -554,10 +487,10 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_forbid_parallel("lease_acquire()");
 	key = lease_key_arg(fcinfo, 0);
-	ttl = lease_interval_arg(fcinfo, 1, "ttl", false);
+	ttl = idem_arg_interval(fcinfo, 1, "ttl", "lease_acquire", false);
 	holder = lease_holder_arg(fcinfo, 2);
 	if_match = lease_token_arg(fcinfo, 3, "if_match", false);
-	wait = lease_interval_arg(fcinfo, 4, "wait", true);
+	wait = idem_arg_interval(fcinfo, 4, "wait", "lease_acquire", true);
 
 	if (wait > 0)
 	{
@@ -568,7 +501,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 							IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
 					 errdetail("The transaction's snapshot would never show the lease being released."),
 					 errhint("Call lease_acquire() with a wait in its own READ COMMITTED transaction, or pass wait => '0'.")));
-		deadline = lease_add(GetCurrentTimestamp(), wait, "wait");
+		deadline = idem_time_add(GetCurrentTimestamp(), wait, "wait", "lease_acquire");
 		idem_keywait_begin(&w, IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));
 	}
 
@@ -646,14 +579,14 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	idem_forbid_parallel("lease_renew()");
 	key = lease_key_arg(fcinfo, 0);
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
-	ttl = lease_interval_arg(fcinfo, 2, "ttl", false);
+	ttl = idem_arg_interval(fcinfo, 2, "ttl", "lease_renew", false);
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
 	now = GetCurrentTimestamp();
-	expires = lease_add(now, ttl, "ttl");
+	expires = idem_time_add(now, ttl, "ttl", "lease");
 	args[0] = PointerGetDatum(key);
 	args[1] = UUIDPGetDatum(token);
 	args[2] = TimestampTzGetDatum(expires);

@@ -48,12 +48,31 @@
  * shared memory of our own is needed, so none of this requires
  * shared_preload_libraries.
  *
+ * Prepared transactions.  A change made by a transaction that is then
+ * prepared becomes visible at COMMIT PREPARED, which runs no callback of
+ * ours (and may run in another backend, or after a restart).  At PREPARE
+ * the transaction therefore takes each changed key's "prepared" tag (the
+ * wait tag moved by IDEM_LOCKSPACE_PREPARED_OFFSET) in RowExclusiveLock;
+ * the prepared transaction keeps it, like any of its locks, until COMMIT or
+ * ROLLBACK PREPARED releases it after recording the outcome.  It then wakes
+ * the waiters, which, before each sleep, look for a held prepared tag and
+ * queue on it in the lock manager (ShareLock, which conflicts) instead of
+ * sleeping on their latch.  Preparers do not conflict with each other.
+ *
+ * Deadlines.  Every sleep is computed from an absolute deadline in int64
+ * microseconds and clamped to INT_MAX milliseconds, the most WaitLatch()
+ * and LockTimeout take; a longer wait simply sleeps again.
+ *
  * Locking.  The lock manager's own partition locks protect the tags; the
  * pending-notify list is backend-local and lives in TopTransactionContext.
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "idempotency.h"
+#include "locks.h"
+#include "plans.h"
 
 #include "access/parallel.h"
 #include "access/xact.h"
@@ -125,12 +144,39 @@ idem_forbid_parallel(const char *what)
  * other way the wait can end (deadlock 40P01, statement_timeout, cancel) is
  * raised.
  */
+/* Argument of lock_wait_body() and lock_wait_cleanup(). */
+typedef struct LockWait
+{
+	const LOCKTAG *tag;
+	LOCKMODE	mode;
+	bool		session;
+	int			timeout_ms;
+	int			save_timeout;
+} LockWait;
+
+static bool
+lock_wait_body(void *arg)
+{
+	LockWait   *w = (LockWait *) arg;
+
+	w->save_timeout = LockTimeout;
+	LockTimeout = w->timeout_ms;
+	(void) LockAcquire(w->tag, w->mode, w->session, false);
+	return true;
+}
+
+static void
+lock_wait_cleanup(void *arg)
+{
+	LockWait   *w = (LockWait *) arg;
+
+	LockTimeout = w->save_timeout;
+}
+
 bool
 idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_ms)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	bool		acquired = false;
+	LockWait	w;
 
 	/*
 	 * Waiting as lock_timeout says needs no subtransaction: one LockAcquire
@@ -151,51 +197,16 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 
 	/*
 	 * Slow path: wait in a subtransaction so that the lock timeout's ERROR
-	 * can be turned into "false" with the caller's transaction intact.
+	 * can be turned into "false" with the caller's transaction intact.  A
+	 * lock granted inside it is handed to the parent when it commits.
 	 */
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-
-	PG_TRY();
-	{
-		int			save_timeout = LockTimeout;
-
-		LockTimeout = timeout_ms;
-		PG_TRY();
-		{
-			(void) LockAcquire(tag, mode, session, false);
-		}
-		PG_FINALLY();
-		{
-			LockTimeout = save_timeout;
-		}
-		PG_END_TRY();
-
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		acquired = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		acquired = false;
-	}
-	PG_END_TRY();
-
-	return acquired;
+	w.tag = tag;
+	w.mode = mode;
+	w.session = session;
+	w.timeout_ms = timeout_ms;
+	w.save_timeout = LockTimeout;
+	return idem_subxact_run(lock_wait_body, lock_wait_cleanup, &w,
+							ERRCODE_LOCK_NOT_AVAILABLE, NULL);
 }
 
 /*
@@ -237,15 +248,38 @@ idem_keywait_begin(IdemKeyWait *w, uint16 lockspace, uint64 hash)
 bool
 idem_keywait_sleep(IdemKeyWait *w, TimestampTz until)
 {
-	long		ms;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		ms;
+	LOCKTAG		prepared;
 
 	Assert(w->active);
-	ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
-	if (ms <= 0 && GetCurrentTimestamp() >= until)
+	if (now >= until)
 		return false;
+	/* Rounded up, and clamped: WaitLatch() and LockTimeout take an int. */
+	ms = (until - now + 999) / 1000;
+	if (ms > INT_MAX)
+		ms = INT_MAX;
+
+	/*
+	 * A prepared transaction that changed the key holds its "prepared" tag
+	 * until COMMIT or ROLLBACK PREPARED, which may run in another backend,
+	 * long after, or after a restart: nothing would set our latch then.  So
+	 * when that tag is taken, wait for it in the lock manager instead, which
+	 * wakes us when it is released (after the outcome is visible).
+	 */
+	prepared = w->tag;
+	prepared.locktag_field4 += IDEM_LOCKSPACE_PREPARED_OFFSET;
+	if (LockAcquire(&prepared, ShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		if (idem_lock_acquire(&prepared, ShareLock, false, (int) ms))
+			LockRelease(&prepared, ShareLock, false);
+		CHECK_FOR_INTERRUPTS();
+		return true;
+	}
+	LockRelease(&prepared, ShareLock, false);
 
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 Max(ms, 1), PG_WAIT_EXTENSION);
+					 (long) ms, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	return true;
@@ -316,27 +350,50 @@ keywait_wake(const LOCKTAG *tag)
 static void
 keywait_xact_callback(XactEvent event, void *arg)
 {
+	PendingNotify *n;
+
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			/*
+			 * Our changes are visible to others by now (the callback runs
+			 * after ProcArrayEndTransaction) and the list lives in
+			 * TopTransactionContext, which is still there.
+			 */
+			for (n = pending_notifies; n != NULL; n = n->next)
+				keywait_wake(&n->tag);
+			pending_notifies = NULL;
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			/*
+			 * The outcome becomes visible at COMMIT PREPARED, where no
+			 * callback of ours runs.  Take each key's "prepared" tag in a
+			 * mode that conflicts with the waiters' ShareLock but not with
+			 * other preparers; PREPARE hands it to the prepared transaction,
+			 * and COMMIT/ROLLBACK PREPARED releases it after the outcome is
+			 * recorded, waking the waiters queued on it.
+			 */
+			for (n = pending_notifies; n != NULL; n = n->next)
 			{
-				/*
-				 * Our changes are visible to others by now (the callback
-				 * runs after ProcArrayEndTransaction) and the list lives in
-				 * TopTransactionContext, which is still there.
-				 */
-				PendingNotify *n;
+				LOCKTAG		prepared = n->tag;
 
-				for (n = pending_notifies; n != NULL; n = n->next)
-					keywait_wake(&n->tag);
-				pending_notifies = NULL;
-				break;
+				prepared.locktag_field4 += IDEM_LOCKSPACE_PREPARED_OFFSET;
+				(void) LockAcquire(&prepared, RowExclusiveLock, false, false);
 			}
+			break;
+		case XACT_EVENT_PREPARE:
+			/*
+			 * Wake the waiters now, so that they stop sleeping on their
+			 * latch and queue on the prepared tag instead.
+			 */
+			for (n = pending_notifies; n != NULL; n = n->next)
+				keywait_wake(&n->tag);
+			pending_notifies = NULL;
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* Nothing changed (or the change commits elsewhere, later). */
+			/* Nothing changed. */
 			pending_notifies = NULL;
 			break;
 		default:

@@ -30,7 +30,11 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "idempotency.h"
+#include "locks.h"
+#include "args.h"
 
 #include "access/xact.h"
 #include "fmgr.h"
@@ -63,7 +67,7 @@ typedef struct MutexErrorContext
 static uint64 mutex_key_hash(FunctionCallInfo fcinfo, int argno,
 							 char **key, int *len);
 static bool mutex_arg_bool(FunctionCallInfo fcinfo, int argno, const char *name);
-static int	mutex_arg_timeout(FunctionCallInfo fcinfo, int argno);
+static int	mutex_arg_timeout(FunctionCallInfo fcinfo, int argno, const char *fn);
 static bool mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg,
 						  int shared_arg, bool session);
 static void mutex_error_context(void *arg);
@@ -122,27 +126,11 @@ mutex_arg_bool(FunctionCallInfo fcinfo, int argno, const char *name)
  * 22023.
  */
 static int
-mutex_arg_timeout(FunctionCallInfo fcinfo, int argno)
+mutex_arg_timeout(FunctionCallInfo fcinfo, int argno, const char *fn)
 {
-	Interval   *iv;
-	double		usecs;
-
 	if (PG_ARGISNULL(argno))
 		return -1;
-	iv = PG_GETARG_INTERVAL_P(argno);
-	usecs = (double) iv->time +
-		((double) iv->month * DAYS_PER_MONTH + (double) iv->day) * (double) USECS_PER_DAY;
-	if (usecs < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("mutex timeout must not be negative"),
-				 errdetail("The timeout was %s.",
-						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(iv)))),
-				 errhint("Pass NULL to wait as lock_timeout says, '0' to only try, or a positive interval.")));
-	if (usecs > (double) PG_INT64_MAX / 2)
-		usecs = (double) PG_INT64_MAX / 2;
-	return idem_timeout_ms((int64) usecs);
+	return idem_timeout_ms(idem_arg_interval(fcinfo, argno, "timeout", fn, true));
 }
 
 /* Report the key when the lock manager raises (e.g. out of shared memory). */
@@ -196,6 +184,7 @@ static bool
 mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 			  bool session)
 {
+	const char *fn;
 	int			timeout;
 	char	   *key;
 	int			len;
@@ -207,11 +196,12 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	ErrorContextCallback errcb;
 
 	idempotency_check_version();
-	idem_forbid_parallel(session
-						 ? (timeout_arg < 0 ? "mutex_session_try_lock" : "mutex_session_lock")
-						 : (timeout_arg < 0 ? "mutex_try_lock" : "mutex_lock"));
+	fn = session
+		? (timeout_arg < 0 ? "mutex_session_try_lock" : "mutex_session_lock")
+		: (timeout_arg < 0 ? "mutex_try_lock" : "mutex_lock");
+	idem_forbid_parallel(fn);
 	hash = mutex_key_hash(fcinfo, 0, &key, &len);
-	timeout = timeout_arg < 0 ? 0 : mutex_arg_timeout(fcinfo, timeout_arg);
+	timeout = timeout_arg < 0 ? 0 : mutex_arg_timeout(fcinfo, timeout_arg, fn);
 	shared = mutex_arg_bool(fcinfo, shared_arg, "shared");
 	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
 

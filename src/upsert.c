@@ -95,7 +95,10 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "postgres.h"
+
 #include "idempotency.h"
+#include "locks.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"

@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * args.c
+ *	  Interval arguments: one conversion, one limit, one set of messages for
+ *	  every ttl, lease, wait and timeout the extension accepts.
+ *
+ * An interval is converted to microseconds the way interval comparison
+ * orders intervals (a month is 30 days, a day 24 hours), with overflow
+ * checks at every step, and refused beyond IDEM_MAX_INTERVAL_YEARS.  The
+ * limit keeps every "now + interval" far inside the timestamp range, so the
+ * callers' deadline arithmetic cannot overflow, and it is the same for every
+ * function: '1000 years' is accepted everywhere, '1000 years 1 day'
+ * nowhere.
+ *
+ * Nothing here keeps state.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "args.h"
+
+#include "common/int.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+/*
+ * *usecs = iv in microseconds.  Returns false when |iv| exceeds the limit
+ * (including intervals whose microseconds do not fit an int64).
+ */
+bool
+idem_interval_usecs(const Interval *iv, int64 *usecs)
+{
+	int64		days;
+	int64		result;
+
+	days = (int64) iv->month * DAYS_PER_MONTH + (int64) iv->day;
+	if (pg_mul_s64_overflow(days, USECS_PER_DAY, &result) ||
+		pg_add_s64_overflow(result, iv->time, &result))
+		return false;
+	if (result > IDEM_MAX_INTERVAL_USECS || result < -IDEM_MAX_INTERVAL_USECS)
+		return false;
+	*usecs = result;
+	return true;
+}
+
+static char *
+interval_text(Interval *iv)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out,
+											   IntervalPGetDatum(iv)));
+}
+
+/*
+ * Interval argument argno of idempotency.fn(), in microseconds.  NULL raises
+ * 22004; beyond the limit, negative, or zero unless allow_zero raise 22023.
+ */
+int64
+idem_arg_interval(FunctionCallInfo fcinfo, int argno, const char *argname,
+				  const char *fn, bool allow_zero)
+{
+	Interval   *iv;
+	int64		usecs;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname),
+				 errhint("Pass an interval such as '5 minutes' as %s to idempotency.%s(), or omit it for the default.",
+						 argname, fn)));
+	iv = PG_GETARG_INTERVAL_P(argno);
+
+	if (!idem_interval_usecs(iv, &usecs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is out of range", argname),
+				 errdetail("The %s was %s; at most %d years are allowed.",
+						   argname, interval_text(iv), IDEM_MAX_INTERVAL_YEARS),
+				 errhint("Pass a shorter interval as %s to idempotency.%s().",
+						 argname, fn)));
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", argname),
+				 errdetail("The %s was %s.", argname, interval_text(iv)),
+				 errhint("Pass a positive interval as %s to idempotency.%s().",
+						 argname, fn)));
+	if (usecs == 0 && !allow_zero)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", argname),
+				 errdetail("The %s was %s.", argname, interval_text(iv)),
+				 errhint("Pass a positive interval as %s to idempotency.%s().",
+						 argname, fn)));
+	return usecs;
+}
+
+/*
+ * t + usecs for an interval argument already checked by idem_arg_interval().
+ * Refuses results outside the timestamp range (possible only for a clock
+ * near its end, but checked so that no caller stores an invalid timestamp).
+ */
+TimestampTz
+idem_time_add(TimestampTz t, int64 usecs, const char *argname, const char *fn)
+{
+	TimestampTz result;
+
+	if (pg_add_s64_overflow(t, usecs, &result) || !IS_VALID_TIMESTAMP(result))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is out of range", argname),
+				 errhint("Pass a shorter interval as %s to idempotency.%s().",
+						 argname, fn)));
+	return result;
+}

@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * args.h
+ *	  Argument checks shared by the SQL entry points: one set of limits and
+ *	  one set of messages for intervals.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDEMPOTENCY_ARGS_H
+#define IDEMPOTENCY_ARGS_H
+
+#include "fmgr.h"
+#include "datatype/timestamp.h"
+
+/*
+ * Longest interval any argument may give (ttl, lease, wait, timeout),
+ * compared as interval comparison does: a month is 30 days, so the limit is
+ * exactly the interval '1000 years' (12000 months = 360000 days).
+ */
+#define IDEM_MAX_INTERVAL_YEARS		1000
+#define IDEM_MAX_INTERVAL_USECS \
+	((int64) IDEM_MAX_INTERVAL_YEARS * MONTHS_PER_YEAR * DAYS_PER_MONTH * USECS_PER_DAY)
+
+extern bool idem_interval_usecs(const Interval *iv, int64 *usecs);
+extern int64 idem_arg_interval(FunctionCallInfo fcinfo, int argno,
+							   const char *argname, const char *fn,
+							   bool allow_zero);
+extern TimestampTz idem_time_add(TimestampTz t, int64 usecs,
+								 const char *argname, const char *fn);
+
+#endif							/* IDEMPOTENCY_ARGS_H */

@@ -1,0 +1,132 @@
+/*-------------------------------------------------------------------------
+ *
+ * plans.c
+ *	  Two helpers every feature needs: saved SPI plans prepared from a table
+ *	  of definitions, and internal subtransactions.
+ *
+ * Saved plans.  A feature describes its statements in a const IdemPlanDef
+ * array (SQL text, parameter types) and keeps a static SPIPlanPtr array of
+ * the same length; idem_plan() prepares a statement on first use and keeps
+ * it (SPI_keepplan) for the life of the backend.  The plan cache revalidates
+ * kept plans after DDL on the tables they use, so they never need to be
+ * dropped.  The SQL must be fully schema-qualified (tables and operators),
+ * because it is planned under whatever search_path the caller has.
+ *
+ * Internal subtransactions.  BeginInternalSubTransaction() must always be
+ * paired with a commit or a rollback before control returns to the caller,
+ * also when the body raises: an error that escapes with the subtransaction
+ * still open leaves the caller's transaction in a state that neither
+ * PL/pgSQL's exception handling nor ROLLBACK expects (a FATAL error or a
+ * crash at the next abort).  idem_subxact_run() is the only place that
+ * begins one; it restores the caller's memory context and resource owner on
+ * every path.
+ *
+ * Memory and lifetime.  Kept plans live in CacheMemoryContext until the
+ * backend exits.  Nothing else here outlives a call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "plans.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+/* The saved plan for statement which of set, prepared on first use. */
+SPIPlanPtr
+idem_plan(const IdemPlanSet *set, int which)
+{
+	Assert(which >= 0 && which < set->count);
+	if (set->plans[which] == NULL)
+	{
+		const IdemPlanDef *def = &set->defs[which];
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare(def->sql, def->nargs, (Oid *) def->argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for %s statement %d: %s",
+				 set->feature, which, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed for %s statement %d",
+				 set->feature, which);
+		set->plans[which] = plan;
+	}
+	return set->plans[which];
+}
+
+/*
+ * Execute statement which of set (read-write, so each statement takes a
+ * fresh snapshot under READ COMMITTED); returns the number of rows
+ * processed.  The caller must be connected to SPI.
+ */
+uint64
+idem_plan_exec(const IdemPlanSet *set, int which, Datum *values,
+			   const char *nulls, long count)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(idem_plan(set, which), values, nulls, false, count);
+	if (rc < 0)
+		elog(ERROR, "%s statement %d failed: %s", set->feature, which,
+			 SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+bool
+idem_subxact_run(IdemSubxactBody body, IdemSubxactCleanup cleanup, void *arg,
+				 int catch_sqlstate, bool *caught)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool keep = false;
+	ErrorData  *volatile edata = NULL;
+	int			level;
+
+	if (caught)
+		*caught = false;
+
+	BeginInternalSubTransaction(NULL);
+	level = GetCurrentTransactionNestLevel();
+	/* Results are allocated in the caller's context, not the subxact's. */
+	MemoryContextSwitchTo(oldcxt);
+
+	PG_TRY();
+	{
+		keep = body(arg);
+		if (keep)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+
+		/* Unless the error came from ending the subtransaction itself. */
+		if (GetCurrentTransactionNestLevel() == level)
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+
+	if (cleanup)
+		cleanup(arg);
+
+	if (edata != NULL)
+	{
+		if (catch_sqlstate == 0 || edata->sqlerrcode != catch_sqlstate)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		if (caught)
+			*caught = true;
+		return false;
+	}
+	return keep;
+}

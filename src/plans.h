@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * plans.h
+ *	  Saved SPI plans from a table of definitions, and internal
+ *	  subtransactions that are always rolled back on error (src/plans.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDEMPOTENCY_PLANS_H
+#define IDEMPOTENCY_PLANS_H
+
+#include "executor/spi.h"
+
+#define IDEM_PLAN_MAX_ARGS	10
+
+/* One statement: its SQL text and parameter types ($1 ... $nargs). */
+typedef struct IdemPlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[IDEM_PLAN_MAX_ARGS];
+} IdemPlanDef;
+
+/*
+ * A feature's statements: the definitions and the saved plans (NULL until
+ * first use), both arrays of count elements.
+ */
+typedef struct IdemPlanSet
+{
+	const char *feature;		/* for internal error messages */
+	const IdemPlanDef *defs;
+	SPIPlanPtr *plans;
+	int			count;
+} IdemPlanSet;
+
+extern SPIPlanPtr idem_plan(const IdemPlanSet *set, int which);
+extern uint64 idem_plan_exec(const IdemPlanSet *set, int which, Datum *values,
+							 const char *nulls, long count);
+
+/*
+ * Internal subtransactions.  body(arg) runs in a subtransaction; it returns
+ * true to keep its work (the subtransaction commits) or false to undo it.
+ * cleanup(arg), if given, runs after the subtransaction has ended, on
+ * success and on error.  An error rolls the subtransaction back; if its
+ * SQLSTATE is catch_sqlstate (0: none) it is swallowed and the call returns
+ * false with *caught set, otherwise it is re-thrown.
+ */
+typedef bool (*IdemSubxactBody) (void *arg);
+typedef void (*IdemSubxactCleanup) (void *arg);
+
+extern bool idem_subxact_run(IdemSubxactBody body, IdemSubxactCleanup cleanup,
+							 void *arg, int catch_sqlstate, bool *caught);
+
+#endif							/* IDEMPOTENCY_PLANS_H */
