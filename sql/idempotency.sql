@@ -7,39 +7,28 @@
 
 \echo Use "CREATE EXTENSION idempotency" to load this file. \quit
 
--- The schema is created by CREATE EXTENSION (schema = idempotency in the
--- control file) unless it exists already; PostgreSQL does not make it a
--- member of the extension, so DROP EXTENSION leaves it behind.  Refuse a
--- schema that someone else prepared: objects planted in it beforehand could
--- shadow ours, and its owner could add more later.
+-- The schema is created here, by the script, so that it is a member of the
+-- extension (the control file names pg_catalog as the extension's schema,
+-- as plpgsql and pg_cron do): DROP EXTENSION drops it, pg_dump recreates it
+-- with CREATE EXTENSION alone, and it is owned by the role running this
+-- script -- a superuser: the bootstrap superuser when a database owner
+-- installs the trusted extension.  No less privileged role can rename it,
+-- drop it or create objects in it, so nothing can be planted under the
+-- names that callers (superusers and pg_cron included) reach through
+-- idempotency.*.  A pre-existing schema of that name makes CREATE SCHEMA,
+-- and so the installation, fail: nobody can prepare it in advance.
 DO $guard$
-DECLARE
-    nsp pg_catalog.oid := 'idempotency'::pg_catalog.regnamespace;
-    owner pg_catalog.oid;
-    extowner pg_catalog.oid;
 BEGIN
-    SELECT n.nspowner INTO owner FROM pg_catalog.pg_namespace n
-     WHERE n.oid OPERATOR(pg_catalog.=) nsp;
-    SELECT e.extowner INTO extowner FROM pg_catalog.pg_extension e
-     WHERE e.extname OPERATOR(pg_catalog.=) 'idempotency';
-    IF owner OPERATOR(pg_catalog.<>) extowner
-       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-                 WHERE r.oid OPERATOR(pg_catalog.=) owner) THEN
-        RAISE EXCEPTION 'schema "idempotency" is owned by role "%", which neither installs the extension nor is a superuser',
-            owner::pg_catalog.regrole
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Drop the schema, or have its owner or a superuser create the extension.';
-    END IF;
-    IF EXISTS (SELECT FROM pg_catalog.pg_depend d
-                WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                  AND d.refobjid OPERATOR(pg_catalog.=) nsp
-                  AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass) THEN
-        RAISE EXCEPTION 'schema "idempotency" already contains objects'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Move or drop the objects in schema "idempotency" before creating the extension.';
+    IF EXISTS (SELECT FROM pg_catalog.pg_namespace n
+                WHERE n.nspname OPERATOR(pg_catalog.=) 'idempotency') THEN
+        RAISE EXCEPTION 'schema "idempotency" already exists'
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'The extension creates its schema itself, so that no other role can own or prepare it.',
+                  HINT = 'Drop or rename schema "idempotency" before creating the extension.';
     END IF;
 END
 $guard$;
+CREATE SCHEMA idempotency;
 
 -- Everyone may look objects up in the schema; nobody but its owner may
 -- create objects in it.
@@ -145,19 +134,25 @@ CREATE SEQUENCE idempotency.processed_events_fencing_seq;
 SELECT pg_catalog.pg_extension_config_dump('idempotency.processed_events', '');
 SELECT pg_catalog.pg_extension_config_dump('idempotency.processed_events_fencing_seq', '');
 
--- Rows belong to their owner: a role sees and changes only the rows of
--- roles it is a member of (itself included).  Superusers, the table owner
--- and BYPASSRLS roles see everything (that is what purge() run by an
--- administrator relies on).
-ALTER TABLE idempotency.processed_events ENABLE ROW LEVEL SECURITY;
-CREATE POLICY processed_events_owner ON idempotency.processed_events
-    USING (pg_catalog.pg_has_role(owner, 'MEMBER'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'MEMBER'));
+COMMENT ON TABLE idempotency.processed_events IS
+    'idempotency keys and processed events, one row per (owning role, scope, key); changed only through the idempotency functions';
 
--- The functions are SECURITY INVOKER: the caller needs these privileges,
--- and row level security limits it to its own records.
-GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency.processed_events TO PUBLIC;
-GRANT USAGE ON SEQUENCE idempotency.processed_events_fencing_seq TO PUBLIC;
+-- Nobody but the table's owner may change the rows directly: the functions
+-- run their statements as the owner (src/plans.c) and act only on the
+-- caller's own records (owner = current_user), so a role can neither
+-- rewrite another role's stored result nor roll a fencing counter back,
+-- nor lock the table against other roles' claims.  Reading is allowed,
+-- through row level security, for the rows of roles the reader is a member
+-- of (itself included).  The table's owner (the extension's installer; see
+-- below) bypasses the policy: pg_dump run by it keeps every row.
+ALTER TABLE idempotency.processed_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY processed_events_read ON idempotency.processed_events
+    FOR SELECT
+    USING (pg_catalog.pg_has_role(owner, 'MEMBER'));
+
+REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
+GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;
+REVOKE ALL ON SEQUENCE idempotency.processed_events_fencing_seq FROM PUBLIC;
 
 CREATE FUNCTION idempotency.mark_processed(key pg_catalog.text,
         scope pg_catalog.text DEFAULT '',
@@ -219,47 +214,17 @@ CREATE FUNCTION idempotency.forget(key pg_catalog.text,
 COMMENT ON FUNCTION idempotency.forget(pg_catalog.text, pg_catalog.text) IS
     'delete the caller''s record of a key, whatever its state; true when there was one';
 
--- Deletes every expired row the caller may see (all rows when run by a
--- superuser or the table owner, e.g. from pg_cron), batch_size rows per
--- statement, skipping rows that a concurrent claim has locked.
+-- Deletes expired rows in batches of batch_size, skipping rows that a
+-- concurrent claim has locked: every expired row when the caller is a
+-- superuser or has the privileges of the table's owner (e.g. run from
+-- pg_cron), otherwise the expired rows of roles the caller is a member of.
 CREATE FUNCTION idempotency.purge(batch_size pg_catalog.int4 DEFAULT 10000)
     RETURNS pg_catalog.int8
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
-    SET search_path = pg_catalog, pg_temp
-AS $purge$
-DECLARE
-    total pg_catalog.int8 := 0;
-    n pg_catalog.int8;
-BEGIN
-    IF batch_size IS NULL THEN
-        RAISE EXCEPTION 'batch_size must not be null'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
-    END IF;
-    IF batch_size OPERATOR(pg_catalog.<=) 0 THEN
-        RAISE EXCEPTION 'batch_size must be positive'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = pg_catalog.format('The batch size was %s.', batch_size),
-                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
-    END IF;
-    LOOP
-        DELETE FROM idempotency.processed_events p
-         WHERE p.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
-                   SELECT v.ctid FROM idempotency.processed_events v
-                    WHERE v.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
-                    LIMIT batch_size
-                    FOR UPDATE SKIP LOCKED))
-           AND p.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp();
-        GET DIAGNOSTICS n = ROW_COUNT;
-        total := total OPERATOR(pg_catalog.+) n;
-        EXIT WHEN n OPERATOR(pg_catalog.<) batch_size;
-    END LOOP;
-    RETURN total;
-END
-$purge$;
+    AS 'MODULE_PATHNAME', 'idempotency_purge'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
 
 COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
-    'delete expired processed_events rows (those the caller may see) in batches, skipping rows locked by claims; returns the number deleted';
+    'delete expired processed_events rows (every row for a superuser or the table owner, otherwise the caller''s roles'' rows) in batches, skipping rows locked by claims; returns the number deleted';
 
 
 ---------------------------------------------------------------------------
@@ -355,13 +320,14 @@ COMMENT ON TABLE idempotency.leases IS
 
 SELECT pg_catalog.pg_extension_config_dump('idempotency.leases', '');
 
--- The functions are SECURITY INVOKER: callers need these privileges.  Leases
--- are shared between the services of an application, like advisory locks,
--- so PUBLIC may read, take and release them; nobody but the owner may DELETE
--- or TRUNCATE (deleting a row restarts the key's fencing tokens).  Revoke
--- from PUBLIC and grant to chosen roles to restrict who may use leases.
+-- Nobody but the table's owner may read or change the rows directly: the
+-- functions run their statements as the owner and change a lease only by
+-- compare-and-swap, so the fencing counter of a key can never go back and
+-- a lease can never be pinned or cleared behind its holder's back.  Leases
+-- are shared between the services of an application, like advisory locks:
+-- any role that may EXECUTE the lease functions may use any key (revoke
+-- EXECUTE from PUBLIC and grant it to chosen roles to restrict that).
 REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
-GRANT SELECT, INSERT, UPDATE ON TABLE idempotency.leases TO PUBLIC;
 
 CREATE FUNCTION idempotency.lease_acquire(
         key text,
@@ -409,3 +375,32 @@ CREATE FUNCTION idempotency.lease_assert(key text, token uuid)
 
 COMMENT ON FUNCTION idempotency.lease_assert(text, uuid) IS
     'fencing token of your live lease, locked until commit; 55P03 when the lease is not yours';
+
+
+---------------------------------------------------------------------------
+-- Ownership of the tables
+---------------------------------------------------------------------------
+
+-- The tables belong to the role that installed the extension, so that its
+-- pg_dump keeps their rows and the fencing counter, and its pg_restore can
+-- load them, without superuser rights or --no-owner.  That role (a database
+-- owner, for a trusted install) may change them at will, as it may drop the
+-- extension; but whatever it attaches to them (triggers, policies) runs
+-- with its own rights only, because the functions run as the table owner
+-- in a security-restricted operation.  The schema and the functions stay
+-- owned by the superuser running this script.
+DO $owner$
+DECLARE
+    installer pg_catalog.name;
+BEGIN
+    SELECT r.rolname INTO installer
+      FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) e.extowner
+     WHERE e.extname OPERATOR(pg_catalog.=) 'idempotency';
+    IF installer OPERATOR(pg_catalog.<>) CURRENT_USER THEN
+        EXECUTE pg_catalog.format('ALTER TABLE idempotency.processed_events OWNER TO %I', installer);
+        EXECUTE pg_catalog.format('ALTER SEQUENCE idempotency.processed_events_fencing_seq OWNER TO %I', installer);
+        EXECUTE pg_catalog.format('ALTER TABLE idempotency.leases OWNER TO %I', installer);
+    END IF;
+END
+$owner$;

@@ -78,14 +78,14 @@ idem_arg_interval(FunctionCallInfo fcinfo, int argno, const char *argname,
 						   argname, interval_text(iv), IDEM_MAX_INTERVAL_YEARS),
 				 errhint("Pass a shorter interval as %s to idempotency.%s().",
 						 argname, fn)));
-	if (usecs < 0)
+	if (usecs < 0 && allow_zero)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be negative", argname),
 				 errdetail("The %s was %s.", argname, interval_text(iv)),
-				 errhint("Pass a positive interval as %s to idempotency.%s().",
+				 errhint("Pass '0' or a positive interval as %s to idempotency.%s().",
 						 argname, fn)));
-	if (usecs == 0 && !allow_zero)
+	if (usecs <= 0 && !allow_zero)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be positive", argname),

@@ -76,6 +76,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
@@ -89,6 +90,7 @@ PG_FUNCTION_INFO_V1(idempotency_claim);
 PG_FUNCTION_INFO_V1(idempotency_complete);
 PG_FUNCTION_INFO_V1(idempotency_fail);
 PG_FUNCTION_INFO_V1(idempotency_forget);
+PG_FUNCTION_INFO_V1(idempotency_purge);
 
 /* Longest accepted key and scope, in bytes (well below the btree limit). */
 #define EVENT_MAX_KEY_BYTES		1024
@@ -149,6 +151,7 @@ enum
 	PLAN_FORGET,
 	PLAN_MARK_INSERT,
 	PLAN_MARK_REPLACE,
+	PLAN_PURGE,
 	NUM_PLANS
 };
 
@@ -265,6 +268,20 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.expires_at OPERATOR(pg_catalog.<=) $4",
 		5, {REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[PLAN_PURGE] = {
+	/*
+	 * The exception to the parameter rule: $1 now, $2 the caller, $3 every
+	 * row (else only rows of roles the caller is a member of), $4 batch.
+	 */
+	"DELETE FROM idempotency.processed_events AS p"
+	" WHERE p.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+	"  SELECT v.ctid FROM idempotency.processed_events AS v"
+	"  WHERE v.expires_at OPERATOR(pg_catalog.<=) $1"
+	"  AND ($3 OR pg_catalog.pg_has_role($2, v.owner::pg_catalog.oid, 'MEMBER'))"
+	"  LIMIT $4 FOR UPDATE SKIP LOCKED))"
+	" AND p.expires_at OPERATOR(pg_catalog.<=) $1",
+		4, {TIMESTAMPTZOID, OIDOID, BOOLOID, INT4OID}
 	},
 };
 
@@ -562,6 +579,7 @@ events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 Datum
 idempotency_mark_processed(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	EventKey	ek;
 	int64		ttl;
 	TimestampTz now;
@@ -582,7 +600,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	values[3] = TimestampTzGetDatum(now);
 	values[4] = TimestampTzGetDatum(now + ttl);
 
-	SPI_connect();
+	idem_spi_begin(&spi, "processed_events");
 	/*
 	 * INSERT ... ON CONFLICT DO NOTHING waits for a concurrent inserter's
 	 * transaction, so a rolled-back first attempt leaves the key free.  On a
@@ -608,7 +626,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 		if (SPI_processed > 0)
 			break;
 	}
-	SPI_finish();
+	idem_spi_end(&spi);
 
 	PG_RETURN_BOOL(inserted);
 }
@@ -707,6 +725,7 @@ claim_result_from_row(FunctionCallInfo fcinfo, const char *status, EventRow *row
 Datum
 idempotency_claim(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	EventKey	ek;
 	bytea	   *fingerprint = NULL;
 	int64		lease;
@@ -743,7 +762,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	if (wait > 0)
 		idem_keywait_begin(&kw, IDEM_LOCKSPACE_EVENT_WAIT, ek.hash);
 
-	SPI_connect();
+	idem_spi_begin(&spi, "processed_events");
 	while (!done)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -858,7 +877,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	}
 	MemoryContextSwitchTo(callcxt);
 	res = SPI_datumTransfer(res, false, -1);
-	SPI_finish();
+	idem_spi_end(&spi);
 	idem_keywait_end(&kw);
 
 	PG_RETURN_DATUM(res);
@@ -873,6 +892,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 			 bool token_null, char status, Datum value, bool value_null,
 			 bool retryable)
 {
+	IdemSpi		spi;
 	const char *fn = (status == 'c') ? "complete" : "fail";
 	XactClaim  *mine = NULL;
 	pg_uuid_t	tok;
@@ -909,7 +929,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 	values[2] = PointerGetDatum(ek->key);
 	values[3] = UUIDPGetDatum(&tok);
 
-	SPI_connect();
+	idem_spi_begin(&spi, "processed_events");
 	if (status == 'f' && retryable)
 		exec_plan(PLAN_RELEASE, values, nulls);
 	else
@@ -927,7 +947,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 	{
 		/* Say precisely why. */
 		lookup_row(ek, &row);
-		SPI_finish();
+		idem_spi_end(&spi);
 		if (!row.found)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -953,7 +973,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 						   row.attempts, row.fencing_token),
 				 errhint("Discard this worker's result; the newer claim's holder finishes the key.")));
 	}
-	SPI_finish();
+	idem_spi_end(&spi);
 
 	mark_claims_done(ek);
 	idem_keywait_notify(IDEM_LOCKSPACE_EVENT_WAIT, ek->hash);
@@ -998,6 +1018,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 Datum
 idempotency_forget(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	EventKey	ek;
 	Datum		values[3];
 	bool		found;
@@ -1010,10 +1031,10 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	values[1] = PointerGetDatum(ek.scope);
 	values[2] = PointerGetDatum(ek.key);
 
-	SPI_connect();
+	idem_spi_begin(&spi, "processed_events");
 	exec_plan(PLAN_FORGET, values, NULL);
 	found = SPI_processed > 0;
-	SPI_finish();
+	idem_spi_end(&spi);
 
 	if (found)
 	{
@@ -1021,4 +1042,54 @@ idempotency_forget(PG_FUNCTION_ARGS)
 		idem_keywait_notify(IDEM_LOCKSPACE_EVENT_WAIT, ek.hash);
 	}
 	PG_RETURN_BOOL(found);
+}
+
+/*
+ * purge(batch_size) RETURNS bigint: delete expired records, batch_size per
+ * statement, skipping rows that a concurrent claim holds locked.  Every
+ * expired row for a superuser or a role with the privileges of the table's
+ * owner; otherwise those of the roles the caller is a member of.
+ */
+Datum
+idempotency_purge(PG_FUNCTION_ARGS)
+{
+	Oid			caller = GetUserId();
+	int32		batch;
+	bool		all;
+	int64		total = 0;
+	uint64		n;
+	Datum		values[4];
+	IdemSpi		spi;
+
+	idempotency_check_version();
+	idem_forbid_parallel("idempotency.purge()");
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_size must not be null"),
+				 errhint("Pass a positive batch size to idempotency.purge(), or omit it for 10000.")));
+	batch = PG_GETARG_INT32(0);
+	if (batch <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be positive"),
+				 errdetail("The batch size was %d.", batch),
+				 errhint("Pass a positive batch size to idempotency.purge(), or omit it for 10000.")));
+
+	idem_spi_begin(&spi, "processed_events");
+	/* GetUserId() is the table owner now. */
+	all = superuser_arg(caller) || has_privs_of_role(caller, GetUserId());
+	values[1] = ObjectIdGetDatum(caller);
+	values[2] = BoolGetDatum(all);
+	values[3] = Int32GetDatum(batch);
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+		n = idem_plan_exec(&event_plans, PLAN_PURGE, values, NULL, 0);
+		total += n;
+	} while (n >= (uint64) batch);
+	idem_spi_end(&spi);
+
+	PG_RETURN_INT64(total);
 }

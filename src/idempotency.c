@@ -10,8 +10,11 @@
  * of version X while the database holds SQL objects of version Y would call
  * C functions with argument lists or table shapes they were not written for.
  * Every SQL-callable entry point therefore calls idempotency_check_version()
- * first, and a mismatch is reported as a clear error that names both
- * versions and says which command fixes it.
+ * first.  The library serves the SQL objects of its own release and of every
+ * earlier release from IDEMPOTENCY_OLDEST_SQL_VERSION on (entry points are
+ * never removed or changed incompatibly), so a package upgrade is no outage;
+ * SQL objects newer than the library are refused with a clear error that
+ * names both versions and says which command fixes it.
  *
  * The check reads pg_extension.extversion, which has no syscache, so its
  * result is cached in a backend-local flag.  Every upgrade script (and
@@ -54,7 +57,10 @@ static char *installed_sql_version(void);
 static int	compare_versions(const char *a, const char *b);
 static void version_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 
-/* True once this backend has seen matching library and SQL versions. */
+/* Oldest release whose SQL objects this library still serves. */
+#define IDEMPOTENCY_OLDEST_SQL_VERSION	"0.1.0"
+
+/* True once this backend has seen SQL objects this library serves. */
 static bool version_checked = false;
 
 void
@@ -139,8 +145,8 @@ compare_versions(const char *a, const char *b)
 }
 
 /*
- * Raise an error unless the loaded library and the installed SQL objects
- * are of the same version.  Called first by every SQL-callable function.
+ * Raise an error unless the loaded library serves the installed SQL
+ * objects' version.  Called first by every SQL-callable function.
  */
 void
 idempotency_check_version(void)
@@ -162,21 +168,31 @@ idempotency_check_version(void)
 						IDEMPOTENCY_EXTNAME),
 				 errhint("Run CREATE EXTENSION %s.", IDEMPOTENCY_EXTNAME)));
 
-	if (strcmp(sqlversion, IDEMPOTENCY_VERSION) != 0)
-	{
-		bool		library_newer = compare_versions(IDEMPOTENCY_VERSION, sqlversion) > 0;
-
+	/*
+	 * The library serves the SQL objects of every release from
+	 * IDEMPOTENCY_OLDEST_SQL_VERSION on: its entry points keep the argument
+	 * lists and result types of every such release, and its statements only
+	 * use what every such release's tables have.  So installing a new
+	 * library is not an outage for databases not yet updated.  SQL objects
+	 * newer than the library cannot work; older than the oldest it serves
+	 * would need an update first.
+	 */
+	if (compare_versions(sqlversion, IDEMPOTENCY_VERSION) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"%s\" library version %s does not match its installed SQL version %s",
-						IDEMPOTENCY_EXTNAME, IDEMPOTENCY_VERSION, sqlversion),
-				 errdetail("The shared library loaded by this session and the SQL objects in this database come from different releases."),
-				 library_newer
-				 ? errhint("Run ALTER EXTENSION %s UPDATE to upgrade the SQL objects to version %s.",
-						   IDEMPOTENCY_EXTNAME, IDEMPOTENCY_VERSION)
-				 : errhint("Install version %s of the library and reconnect (restart the server if the library is in shared_preload_libraries).",
-						   sqlversion)));
-	}
+				 errmsg("extension \"%s\" has SQL objects of version %s, newer than its library version %s",
+						IDEMPOTENCY_EXTNAME, sqlversion, IDEMPOTENCY_VERSION),
+				 errdetail("The shared library loaded by this session is older than the SQL objects in this database."),
+				 errhint("Install version %s or later of the library and reconnect (restart the server if the library is in shared_preload_libraries).",
+						 sqlversion)));
+	if (compare_versions(sqlversion, IDEMPOTENCY_OLDEST_SQL_VERSION) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" has SQL objects of version %s, older than its library version %s supports",
+						IDEMPOTENCY_EXTNAME, sqlversion, IDEMPOTENCY_VERSION),
+				 errdetail("This library serves SQL objects of version %s and later.",
+						   IDEMPOTENCY_OLDEST_SQL_VERSION),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", IDEMPOTENCY_EXTNAME)));
 
 	pfree(sqlversion);
 	version_checked = true;

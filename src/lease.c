@@ -470,6 +470,7 @@ lease_try_acquire_subxact(text *key, text *holder, pg_uuid_t *if_match,
 Datum
 idempotency_lease_acquire(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *key;
 	int64		ttl;
@@ -507,8 +508,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	idem_spi_begin(&spi, "leases");
 
 	for (;;)
 	{
@@ -551,7 +551,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	memcpy(&nulls[1], row.nulls, sizeof(row.nulls));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
-	SPI_finish();
+	idem_spi_end(&spi);
 	return (Datum) 0;
 }
 
@@ -565,6 +565,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 Datum
 idempotency_lease_renew(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *key;
 	pg_uuid_t  *token;
@@ -582,8 +583,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "lease_renew", false);
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	idem_spi_begin(&spi, "leases");
 
 	now = GetCurrentTimestamp();
 	expires = idem_time_add(now, ttl, "ttl", "lease");
@@ -605,7 +605,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	}
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
-	SPI_finish();
+	idem_spi_end(&spi);
 	return (Datum) 0;
 }
 
@@ -616,6 +616,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 Datum
 idempotency_lease_release(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	text	   *key;
 	pg_uuid_t  *token;
 	const char *result;
@@ -628,8 +629,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0);
 	token = lease_token_arg(fcinfo, 1, "lease token", false);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	idem_spi_begin(&spi, "leases");
 
 	for (;;)
 	{
@@ -671,7 +671,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	}
 
-	SPI_finish();
+	idem_spi_end(&spi);
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
@@ -683,6 +683,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 Datum
 idempotency_lease_status(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *key;
 	Datum		args[2];
@@ -691,8 +692,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0);
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	idem_spi_begin(&spi, "leases");
 
 	args[0] = PointerGetDatum(key);
 	args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -706,7 +706,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
-	SPI_finish();
+	idem_spi_end(&spi);
 	return (Datum) 0;
 }
 
@@ -718,6 +718,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 Datum
 idempotency_lease_assert(PG_FUNCTION_ARGS)
 {
+	IdemSpi		spi;
 	text	   *key;
 	pg_uuid_t  *token;
 	TimestampTz now;
@@ -733,8 +734,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0);
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	idem_spi_begin(&spi, "leases");
 
 	now = GetCurrentTimestamp();
 	args[0] = PointerGetDatum(key);
@@ -745,7 +745,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 		fencing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1,
 											  &isnull));
-		SPI_finish();
+		idem_spi_end(&spi);
 		PG_RETURN_INT64(fencing);
 	}
 

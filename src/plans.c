@@ -21,6 +21,18 @@
  * begins one; it restores the caller's memory context and resource owner on
  * every path.
  *
+ * Running as the table owner.  processed_events and leases grant no write
+ * privilege to anyone but their owner: every change goes through the
+ * extension's functions, which enforce the rules (a role acts on its own
+ * records; a lease changes hands only by compare-and-swap).  Those functions
+ * run their statements as the table's owner, the way PostgreSQL runs
+ * maintenance commands and foreign-key checks: SetUserIdAndSecContext() with
+ * SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION, so that any
+ * trigger or policy the owner attached runs with the owner's rights, never
+ * the caller's, and cannot change the session's role or create temporary
+ * objects.  The caller's identity is read before the switch and passed to
+ * the statements as a parameter.
+ *
  * Memory and lifetime.  Kept plans live in CacheMemoryContext until the
  * backend exits.  Nothing else here outlives a call.
  *
@@ -28,7 +40,15 @@
  */
 #include "postgres.h"
 
+#include "idempotency.h"
 #include "plans.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "access/xact.h"
 #include "utils/memutils.h"
@@ -129,4 +149,49 @@ idem_subxact_run(IdemSubxactBody body, IdemSubxactCleanup cleanup, void *arg,
 		return false;
 	}
 	return keep;
+}
+
+/* Owner of idempotency.<table>. */
+static Oid
+idem_table_owner(const char *table)
+{
+	Oid			nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);
+	Oid			relid = get_relname_relid(table, nsp);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.%s\" does not exist",
+						IDEMPOTENCY_SCHEMA, table),
+				 errhint("Drop and re-create extension \"%s\".",
+						 IDEMPOTENCY_EXTNAME)));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+void
+idem_spi_begin(IdemSpi *spi, const char *table)
+{
+	Oid			owner = idem_table_owner(table);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
+	SetUserIdAndSecContext(owner,
+						   spi->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+idem_spi_end(IdemSpi *spi)
+{
+	SetUserIdAndSecContext(spi->save_userid, spi->save_sec_context);
+	SPI_finish();
 }

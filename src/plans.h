@@ -51,4 +51,19 @@ typedef void (*IdemSubxactCleanup) (void *arg);
 extern bool idem_subxact_run(IdemSubxactBody body, IdemSubxactCleanup cleanup,
 							 void *arg, int catch_sqlstate, bool *caught);
 
+/*
+ * SPI on one of the extension's own tables, as the table's owner.  Between
+ * idem_spi_begin() and idem_spi_end() the current user is the owner of
+ * idempotency.<table>, in a security-restricted operation; an error that
+ * ends the (sub)transaction restores the caller's user as usual.
+ */
+typedef struct IdemSpi
+{
+	Oid			save_userid;
+	int			save_sec_context;
+} IdemSpi;
+
+extern void idem_spi_begin(IdemSpi *spi, const char *table);
+extern void idem_spi_end(IdemSpi *spi);
+
 #endif							/* IDEMPOTENCY_PLANS_H */

@@ -32,6 +32,16 @@ SELECT idempotency.purge();
 -- a member of alice may read her records
 SET ROLE regress_ev_admin;
 SELECT owner, key, status FROM idempotency.processed_events ORDER BY owner::text, key;
+-- ... but not rewrite them (a forged result would be replayed to alice)
+UPDATE idempotency.processed_events SET result = '"forged"' WHERE owner = 'regress_ev_alice'::regrole;
+-- nor lock the table against other roles' claims, nor draw fencing tokens
+BEGIN;
+LOCK TABLE idempotency.processed_events IN ACCESS EXCLUSIVE MODE;
+ROLLBACK;
+BEGIN;
+LOCK TABLE idempotency.processed_events IN ROW EXCLUSIVE MODE;
+ROLLBACK;
+SELECT nextval('idempotency.processed_events_fencing_seq');
 
 -- alice's records are intact, and she completes with her token
 SET ROLE regress_ev_alice;

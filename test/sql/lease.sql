@@ -200,12 +200,24 @@ SELECT status, fencing_token > 0 AS fenced FROM idempotency.lease_acquire('app-l
 SELECT idempotency.lease_release('app-lease');
 SELECT pg_temp.try($$DELETE FROM idempotency.leases$$);
 SELECT pg_temp.try($$TRUNCATE idempotency.leases$$);
+-- Nor read, change or lock the table directly: a forged fencing counter
+-- would let a later lease_acquire() hand out a token already issued, and a
+-- lock would stall every other role's leases.
+SELECT pg_temp.try($$SELECT token FROM idempotency.leases$$);
+SELECT pg_temp.try($$UPDATE idempotency.leases SET fencing_token = 1$$);
+SELECT pg_temp.try($$UPDATE idempotency.leases SET token = NULL$$);
+SELECT pg_temp.try($$INSERT INTO idempotency.leases (key, fencing_token) VALUES ('x', 1)$$);
+SELECT pg_temp.try($$LOCK TABLE idempotency.leases IN ACCESS EXCLUSIVE MODE$$);
+SELECT pg_temp.try($$LOCK TABLE idempotency.leases IN ROW EXCLUSIVE MODE$$);
 RESET ROLE;
-REVOKE INSERT, UPDATE ON idempotency.leases FROM PUBLIC;
+-- Who may use leases is decided by EXECUTE on the functions.
+REVOKE EXECUTE ON FUNCTION idempotency.lease_acquire(text, interval, text, uuid, interval) FROM PUBLIC;
 SET ROLE regress_lease_app;
 SELECT pg_temp.try($$SELECT idempotency.lease_acquire('app-lease')$$);
 RESET ROLE;
-GRANT INSERT, UPDATE ON idempotency.leases TO PUBLIC;
+GRANT EXECUTE ON FUNCTION idempotency.lease_acquire(text, interval, text, uuid, interval) TO PUBLIC;
+-- The fencing counter survived the attempts.
+SELECT fencing_token FROM idempotency.leases WHERE key = 'app-lease';
 DROP ROLE regress_lease_app;
 
 -- The table is dumped with its rows (the fencing counters).

@@ -40,21 +40,65 @@ SELECT idempotency.version() IS NOT NULL AS owner_can_call;
 -- Objects are owned by the bootstrap superuser, not by the installing role,
 -- so the installing role cannot redefine them either.
 ALTER FUNCTION idempotency.version() COST 1;
+-- Nor take the schema over: rename it and plant a look-alike for the
+-- superusers and pg_cron jobs that call idempotency.* (the schema is a
+-- member of the extension, owned by the bootstrap superuser).
+SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'idempotency';
+ALTER SCHEMA idempotency RENAME TO idempotency_moved;
+ALTER SCHEMA idempotency OWNER TO regress_idem_dbowner;
+CREATE FUNCTION idempotency.purge(batch_size int DEFAULT 0) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
+ALTER EXTENSION idempotency DROP SCHEMA idempotency;
+DROP SCHEMA idempotency CASCADE;
+-- The installer owns the tables (its pg_dump keeps their rows), so it may
+-- attach a trigger to them; but the functions run their statements as the
+-- table owner in a security-restricted operation: a superuser's call runs
+-- the trigger with the installer's rights, never its own.
+SELECT c.relname, c.relowner::regrole FROM pg_class c
+ WHERE c.relnamespace = 'idempotency'::regnamespace AND c.relkind IN ('r', 'S')
+ ORDER BY 1;
+CREATE SCHEMA regress_trap;
+CREATE TABLE regress_trap.seen (current_role_name name, is_superuser bool, tried text);
+CREATE FUNCTION regress_trap.spy() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO regress_trap.seen
+        SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), NULL;
+    BEGIN
+        EXECUTE 'ALTER ROLE regress_idem_dbowner SUPERUSER';
+        INSERT INTO regress_trap.seen VALUES (current_user, NULL, 'escalated');
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO regress_trap.seen VALUES (current_user, NULL, SQLSTATE);
+    END;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER spy AFTER INSERT OR UPDATE OR DELETE ON idempotency.processed_events
+    FOR EACH ROW EXECUTE FUNCTION regress_trap.spy();
+CREATE TRIGGER spy AFTER INSERT OR UPDATE OR DELETE ON idempotency.leases
+    FOR EACH ROW EXECUTE FUNCTION regress_trap.spy();
+RESET ROLE;
+SELECT idempotency.mark_processed('trap', ttl => '1 microsecond');
+SELECT pg_sleep(0.01);
+SELECT idempotency.purge();
+SELECT status FROM idempotency.lease_acquire('trap');
+SELECT * FROM regress_trap.seen ORDER BY 1, 2, 3;
+SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_idem_dbowner';
+SET ROLE regress_idem_dbowner;
+DROP SCHEMA regress_trap CASCADE;
 DROP EXTENSION idempotency;
 RESET ROLE;
+-- DROP EXTENSION drops the schema with it.
+SELECT count(*) AS leftover_schema FROM pg_namespace WHERE nspname = 'idempotency';
 
--- Schema squatting: DROP EXTENSION leaves the schema behind (PostgreSQL
--- does not make an auto-created schema a member of the extension).  A role
--- that prepares the schema cannot get the extension installed into it.
-DROP SCHEMA idempotency;
+-- Schema squatting: a role that prepares a schema named idempotency cannot
+-- get the extension installed into it, whoever owns it, empty or not.
 SET ROLE regress_idem_dbowner;
 CREATE SCHEMA idempotency;
 CREATE FUNCTION idempotency.version(x int) RETURNS text LANGUAGE sql AS 'SELECT ''planted''';
 RESET ROLE;
 \set VERBOSITY default
 CREATE EXTENSION idempotency;                  -- schema owned by another role
+DROP FUNCTION idempotency.version(int);
 ALTER SCHEMA idempotency OWNER TO CURRENT_USER;
-CREATE EXTENSION idempotency;                  -- schema not empty
+CREATE EXTENSION idempotency;                  -- even empty and a superuser's
 \set VERBOSITY terse
 DROP SCHEMA idempotency CASCADE;
 

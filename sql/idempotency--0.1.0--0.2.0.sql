@@ -1,0 +1,92 @@
+-- idempotency 0.1.0 -> 0.2.0.  Every row of processed_events and leases,
+-- and the fencing sequence, are kept as they are.
+
+\echo Use "ALTER EXTENSION idempotency UPDATE TO '0.2.0'" to load this file. \quit
+
+---------------------------------------------------------------------------
+-- The schema becomes a member of the extension, owned by a superuser.
+---------------------------------------------------------------------------
+
+-- 0.1.0 named the schema in the control file, so PostgreSQL created it
+-- before the script, owned by the installing role (the database owner, for
+-- a trusted install), and not as a member of the extension: that role could
+-- rename it and plant look-alike functions for other roles to call.  0.2.0
+-- creates the schema in its install script, with pg_catalog as the
+-- extension's schema.  Make an existing installation look the same: point
+-- the extension at pg_catalog (an extension cannot be a member of the
+-- schema that it lives in), replace its dependency on the schema by
+-- membership, and hand the schema to the superuser running this script.
+DO $schema$
+DECLARE
+    ext pg_catalog.oid;
+    nsp pg_catalog.oid;
+BEGIN
+    SELECT e.oid, e.extnamespace INTO ext, nsp
+      FROM pg_catalog.pg_extension e
+     WHERE e.extname OPERATOR(pg_catalog.=) 'idempotency';
+    IF nsp OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace THEN
+        UPDATE pg_catalog.pg_extension
+           SET extnamespace = 'pg_catalog'::pg_catalog.regnamespace
+         WHERE oid OPERATOR(pg_catalog.=) ext;
+        DELETE FROM pg_catalog.pg_depend d
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.objid OPERATOR(pg_catalog.=) ext
+           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+           AND d.refobjid OPERATOR(pg_catalog.=) nsp;
+    END IF;
+END
+$schema$;
+
+ALTER EXTENSION idempotency ADD SCHEMA idempotency;
+ALTER SCHEMA idempotency OWNER TO CURRENT_USER;
+
+---------------------------------------------------------------------------
+-- processed_events: read-only for everyone but its owner.
+---------------------------------------------------------------------------
+
+COMMENT ON TABLE idempotency.processed_events IS
+    'idempotency keys and processed events, one row per (owning role, scope, key); changed only through the idempotency functions';
+
+DROP POLICY processed_events_owner ON idempotency.processed_events;
+CREATE POLICY processed_events_read ON idempotency.processed_events
+    FOR SELECT
+    USING (pg_catalog.pg_has_role(owner, 'MEMBER'));
+
+REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
+GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;
+REVOKE ALL ON SEQUENCE idempotency.processed_events_fencing_seq FROM PUBLIC;
+
+-- purge() moves into the library, which runs it as the table's owner.
+CREATE OR REPLACE FUNCTION idempotency.purge(batch_size pg_catalog.int4 DEFAULT 10000)
+    RETURNS pg_catalog.int8
+    AS 'MODULE_PATHNAME', 'idempotency_purge'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
+
+COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
+    'delete expired processed_events rows (every row for a superuser or the table owner, otherwise the caller''s roles'' rows) in batches, skipping rows locked by claims; returns the number deleted';
+
+---------------------------------------------------------------------------
+-- leases: no direct access for anyone but its owner.
+---------------------------------------------------------------------------
+
+REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
+
+---------------------------------------------------------------------------
+-- Ownership of the tables: the role that installed the extension.
+---------------------------------------------------------------------------
+
+DO $owner$
+DECLARE
+    installer pg_catalog.name;
+BEGIN
+    SELECT r.rolname INTO installer
+      FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) e.extowner
+     WHERE e.extname OPERATOR(pg_catalog.=) 'idempotency';
+    IF installer OPERATOR(pg_catalog.<>) CURRENT_USER THEN
+        EXECUTE pg_catalog.format('ALTER TABLE idempotency.processed_events OWNER TO %I', installer);
+        EXECUTE pg_catalog.format('ALTER SEQUENCE idempotency.processed_events_fencing_seq OWNER TO %I', installer);
+        EXECUTE pg_catalog.format('ALTER TABLE idempotency.leases OWNER TO %I', installer);
+    END IF;
+END
+$owner$;
