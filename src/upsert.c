@@ -131,6 +131,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/ruleutils.h"
 #include "utils/acl.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -177,11 +178,20 @@ typedef struct UpsertCacheKey
 	uint64		keycols[UPSERT_COLWORDS];	/* explicit key_cols, or zero */
 } UpsertCacheKey;
 
-typedef struct UpsertEntry
+/* The hash table's entry: the key and the current cache entry for it. */
+typedef struct UpsertSlot
 {
 	UpsertCacheKey key;			/* hash key: must be first */
+	struct UpsertEntry *entry;
+} UpsertSlot;
+
+typedef struct UpsertEntry
+{
+	UpsertCacheKey key;
 	bool		valid;			/* false once invalidated */
-	MemoryContext cxt;			/* everything below lives here */
+	bool		detached;		/* no longer in the hash table */
+	int			pins;			/* calls using it now (see the header) */
+	MemoryContext cxt;			/* the entry and everything below live here */
 	Oid			relid;
 	Oid			owner;			/* table owner (RLS probe) */
 	Oid			rowtype;
@@ -200,6 +210,7 @@ typedef struct UpsertEntry
 	RegProcedure *keyproc;		/* ... its function, for the direct lookup */
 	bool		plain;			/* plain table without children */
 	char	  **keylt;			/* "OPERATOR(nsp.<)" per key */
+	char	  **keycoll;		/* " COLLATE x" per key, or "" */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
 } UpsertEntry;
@@ -212,6 +223,16 @@ typedef struct UpsertProbe
 	ItemPointerData tid;
 } UpsertProbe;
 
+/* A row found by the SELECT, and which version of it. */
+typedef struct UpsertSeen
+{
+	Datum		row;
+	bool		differs;		/* update_or_create: a given value differs */
+	Oid			tableoid;
+	ItemPointerData tid;
+	TransactionId xmin;
+} UpsertSeen;
+
 /* An open direct probe of the arbiter index (hit path). */
 typedef struct UpsertDirect
 {
@@ -222,12 +243,29 @@ typedef struct UpsertDirect
 	IndexScanDesc scan;
 } UpsertDirect;
 
+/* A call's use of an entry, released at its end or by its (sub)xact's abort. */
+typedef struct UpsertPin
+{
+	struct UpsertEntry *entry;
+	int			level;			/* transaction nesting level when pinned */
+} UpsertPin;
+
 static HTAB *upsert_cache = NULL;
 static MemoryContext upsert_cache_cxt = NULL;
+static List *upsert_pins = NIL;		/* of UpsertPin *, oldest first */
+static List *upsert_detached = NIL; /* of UpsertEntry *, pinned, not in the hash */
 
 static void upsert_inval_callback(Datum arg, Oid relid);
 static void upsert_init_cache(void);
 static void upsert_cache_flush(void);
+static void upsert_retire(UpsertEntry *e);
+static void upsert_free_detached(void);
+static void upsert_pin(UpsertEntry *e);
+static void upsert_unpin(UpsertEntry *e);
+static void upsert_release_pins(int level);
+static void upsert_xact_callback(XactEvent event, void *arg);
+static void upsert_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									SubTransactionId parentSubid, void *arg);
 static char *operator_sql(Oid opno);
 static const char *colname(UpsertEntry *e, AttrNumber att);
 static const char *row_alias(UpsertEntry *e);
@@ -260,6 +298,8 @@ static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
 static bool upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
 								Datum *rows);
 static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
+static bool upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
+						  const char *nulls, UpsertSeen *seen);
 static Datum upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 						 uint32 nullmask, bool probed, bool *created);
 static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname,
@@ -276,15 +316,16 @@ static void
 upsert_inval_callback(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS status;
-	UpsertEntry *e;
+	UpsertSlot *slot;
 
 	if (upsert_cache == NULL)
 		return;
 	hash_seq_init(&status, upsert_cache);
-	while ((e = hash_seq_search(&status)) != NULL)
+	while ((slot = hash_seq_search(&status)) != NULL)
 	{
-		if (relid == InvalidOid || e->relid == relid)
-			e->valid = false;
+		if (slot->entry != NULL &&
+			(relid == InvalidOid || slot->entry->relid == relid))
+			slot->entry->valid = false;
 	}
 }
 
@@ -300,41 +341,174 @@ upsert_init_cache(void)
 											 ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(UpsertCacheKey);
-	ctl.entrysize = sizeof(UpsertEntry);
+	ctl.entrysize = sizeof(UpsertSlot);
 	ctl.hcxt = upsert_cache_cxt;
 	upsert_cache = hash_create("idempotency upsert cache", 64, &ctl,
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(upsert_inval_callback, (Datum) 0);
+	RegisterXactCallback(upsert_xact_callback, NULL);
+	RegisterSubXactCallback(upsert_subxact_callback, NULL);
 }
 
+/* Free an entry nobody uses: its plans and its context (the entry too). */
 static void
 upsert_free_entry(UpsertEntry *e)
 {
 	int			i;
 
+	Assert(e->pins == 0);
 	for (i = 0; i < STMT_COUNT; i++)
 	{
 		if (e->plan[i] != NULL)
 			SPI_freeplan(e->plan[i]);
 		e->plan[i] = NULL;
 	}
-	if (e->cxt != NULL)
-		MemoryContextDelete(e->cxt);
-	e->cxt = NULL;
+	MemoryContextDelete(e->cxt);
 }
 
-/* Drop every entry (the cache is full). */
+/*
+ * An entry leaves the hash table: freed now if no call uses it, otherwise
+ * kept on the detached list until its last pin is released.
+ */
+static void
+upsert_retire(UpsertEntry *e)
+{
+	if (e->pins == 0)
+		upsert_free_entry(e);
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(upsert_cache_cxt);
+
+		e->detached = true;
+		e->valid = false;
+		upsert_detached = lappend(upsert_detached, e);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Free the detached entries whose last user has gone. */
+static void
+upsert_free_detached(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, upsert_detached)
+	{
+		UpsertEntry *e = (UpsertEntry *) lfirst(lc);
+
+		if (e->pins == 0)
+		{
+			upsert_detached = foreach_delete_current(upsert_detached, lc);
+			upsert_free_entry(e);
+		}
+	}
+}
+
+/* Drop every entry not in use (the cache is full). */
 static void
 upsert_cache_flush(void)
 {
 	HASH_SEQ_STATUS status;
-	UpsertEntry *e;
+	UpsertSlot *slot;
 
 	hash_seq_init(&status, upsert_cache);
-	while ((e = hash_seq_search(&status)) != NULL)
+	while ((slot = hash_seq_search(&status)) != NULL)
 	{
-		upsert_free_entry(e);
-		hash_search(upsert_cache, &e->key, HASH_REMOVE, NULL);
+		if (slot->entry != NULL && slot->entry->pins > 0)
+			continue;
+		if (slot->entry != NULL)
+			upsert_free_entry(slot->entry);
+		hash_search(upsert_cache, &slot->key, HASH_REMOVE, NULL);
+	}
+}
+
+/* The caller uses e until upsert_unpin(e) or the end of its (sub)xact. */
+static void
+upsert_pin(UpsertEntry *e)
+{
+	MemoryContext old = MemoryContextSwitchTo(upsert_cache_cxt);
+	UpsertPin  *p = palloc(sizeof(UpsertPin));
+
+	p->entry = e;
+	p->level = GetCurrentTransactionNestLevel();
+	upsert_pins = lappend(upsert_pins, p);
+	e->pins++;
+	MemoryContextSwitchTo(old);
+}
+
+/* Release the newest pin of e. */
+static void
+upsert_unpin(UpsertEntry *e)
+{
+	int			i;
+
+	for (i = list_length(upsert_pins) - 1; i >= 0; i--)
+	{
+		UpsertPin  *p = (UpsertPin *) list_nth(upsert_pins, i);
+
+		if (p->entry == e)
+		{
+			upsert_pins = list_delete_nth_cell(upsert_pins, i);
+			pfree(p);
+			e->pins--;
+			return;
+		}
+	}
+	elog(ERROR, "upsert cache entry of table %s is not pinned", e->relname);
+}
+
+/*
+ * Release the pins taken at nesting level "level" or deeper, whose calls an
+ * error has ended.  Entries are not freed here (an aborting transaction may
+ * still reference their plans); the next upsert_entry() frees those that
+ * are detached and unused.
+ */
+static void
+upsert_release_pins(int level)
+{
+	int			i;
+
+	for (i = list_length(upsert_pins) - 1; i >= 0; i--)
+	{
+		UpsertPin  *p = (UpsertPin *) list_nth(upsert_pins, i);
+
+		if (p->level >= level)
+		{
+			p->entry->pins--;
+			upsert_pins = list_delete_nth_cell(upsert_pins, i);
+			pfree(p);
+		}
+	}
+}
+
+static void
+upsert_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+		upsert_release_pins(0);
+}
+
+static void
+upsert_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		upsert_release_pins(level);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* A pin that outlives its subtransaction belongs to the parent. */
+		foreach(lc, upsert_pins)
+		{
+			UpsertPin  *p = (UpsertPin *) lfirst(lc);
+
+			if (p->level >= level)
+				p->level = level - 1;
+		}
 	}
 }
 
@@ -364,54 +538,67 @@ bitmap_count(const uint64 *bits)
 #define BIT_ISSET(bits, n)	(((bits)[(n) / 64] >> ((n) % 64)) & 1)
 
 /*
- * Look up (or build) the entry for this table, operation and column sets.
- * The table must be locked by the caller.
+ * Look up (or build) the entry for this table, operation and column sets,
+ * pinned: the caller must upsert_unpin() it when done (an error releases
+ * the pin by itself).  The table must be locked by the caller.
  */
 static UpsertEntry *
 upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycols)
 {
 	UpsertCacheKey key;
+	UpsertSlot *slot;
 	UpsertEntry *e;
-	bool		found;
+	MemoryContext cxt;
 	int			i;
 
 	upsert_init_cache();
+	upsert_free_detached();
 	memset(&key, 0, sizeof(key));
 	key.relid = RelationGetRelid(rel);
 	key.op = (op == UPSERT_UPDATE) ? UPSERT_UPDATE : UPSERT_GET;
 	memcpy(key.cols, cols, sizeof(key.cols));
 	memcpy(key.keycols, keycols, sizeof(key.keycols));
 
-	e = hash_search(upsert_cache, &key, HASH_FIND, NULL);
-	found = (e != NULL);
-	if (!found)
+	slot = hash_search(upsert_cache, &key, HASH_FIND, NULL);
+	if (slot != NULL && slot->entry != NULL)
+	{
+		e = slot->entry;
+		for (i = 0; e->valid && i < STMT_COUNT; i++)
+			if (e->plan[i] != NULL && !SPI_plan_is_valid(e->plan[i]))
+				e->valid = false;
+		if (e->valid)
+		{
+			upsert_pin(e);
+			return e;
+		}
+		/* stale: a call still using it keeps it until it is done */
+		slot->entry = NULL;
+		upsert_retire(e);
+	}
+	if (slot == NULL)
 	{
 		/* callers naming ever new column sets must not grow it forever */
 		if (hash_get_num_entries(upsert_cache) >= UPSERT_CACHE_MAX)
 			upsert_cache_flush();
-		e = hash_search(upsert_cache, &key, HASH_ENTER, NULL);
+		slot = hash_search(upsert_cache, &key, HASH_ENTER, NULL);
+		slot->entry = NULL;
 	}
-	if (found && e->valid)
-	{
-		for (i = 0; i < STMT_COUNT; i++)
-			if (e->plan[i] != NULL && !SPI_plan_is_valid(e->plan[i]))
-				e->valid = false;
-		if (e->valid)
-			return e;
-	}
-	if (found)
-		upsert_free_entry(e);
 
 	/*
-	 * Fresh entry: zero all but the key, then build.  It stays invalid until
-	 * the build is complete, so after an error half-way the next lookup
-	 * frees what was built and starts again (no PG_TRY needed).
+	 * A fresh entry, in a context of its own.  It is in the slot but invalid
+	 * until the build is complete, so after an error half-way the next
+	 * lookup frees what was built and starts again (no PG_TRY needed).
 	 */
-	memset(((char *) e) + sizeof(UpsertCacheKey), 0,
-		   sizeof(UpsertEntry) - sizeof(UpsertCacheKey));
+	cxt = AllocSetContextCreate(upsert_cache_cxt, "idempotency upsert entry",
+								ALLOCSET_SMALL_SIZES);
+	e = MemoryContextAllocZero(cxt, sizeof(UpsertEntry));
+	e->cxt = cxt;
+	e->key = key;
 	e->valid = false;
+	slot->entry = e;
 	upsert_build(e, rel, keycols);
 	e->valid = true;
+	upsert_pin(e);
 	return e;
 }
 
@@ -504,6 +691,7 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	HeapTuple	itup;
 	Form_pg_index ind;
 	oidvector  *indclass;
+	oidvector  *indcoll;
 	Datum		d;
 	bool		isnull;
 	int			i,
@@ -513,8 +701,6 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	HeapTuple	empty;
 	FuncExpr   *fexpr;
 
-	e->cxt = AllocSetContextCreate(upsert_cache_cxt, "idempotency upsert entry",
-								   ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(e->cxt);
 
 	e->relid = RelationGetRelid(rel);
@@ -629,11 +815,15 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->keyparam = palloc(sizeof(int) * e->nkeys);
 	e->keyeq = palloc(sizeof(char *) * e->nkeys);
 	e->keylt = palloc(sizeof(char *) * e->nkeys);
+	e->keycoll = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
 	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
 	d = SysCacheGetAttr(INDEXRELID, itup, Anum_pg_index_indclass, &isnull);
 	Assert(!isnull);
 	indclass = (oidvector *) DatumGetPointer(d);
+	d = SysCacheGetAttr(INDEXRELID, itup, Anum_pg_index_indcollation, &isnull);
+	Assert(!isnull);
+	indcoll = (oidvector *) DatumGetPointer(d);
 	for (i = 0; i < e->nkeys; i++)
 	{
 		AttrNumber	att = ind->indkey.values[i];
@@ -653,6 +843,18 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 		e->keyeq[i] = operator_sql(eq);
 		e->keyproc[i] = get_opcode(eq);
 		e->keylt[i] = operator_sql(lt);
+		/*
+		 * Compare keys under the index's collation, as ON CONFLICT and the
+		 * direct probe do: with a nondeterministic collation that differs
+		 * from the column's, the column's would find a different row, or
+		 * none.
+		 */
+		if (OidIsValid(indcoll->values[i]) &&
+			indcoll->values[i] != TupleDescAttr(e->tupdesc, att - 1)->attcollation)
+			e->keycoll[i] = psprintf(" COLLATE %s",
+									 generate_collation_name(indcoll->values[i]));
+		else
+			e->keycoll[i] = "";
 		e->keyparam[i] = -1;
 		for (j = 0; j < e->ncols; j++)
 			if (e->cols[j] == att)
@@ -733,8 +935,8 @@ append_key_match(StringInfo buf, UpsertEntry *e, const char *alias, uint32 nullm
 		if (nullmask & (((uint32) 1) << i))
 			appendStringInfo(buf, "%s.%s IS NULL", alias, colname(e, att));
 		else
-			appendStringInfo(buf, "%s.%s %s $%d", alias, colname(e, att),
-							 e->keyeq[i], e->keyparam[i] + 1);
+			appendStringInfo(buf, "%s.%s %s $%d%s", alias, colname(e, att),
+							 e->keyeq[i], e->keyparam[i] + 1, e->keycoll[i]);
 	}
 }
 
@@ -802,10 +1004,11 @@ append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias)
 		if (i > 0)
 			appendStringInfoString(buf, " AND ");
 		if (e->nulls_not_distinct)
-			appendStringInfo(buf, "(%s %s (s.r).%s OR (%s IS NULL AND (s.r).%s IS NULL))",
-							 lhs, e->keyeq[i], c, lhs, c);
+			appendStringInfo(buf, "(%s %s (s.r).%s%s OR (%s IS NULL AND (s.r).%s IS NULL))",
+							 lhs, e->keyeq[i], c, e->keycoll[i], lhs, c);
 		else
-			appendStringInfo(buf, "%s %s (s.r).%s", lhs, e->keyeq[i], c);
+			appendStringInfo(buf, "%s %s (s.r).%s%s", lhs, e->keyeq[i], c,
+							 e->keycoll[i]);
 	}
 }
 
@@ -828,7 +1031,9 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 				append_differs(&buf, e, alias);
 			else
 				appendStringInfoString(&buf, "false");
-			appendStringInfo(&buf, " FROM %s AS %s WHERE ", e->relname, alias);
+			/* columns 3-5: which row version, and who wrote it */
+			appendStringInfo(&buf, ", %s.tableoid, %s.ctid, %s.xmin FROM %s AS %s WHERE ",
+							 alias, alias, alias, e->relname, alias);
 			append_key_match(&buf, e, alias, nullmask);
 			break;
 		case STMT_PROBE:
@@ -885,15 +1090,17 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 				appendStringInfo(&buf, "%s%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
 			appendStringInfoString(&buf, ") SELECT DISTINCT ON (");
 			for (i = 0; i < e->nkeys; i++)
-				appendStringInfo(&buf, "%s(s.r).%s", i > 0 ? ", " : "",
-								 colname(e, e->cols[e->keyparam[i]]));
+				appendStringInfo(&buf, "%s(s.r).%s%s", i > 0 ? ", " : "",
+								 colname(e, e->cols[e->keyparam[i]]),
+								 e->keycoll[i]);
 			appendStringInfoString(&buf, ") ");
 			for (j = 0; j < e->ncols; j++)
 				appendStringInfo(&buf, "%s(s.r).%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
 			appendStringInfoString(&buf, " FROM s ORDER BY ");
 			for (i = 0; i < e->nkeys; i++)
-				appendStringInfo(&buf, "(s.r).%s USING %s, ",
-								 colname(e, e->cols[e->keyparam[i]]), e->keylt[i]);
+				appendStringInfo(&buf, "(s.r).%s%s USING %s, ",
+								 colname(e, e->cols[e->keyparam[i]]),
+								 e->keycoll[i], e->keylt[i]);
 			appendStringInfoString(&buf, "s.o ON CONFLICT (");
 			for (i = 0; i < e->nkeys; i++)
 				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
@@ -988,7 +1195,7 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 	memset(&res, 0, sizeof(res));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(e->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_NOFORCE_RLS);
+						   SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS);
 	plan = SPI_prepare(upsert_sql(e, STMT_PROBE, nullmask), e->ncols, e->coltypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -1197,6 +1404,31 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 }
 
 /*
+ * Run the entry's SELECT for the key; false when no row is visible.  On a
+ * hit, *seen describes the row (datum in SPI memory) and its version.
+ */
+static bool
+upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
+			  const char *nulls, UpsertSeen *seen)
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (upsert_exec(e, STMT_SELECT, nullmask, values, nulls, 1) == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	seen->row = SPI_getbinval(tup, desc, 1, &isnull);
+	seen->differs = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+	seen->tableoid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull)),
+					&seen->tid);
+	seen->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 5, &isnull));
+	return true;
+}
+
+/*
  * The SELECT / [UPDATE] / INSERT loop; must be called inside SPI.  Returns
  * the row datum, still in SPI memory.  probed: a direct probe (the same
  * thing as the SELECT, with a fresh snapshot) has just missed the key, so
@@ -1209,33 +1441,40 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 	bool		rls = false;
 	bool		rls_checked = false;
 	bool		have_probe = false;
+	bool		insert_missed = false;
 	UpsertProbe probe1;
 	int			unchanged_misses = 0;
 	int			max_attempts;
 	int			attempt;
-	bool		isnull;
 
 	max_attempts = IsolationUsesXactSnapshot() ? UPSERT_MAX_ATTEMPTS_XACT : UPSERT_MAX_ATTEMPTS;
 
 	for (attempt = 0; attempt < max_attempts; attempt++)
 	{
+		UpsertSeen	seen;
+
 		CHECK_FOR_INTERRUPTS();
 
-		if ((attempt > 0 || !probed) &&
-			upsert_exec(e, STMT_SELECT, nullmask, values, nulls, 1) > 0)
+		if ((attempt > 0 || !probed) && upsert_select(e, nullmask, values, nulls, &seen))
 		{
-			bool		differs = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-															 SPI_tuptable->tupdesc, 2, &isnull));
-
-			if (!differs)
+			if (!seen.differs)
 			{
-				*created = false;
-				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+				/*
+				 * After our INSERT reported a conflict, a row written by this
+				 * very transaction is one that INSERT's own triggers put
+				 * elsewhere (a BEFORE trigger redirecting it to a child table
+				 * and returning NULL): this call created it.
+				 */
+				*created = insert_missed &&
+					TransactionIdIsCurrentTransactionId(seen.xmin);
+				return seen.row;
 			}
 
 			/* update_or_create and some given value differs: set it */
 			if (upsert_exec(e, STMT_UPDATE, nullmask, values, nulls, 1) > 0)
 			{
+				bool		isnull;
+
 				*created = false;
 				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			}
@@ -1243,21 +1482,42 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			/*
 			 * The UPDATE did not find the row that the SELECT saw needing a
 			 * change.  Either it changed or went away concurrently (go round
-			 * again), or a policy lets us see but not update it.
+			 * again), or a policy lets us see but not update it, or a
+			 * BEFORE UPDATE trigger skipped the update by returning NULL.
 			 */
 			if (!rls_checked)
 			{
 				rls = check_enable_rls(e->relid, InvalidOid, true) == RLS_ENABLED;
 				rls_checked = true;
 			}
-			if (rls && ++unchanged_misses >= UPSERT_MAX_ATTEMPTS_XACT)
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("the existing row of table %s with this key cannot be updated by role %s",
-								e->relname, GetUserNameFromId(GetUserId(), false)),
-						 errdetail("A row level security policy lets the role see the row but not update it."),
-						 errhint("Change the UPDATE policies of table %s, or use get_or_create.",
-								 e->relname)));
+			if (rls)
+			{
+				if (++unchanged_misses >= UPSERT_MAX_ATTEMPTS_XACT)
+					ereport(ERROR,
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("the existing row of table %s with this key cannot be updated by role %s",
+									e->relname, GetUserNameFromId(GetUserId(), false)),
+							 errdetail("A row level security policy lets the role see the row but not update it."),
+							 errhint("Change the UPDATE policies of table %s, or use get_or_create.",
+									 e->relname)));
+			}
+			else
+			{
+				UpsertSeen	again;
+
+				/*
+				 * The same row version, still differing: nobody changed it,
+				 * so a trigger skipped the update, as it would skip a plain
+				 * UPDATE.  Return the row as it is.
+				 */
+				if (upsert_select(e, nullmask, values, nulls, &again) &&
+					again.tableoid == seen.tableoid &&
+					ItemPointerEquals(&again.tid, &seen.tid))
+				{
+					*created = false;
+					return again.row;
+				}
+			}
 			continue;
 		}
 
@@ -1280,9 +1540,12 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 
 		if (upsert_exec(e, STMT_INSERT, nullmask, values, nulls, 1) > 0)
 		{
+			bool		isnull;
+
 			*created = true;
 			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		}
+		insert_missed = true;
 
 		/* The key exists but we did not see it. */
 		if (!rls_checked)
@@ -1312,8 +1575,12 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
  * --------------------------------------------------------------------- */
 
 /*
- * Open (RowExclusiveLock, held to end of transaction) the table whose row
- * type is the type of argument 0.
+ * Open the table whose row type is the type of argument 0, with
+ * AccessShareLock held to the end of the transaction: enough to trust the
+ * cache (every invalidation for the table has been processed once a lock is
+ * granted) and to read; the INSERT or UPDATE, if any, takes RowExclusiveLock
+ * itself, so a hit by a role that may only read takes no stronger lock than
+ * its SELECT would.
  */
 static Relation
 upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
@@ -1344,7 +1611,7 @@ upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
 						   relkind == RELKIND_FOREIGN_TABLE ? "foreign table" :
 						   relkind == RELKIND_COMPOSITE_TYPE ? "composite type" : "relation"),
 				 errhint("Pass the row type of the table that stores the rows.")));
-	rel = try_relation_open(relid, RowExclusiveLock);
+	rel = try_relation_open(relid, AccessShareLock);
 	if (rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -1503,6 +1770,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	/* the hit path needs no SPI */
 	if (upsert_direct_lookup(e, op, nullmask, values, &row, &probed))
 	{
+		upsert_unpin(e);
 		*created = false;
 		return row;
 	}
@@ -1512,6 +1780,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	row = upsert_loop(e, op, values, nulls, nullmask, probed, created);
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
+	upsert_unpin(e);
 	return row;
 }
 
@@ -1668,6 +1937,7 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 			}
 			upsert_check_keys(e, nulls);
 		}
+		upsert_unpin(e);
 	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1733,7 +2003,9 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 			Datum		row = upsert_one(one, elems[missing[i] - 1], UPSERT_GET, &created);
 
 			rows[missing[i] - 1] = SPI_datumTransfer(row, false, -1);
+			upsert_unpin(one);
 		}
+		upsert_unpin(e);
 	}
 	SPI_finish();
 	relation_close(rel, NoLock);

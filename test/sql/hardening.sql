@@ -1,0 +1,193 @@
+-- Defects found by a hostile review, one block each.  Every block failed
+-- (crash, wrong answer or wrong state) before its fix.
+
+SET client_min_messages = warning;
+
+---------------------------------------------------------------------------
+-- An error inside the internal subtransaction of a waiting lease_acquire()
+-- is rolled back before it reaches the caller: the session stays usable,
+-- and a PL/pgSQL block that catches it undoes its own earlier writes.
+---------------------------------------------------------------------------
+CREATE FUNCTION public.lease_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.key = 'boom' THEN
+        RAISE EXCEPTION 'boom' USING ERRCODE = 'lock_not_available';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER lease_boom BEFORE INSERT ON idempotency.leases
+    FOR EACH ROW EXECUTE FUNCTION public.lease_boom();
+SELECT * FROM idempotency.lease_acquire('boom', wait => '1 s');
+SELECT 1 AS session_usable;
+ROLLBACK;
+CREATE TABLE sub_writes (x int);
+DO $$
+BEGIN
+    BEGIN
+        INSERT INTO sub_writes VALUES (1);
+        PERFORM idempotency.lease_acquire('boom', wait => '1 s');
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'caught once';
+    END;
+    BEGIN
+        INSERT INTO sub_writes VALUES (2);
+        PERFORM idempotency.lease_acquire('boom', wait => '1 s');
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'caught twice';
+    END;
+END $$;
+SELECT count(*) AS writes_undone FROM sub_writes;
+\c
+SELECT 1 AS reconnected;
+SET client_min_messages = warning;
+CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+DROP TRIGGER lease_boom ON idempotency.leases;
+DROP FUNCTION public.lease_boom();
+DROP TABLE sub_writes;
+TRUNCATE idempotency.leases;
+
+---------------------------------------------------------------------------
+-- The upsert cache: an entry in use is never freed, whatever a trigger
+-- does meanwhile: fill the cache past its limit, or invalidate the entry
+-- (GRANT, ANALYZE) and use the same table again.
+---------------------------------------------------------------------------
+SET client_min_messages = notice;
+CREATE TABLE wide (id int PRIMARY KEY, c1 int, c2 int, c3 int, c4 int, c5 int,
+                   c6 int, c7 int, c8 int, c9 int, c10 int, c11 int);
+CREATE TABLE outer_t (k text PRIMARY KEY, v text);
+CREATE FUNCTION outer_t_fill() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    i int;
+    vals jsonb;
+BEGIN
+    IF NEW.k LIKE 'fill%' THEN
+        -- 1100 distinct column sets: more than the cache holds
+        FOR i IN 1 .. 1100 LOOP
+            SELECT jsonb_object_agg('c' || b, b) || jsonb_build_object('id', i)
+              INTO vals
+              FROM generate_series(1, 11) b WHERE (i >> (b - 1)) & 1 = 1;
+            PERFORM idempotency.idempotent_upsert(NULL::wide, vals);
+        END LOOP;
+    ELSIF NEW.k = 'inval' THEN
+        GRANT SELECT ON outer_t TO PUBLIC;
+        ANALYZE outer_t;
+        PERFORM idempotency.get_or_create(NULL::outer_t, '{"k": "existing"}');
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER outer_t_fill BEFORE INSERT ON outer_t
+    FOR EACH ROW EXECUTE FUNCTION outer_t_fill();
+INSERT INTO outer_t VALUES ('existing', 'e');
+SELECT (item).k, (item).v, created
+  FROM idempotency.get_or_create(NULL::outer_t, '{"k": "fill", "v": "f"}');
+SELECT count(*) AS wide_rows FROM wide;
+SELECT (item).k, (item).v, created
+  FROM idempotency.get_or_create(NULL::outer_t, '{"k": "inval", "v": "i"}');
+SELECT k, v FROM idempotency.idempotent_upsert_many(NULL::outer_t,
+    '[{"k": "existing"}, {"k": "inval"}, {"k": "new"}]');
+-- The same from a batch, whose elements go through several entries.
+TRUNCATE wide;
+SELECT k, v FROM idempotency.idempotent_upsert_many(NULL::outer_t,
+    '[{"k": "fill2"}, {"k": "fill", "v": "x"}, {"k": "fill2", "v": "y"}]');
+SELECT count(*) AS wide_rows FROM wide;
+-- An error inside the nested calls releases their entries, and the outer
+-- call, caught by an exception block, leaves the cache usable.
+DO $$
+BEGIN
+    PERFORM idempotency.get_or_create(NULL::outer_t, '{"k": "fill3", "v": 1}');
+    PERFORM idempotency.get_or_create(NULL::wide, '{"id": null}');
+EXCEPTION WHEN null_value_not_allowed THEN
+    RAISE NOTICE 'caught %', SQLERRM;
+END $$;
+SELECT (item).k, created FROM idempotency.get_or_create(NULL::outer_t, '{"k": "existing"}');
+SET client_min_messages = warning;
+DROP TABLE outer_t, wide;
+DROP FUNCTION outer_t_fill();
+
+---------------------------------------------------------------------------
+-- update_or_create against a BEFORE UPDATE trigger that skips the update:
+-- the row exists and is returned as it is, like a plain UPDATE that the
+-- trigger skips (it used to retry 100 times and raise 55000).
+---------------------------------------------------------------------------
+CREATE TABLE frozen (k text PRIMARY KEY, v text);
+CREATE FUNCTION frozen_skip() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN NULL;
+END $$;
+CREATE TRIGGER frozen_skip BEFORE UPDATE ON frozen
+    FOR EACH ROW EXECUTE FUNCTION frozen_skip();
+SELECT (item).k, (item).v, created
+  FROM idempotency.update_or_create(NULL::frozen, '{"k": "a", "v": "1"}');
+SELECT (item).k, (item).v, created
+  FROM idempotency.update_or_create(NULL::frozen, '{"k": "a", "v": "2"}');
+SELECT * FROM frozen;
+DROP TABLE frozen;
+DROP FUNCTION frozen_skip();
+
+---------------------------------------------------------------------------
+-- An inheritance parent whose BEFORE INSERT trigger redirects the row to a
+-- child and returns NULL: the call created the row, and says so.
+---------------------------------------------------------------------------
+CREATE TABLE events_parent (id int PRIMARY KEY, what text);
+CREATE TABLE events_child () INHERITS (events_parent);
+CREATE UNIQUE INDEX ON events_child (id);
+CREATE FUNCTION events_redirect() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO events_child VALUES (NEW.*);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER events_redirect BEFORE INSERT ON events_parent
+    FOR EACH ROW EXECUTE FUNCTION events_redirect();
+SELECT (item).id, (item).what, created
+  FROM idempotency.get_or_create(NULL::events_parent, '{"id": 1, "what": "x"}');
+SELECT (item).id, (item).what, created
+  FROM idempotency.get_or_create(NULL::events_parent, '{"id": 1, "what": "y"}');
+SELECT tableoid::regclass, * FROM events_parent;
+DROP TABLE events_parent CASCADE;
+DROP FUNCTION events_redirect();
+
+---------------------------------------------------------------------------
+-- A hit takes no stronger table lock than the SELECT it stands for.
+---------------------------------------------------------------------------
+CREATE TABLE readers (k text PRIMARY KEY);
+INSERT INTO readers VALUES ('a');
+CREATE ROLE regress_reader;
+GRANT SELECT ON readers TO regress_reader;
+SET ROLE regress_reader;
+BEGIN;
+SELECT (item).k, created FROM idempotency.get_or_create(NULL::readers, '{"k": "a"}');
+SELECT mode FROM pg_locks
+ WHERE locktype = 'relation' AND relation = 'readers'::regclass AND pid = pg_backend_pid();
+COMMIT;
+-- a miss needs INSERT, as a plain INSERT would
+SELECT pg_temp.try($$SELECT idempotency.get_or_create(NULL::readers, '{"k": "b"}')$$);
+RESET ROLE;
+DROP TABLE readers;
+DROP ROLE regress_reader;
+
+---------------------------------------------------------------------------
+-- One limit for every interval argument: '1000 years' is accepted,
+-- '1000 years 1 day' refused, everywhere.
+---------------------------------------------------------------------------
+SELECT pg_temp.try($$SELECT idempotency.mark_processed('iv', ttl => '1000 years')$$);
+SELECT pg_temp.try($$SELECT idempotency.mark_processed('iv2', ttl => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.claim('iv3', ttl => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.claim('iv3', lease => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.claim('iv3', wait => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_acquire('iv', ttl => '1000 years')$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_acquire('iv2', ttl => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_acquire('iv2', wait => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_renew('iv', gen_random_uuid(), ttl => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.mutex_lock('iv', timeout => '1000 years')$$);
+SELECT pg_temp.try($$SELECT idempotency.mutex_lock('iv', timeout => '1000 years 1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.mutex_session_lock('iv', timeout => '-1000 years -1 day')$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_acquire('iv3', ttl => '106751991 days', wait => '1 s')$$);
+SELECT 1 AS session_usable;
+DELETE FROM idempotency.processed_events;
+TRUNCATE idempotency.leases;
