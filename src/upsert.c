@@ -221,6 +221,7 @@ typedef struct UpsertProbe
 	bool		found;
 	Oid			tableoid;
 	ItemPointerData tid;
+	TransactionId xmin;
 } UpsertProbe;
 
 /* A row found by the SELECT, and which version of it. */
@@ -228,9 +229,6 @@ typedef struct UpsertSeen
 {
 	Datum		row;
 	bool		differs;		/* update_or_create: a given value differs */
-	Oid			tableoid;
-	ItemPointerData tid;
-	TransactionId xmin;
 } UpsertSeen;
 
 /* An open direct probe of the arbiter index (hit path). */
@@ -1031,14 +1029,12 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 				append_differs(&buf, e, alias);
 			else
 				appendStringInfoString(&buf, "false");
-			/* columns 3-5: which row version, and who wrote it */
-			appendStringInfo(&buf, ", %s.tableoid, %s.ctid, %s.xmin FROM %s AS %s WHERE ",
-							 alias, alias, alias, e->relname, alias);
+			appendStringInfo(&buf, " FROM %s AS %s WHERE ", e->relname, alias);
 			append_key_match(&buf, e, alias, nullmask);
 			break;
 		case STMT_PROBE:
-			appendStringInfo(&buf, "SELECT %s.tableoid, %s.ctid FROM %s AS %s WHERE ",
-							 alias, alias, e->relname, alias);
+			appendStringInfo(&buf, "SELECT %s.tableoid, %s.ctid, %s.xmin FROM %s AS %s WHERE ",
+							 alias, alias, alias, e->relname, alias);
 			append_key_match(&buf, e, alias, nullmask);
 			break;
 		case STMT_INSERT:
@@ -1211,6 +1207,8 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
 														  SPI_tuptable->tupdesc, 2, &isnull)),
 						&res.tid);
+		res.xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 3, &isnull));
 	}
 	return res;
 }
@@ -1405,7 +1403,7 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 
 /*
  * Run the entry's SELECT for the key; false when no row is visible.  On a
- * hit, *seen describes the row (datum in SPI memory) and its version.
+ * hit, *seen has the row (datum in SPI memory).
  */
 static bool
 upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
@@ -1421,10 +1419,6 @@ upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
 	desc = SPI_tuptable->tupdesc;
 	seen->row = SPI_getbinval(tup, desc, 1, &isnull);
 	seen->differs = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-	seen->tableoid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull)),
-					&seen->tid);
-	seen->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 5, &isnull));
 	return true;
 }
 
@@ -1463,10 +1457,18 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 				 * After our INSERT reported a conflict, a row written by this
 				 * very transaction is one that INSERT's own triggers put
 				 * elsewhere (a BEFORE trigger redirecting it to a child table
-				 * and returning NULL): this call created it.
+				 * and returning NULL): this call created it.  (Which row
+				 * version it is is asked as the table owner: system columns
+				 * need privileges that column grants do not give.)
 				 */
-				*created = insert_missed &&
-					TransactionIdIsCurrentTransactionId(seen.xmin);
+				*created = false;
+				if (insert_missed)
+				{
+					UpsertProbe p = upsert_probe(e, nullmask, values, nulls);
+
+					*created = p.found && TransactionIdIsCurrentTransactionId(p.xmin);
+					/* the probe's SPI call replaced SPI_tuptable, not the datum */
+				}
 				return seen.row;
 			}
 
@@ -1504,18 +1506,32 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			else
 			{
 				UpsertSeen	again;
+				UpsertProbe p1 = upsert_probe(e, nullmask, values, nulls);
 
 				/*
-				 * The same row version, still differing: nobody changed it,
-				 * so a trigger skipped the update, as it would skip a plain
-				 * UPDATE.  Return the row as it is.
+				 * The same row version live before and after a SELECT that
+				 * still sees it differing: nobody changed it since the
+				 * UPDATE, so a trigger skipped the update, as it would skip
+				 * a plain UPDATE.  Return the row as it is.
 				 */
-				if (upsert_select(e, nullmask, values, nulls, &again) &&
-					again.tableoid == seen.tableoid &&
-					ItemPointerEquals(&again.tid, &seen.tid))
+				if (p1.found &&
+					upsert_select(e, nullmask, values, nulls, &again))
 				{
-					*created = false;
-					return again.row;
+					Datum		row = again.row;
+					UpsertProbe p2;
+
+					if (!again.differs)
+					{
+						*created = false;
+						return row;
+					}
+					p2 = upsert_probe(e, nullmask, values, nulls);
+					if (p2.found && p1.tableoid == p2.tableoid &&
+						ItemPointerEquals(&p1.tid, &p2.tid))
+					{
+						*created = false;
+						return row;
+					}
 				}
 			}
 			continue;
