@@ -251,6 +251,7 @@ idem_keywait_sleep(IdemKeyWait *w, TimestampTz until)
 	TimestampTz now = GetCurrentTimestamp();
 	int64		ms;
 	LOCKTAG		prepared;
+	ResourceOwner save_owner;
 
 	Assert(w->active);
 	if (now >= until)
@@ -269,14 +270,21 @@ idem_keywait_sleep(IdemKeyWait *w, TimestampTz until)
 	 */
 	prepared = w->tag;
 	prepared.locktag_field4 += IDEM_LOCKSPACE_PREPARED_OFFSET;
+	save_owner = CurrentResourceOwner;
+	/* where idem_lock_acquire()'s subtransaction hands a granted lock */
+	CurrentResourceOwner = CurTransactionResourceOwner;
 	if (LockAcquire(&prepared, ShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
 	{
-		if (idem_lock_acquire(&prepared, ShareLock, false, (int) ms))
+		bool		got = idem_lock_acquire(&prepared, ShareLock, false, (int) ms);
+
+		if (got)
 			LockRelease(&prepared, ShareLock, false);
+		CurrentResourceOwner = save_owner;
 		CHECK_FOR_INTERRUPTS();
 		return true;
 	}
 	LockRelease(&prepared, ShareLock, false);
+	CurrentResourceOwner = save_owner;
 
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 (long) ms, PG_WAIT_EXTENSION);

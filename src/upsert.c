@@ -1048,7 +1048,9 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			for (i = 0; i < e->nkeys; i++)
 				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
 								 colname(e, e->cols[e->keyparam[i]]));
-			appendStringInfo(&buf, ") DO NOTHING RETURNING %s", alias);
+			/* column 2: does the row still have the key asked for? */
+			appendStringInfo(&buf, ") DO NOTHING RETURNING %s, ", alias);
+			append_key_match(&buf, e, alias, nullmask);
 			break;
 		case STMT_UPDATE:
 			appendStringInfo(&buf, "UPDATE %s AS %s SET ", e->relname, alias);
@@ -1557,7 +1559,18 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 		if (upsert_exec(e, STMT_INSERT, nullmask, values, nulls, 1) > 0)
 		{
 			bool		isnull;
+			bool		same_key;
 
+			same_key = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 2, &isnull));
+			if (isnull || !same_key)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("the row inserted into table %s does not have the key that was asked for",
+								e->relname),
+						 errdetail("A BEFORE INSERT trigger changed the key columns of the new row."),
+						 errhint("The key must survive the triggers of table %s: change the trigger, or pass the key it produces.",
+								 e->relname)));
 			*created = true;
 			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		}
@@ -1877,8 +1890,9 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("vals must not be null"),
 				 errhint("Pass the rows as a JSON array of objects to %s.", fname)));
-	InitMaterializedSRF(fcinfo, 0);
+	/* a first argument that is no table's row type is 42809, not XX000 */
 	rel = upsert_open_table(fcinfo, fname);
+	InitMaterializedSRF(fcinfo, 0);
 	arr = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(arr) || JB_ROOT_IS_SCALAR(arr))
 		ereport(ERROR,

@@ -153,6 +153,27 @@ DROP TABLE events_parent CASCADE;
 DROP FUNCTION events_redirect();
 
 ---------------------------------------------------------------------------
+-- A BEFORE INSERT trigger that rewrites the key: an error, never a row with
+-- another key than the one asked for.
+---------------------------------------------------------------------------
+CREATE TABLE rekeyed (k text PRIMARY KEY, v text);
+CREATE FUNCTION rekey() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.k := NEW.k || '-rekeyed';
+    RETURN NEW;
+END $$;
+CREATE TRIGGER rekey BEFORE INSERT ON rekeyed FOR EACH ROW EXECUTE FUNCTION rekey();
+SELECT pg_temp.try($$SELECT idempotency.get_or_create(NULL::rekeyed, '{"k": "u3"}')$$);
+SELECT pg_temp.try($$SELECT idempotency.idempotent_upsert_many(NULL::rekeyed, '[{"k": "u4"}]')$$);
+SELECT count(*) AS rows_left FROM rekeyed;
+DROP TABLE rekeyed;
+DROP FUNCTION rekey();
+
+-- A first argument that is no table's row type: 42809 from every function.
+SELECT pg_temp.try($$SELECT idempotency.idempotent_upsert_many('x'::text, '[{"k": 1}]')$$);
+SELECT pg_temp.try($$SELECT idempotency.get_or_create('x'::text, '{"k": 1}')$$);
+
+---------------------------------------------------------------------------
 -- A hit takes no stronger table lock than the SELECT it stands for.
 ---------------------------------------------------------------------------
 CREATE TABLE readers (k text PRIMARY KEY);
