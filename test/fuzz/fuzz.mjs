@@ -71,13 +71,16 @@ function result(ok, name, reason = '') {
   results.push({ ok, name, reason });
   console.log(ok ? `RESULT ok ${name}` : `RESULT not-ok ${name} :: ${reason.replace(/\n/g, ' | ')}`);
 }
-const findings = new Map();   // kind -> {count, first}
-function finding(kind, detail) {
-  const f = findings.get(kind);
+// kind [/ variant] -> {count, first}: one line per distinct defect
+const findings = new Map();
+function finding(kind, detail, variant = '') {
+  const key = variant ? `${kind} / ${variant}` : kind;
+  const f = findings.get(key);
   if (f) { f.count++; return; }
-  findings.set(kind, { count: 1, first: detail });
-  console.log(`# FINDING ${kind}: ${detail.replace(/\n/g, ' | ').slice(0, 2000)}`);
+  findings.set(key, { count: 1, first: detail });
+  console.log(`# FINDING ${key}: ${detail.replace(/\n/g, ' | ').slice(0, 2000)}`);
 }
+const pidSession = new Map();   // backend pid -> session number
 
 // ---------------------------------------------------------------------------
 // PRNG (mulberry32), one stream per session so that a seed replays the
@@ -122,7 +125,7 @@ const huge = (n = 1048576, ch = 'x') => ({ sql: `repeat(${lit(ch)}, ${n})` });
 
 const SERVER_CRASH = /terminated by signal|server process \(PID \d+\) was terminated|all server processes terminated; reinitializing|was terminated by exception/;
 const BAD_WARNING = /resource was not closed|leaked|leak |snapshot .*still active|subtransaction left non-empty|still referenced|you don't own a lock|buffer refcount|relcache reference|catcache reference|tupdesc reference|plancache reference|not closed/i;
-const FATAL_EXPECTED = /the database system is (in recovery mode|starting up|shutting down|not yet accepting connections)|terminating connection because of crash of another server process|canceling authentication due to timeout/;
+const FATAL_EXPECTED = /connection to client lost|the database system is (in recovery mode|starting up|shutting down|not yet accepting connections)|terminating connection because of crash of another server process|canceling authentication due to timeout/;
 
 class LogMonitor {
   constructor(file) {
@@ -623,7 +626,7 @@ function genLease(r, toks) {
   const key = genKey(r);
   switch (fn) {
     case 'lease_acquire': {
-      let ttl = genInterval(r, 'ttl');
+      let ttl = r.chance(0.1) ? r.pick(INTERVALS_BAD) : genInterval(r, 'ttl');
       const wait = genInterval(r, 'wait');
       if (AVOID_KNOWN && wait !== undefined && wait !== null && wait !== '0' && INTERVALS_BAD.includes(ttl)) ttl = '1 s';
       return call(fn, sqlv(key), [['ttl', ttl], ['holder', r.pick([undefined, null, 'w1', 'wörker', huge(1025, 'h')])],
@@ -699,6 +702,7 @@ class Session {
     this.c = await connect(DB, `fuzz-${this.idx}`);
     this.inTx = false;
     this.sessionMutex = false;
+    pidSession.set(this.c.pid, this.idx);
     this.log(`-- [${new Date().toISOString()}] connect pid ${this.c.pid}\n\\connect`);
   }
   disconnect(why) {
@@ -742,16 +746,21 @@ class Session {
       }
     }
     if (res.ok && stmt.fn && /^(claim|lease_acquire)$/.test(stmt.fn)) for (const row of res.rows) this.toks.add(row.token);
-    if (!c.dead) this.checkTxState(stmt, res, expectTx);
+    if (!c.dead && this.checkTxState(stmt, res, expectTx)) {
+      // back to a known state (this ROLLBACK may itself fail: that is checked too)
+      await this.run({ fn: 'rollback', sql: 'ROLLBACK' }, { expectTx: true });
+      if (!c.dead && c.txStatus !== 'I') this.disconnect('stuck in a transaction');
+    }
     return res;
   }
 
   checkError(stmt, e, code, expectTx) {
     const msg = String(e.message || '');
     const where = `session ${this.idx} (pid ${this.c && this.c.pid}): ${stmt.sql.slice(0, 600)}`;
-    if (/^XX/.test(code)) finding(`internal error ${code}`, `${code} "${msg}" from ${where}`);
-    if (/^(unexpected|cache lookup failed|SPI_)/i.test(msg)) finding('internal error message', `${code} "${msg}" from ${where}`);
-    if (code === '25P02' && !expectTx) finding('aborted transaction outside a block', `25P02 "${msg}" from ${where}`);
+    const variant = `${stmt.fn}: ${msg.replace(/"[^"]*"/g, '"…"').slice(0, 80)}`;
+    if (/^XX/.test(code)) finding(`internal error ${code}`, `${code} "${msg}" from ${where}`, variant);
+    else if (/^(unexpected|cache lookup failed|SPI_)/i.test(msg)) finding('internal error message', `${code} "${msg}" from ${where}`, variant);
+    if (code === '25P02' && !expectTx) finding('aborted transaction outside a block', `25P02 "${msg}" from ${where} (see the statements before it in ${this.file})`);
     if (code === 'connection-lost' || /terminat|Connection terminated/.test(msg)) {
       if (!this.c || !this.c.deliberateClose) finding('connection lost', `"${msg}" at ${where}`);
     }
@@ -760,10 +769,11 @@ class Session {
   checkTxState(stmt, res, expectTx) {
     const st = this.c.txStatus;
     if (!expectTx && st !== 'I') {
-      finding('transaction left open', `session ${this.idx} (pid ${this.c.pid}): after ${res.ok ? 'success' : 'error ' + res.code} of a statement outside a transaction block the connection is in state '${st}' (T = in transaction, E = failed): ${stmt.sql.slice(0, 600)}`);
-      // get back to a known state
-      this.inTx = true;
+      finding('transaction left open', `session ${this.idx} (pid ${this.c.pid}): after ${res.ok ? 'success' : 'error ' + res.code} of a statement outside a transaction block the connection is in state '${st}' (T = in transaction, E = failed): ${stmt.sql.slice(0, 600)}`,
+        `${stmt.fn} ${res.ok ? 'ok' : res.code}`);
+      return true;
     }
+    return false;
   }
 
   // No extension lock may be held between transactions, except session
@@ -826,6 +836,10 @@ class Session {
   noteSession(s) { if (/^mutex_session_(try_)?lock$/.test(s.fn)) this.sessionMutex = true; }
 
   async finishPrepared() {
+    if (pendingPrepared.size === 0) return;
+    // another role may have prepared it
+    await this.run({ fn: 'set role', sql: 'RESET SESSION AUTHORIZATION' });
+    await this.run({ fn: 'set role', sql: 'RESET ROLE' });
     for (const gid of [...pendingPrepared]) {
       if (!this.c || this.c.dead) return;
       pendingPrepared.delete(gid);
@@ -837,7 +851,7 @@ class Session {
   async transaction(prepare) {
     const r = this.r;
     const iso = r.pick(['', '', ' ISOLATION LEVEL REPEATABLE READ', ' ISOLATION LEVEL SERIALIZABLE', ' READ ONLY']);
-    let res = await this.run({ fn: 'begin', sql: `BEGIN${iso}` });
+    let res = await this.run({ fn: 'begin', sql: `BEGIN${iso}` }, { expectTx: true });
     if (!res.ok) return;
     this.inTx = true;
     const n = 1 + r.int(6);
@@ -946,9 +960,13 @@ async function checkServer(label) {
     if (e.kind !== 'crash') finding(`server log ${e.kind}`, `${label}: ${e.line}`);
   }
   if (crash) {
-    const lines = ev.filter((e) => e.kind === 'crash' || e.kind === 'crash-statement').map((e) => e.line);
+    const lines = ev.filter((e) => e.kind === 'crash' || e.kind === 'crash-statement').map((e) => {
+      const m = /\(PID (\d+)\)/.exec(e.line);
+      const sess = m && pidSession.has(Number(m[1])) ? ` [session ${pidSession.get(Number(m[1]))}: session-${pidSession.get(Number(m[1]))}.sql]` : '';
+      return e.line + sess;
+    });
     crashReports.push({ label, lines });
-    finding('server crash', `${label}: ${lines.join(' | ')}`);
+    finding('server crash', `${label}: ${lines.join(' | ')}`, String(crashReports.length));
   }
   return crash;
 }
