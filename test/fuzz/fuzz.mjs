@@ -73,8 +73,9 @@ function result(ok, name, reason = '') {
 }
 // kind [/ variant] -> {count, first}: one line per distinct defect
 const findings = new Map();
-function finding(kind, detail, variant = '') {
+function finding(kind, detail, variant = '', session = null) {
   const key = variant ? `${kind} / ${variant}` : kind;
+  if (session) session.log(`-- ^^^ FINDING ${key}`);
   const f = findings.get(key);
   if (f) { f.count++; return; }
   findings.set(key, { count: 1, first: detail });
@@ -200,10 +201,36 @@ async function connect(database = DB, appname = 'fuzz') {
   c.on('notice', (n) => c.notices.push(n));
   c.on('end', () => { c.dead = c.dead || new Error('connection ended'); });
   await c.connect();
-  c.connection.on('readyForQuery', (m) => { c.txStatus = m.status; });
+  c.rfq = 0;
+  c.connection.on('readyForQuery', (m) => {
+    c.txStatus = m.status;
+    c.rfq++;
+    if (c.rfqWake) c.rfqWake();
+  });
   const r = await c.query('SELECT pg_backend_pid() AS pid');
   c.pid = r.rows[0].pid;
   return c;
+}
+
+// Run a statement and wait for its ReadyForQuery: node-postgres rejects on
+// the ErrorResponse, before the server reports the transaction status.
+async function query(c, sql) {
+  const before = c.rfq;
+  const waitRfq = async () => {
+    const until = Date.now() + 5000;
+    while (c.rfq === before && !c.dead && Date.now() < until) {
+      await new Promise((res) => { c.rfqWake = res; setTimeout(res, 50); });
+    }
+    c.rfqWake = null;
+  };
+  try {
+    const r = await c.query(sql);
+    await waitRfq();
+    return r;
+  } catch (e) {
+    await waitRfq();
+    throw e;
+  }
 }
 
 function destroy(c) {
@@ -723,7 +750,7 @@ class Session {
     c.notices = [];
     let res;
     try {
-      const q = await c.query(sql);
+      const q = await query(c, sql);
       const rows = Array.isArray(q) ? q.flatMap((x) => x.rows || []) : q.rows || [];
       this.log(`-- => ok, ${rows.length} row(s)`);
       res = { ok: true, rows };
@@ -758,9 +785,9 @@ class Session {
     const msg = String(e.message || '');
     const where = `session ${this.idx} (pid ${this.c && this.c.pid}): ${stmt.sql.slice(0, 600)}`;
     const variant = `${stmt.fn}: ${msg.replace(/"[^"]*"/g, '"…"').slice(0, 80)}`;
-    if (/^XX/.test(code)) finding(`internal error ${code}`, `${code} "${msg}" from ${where}`, variant);
-    else if (/^(unexpected|cache lookup failed|SPI_)/i.test(msg)) finding('internal error message', `${code} "${msg}" from ${where}`, variant);
-    if (code === '25P02' && !expectTx) finding('aborted transaction outside a block', `25P02 "${msg}" from ${where} (see the statements before it in ${this.file})`);
+    if (/^XX/.test(code)) finding(`internal error ${code}`, `${code} "${msg}" from ${where}`, variant, this);
+    else if (/^(unexpected|cache lookup failed|SPI_)/i.test(msg)) finding('internal error message', `${code} "${msg}" from ${where}`, variant, this);
+    if (code === '25P02' && !expectTx) finding('aborted transaction outside a block', `25P02 "${msg}" from ${where} (see the statements before it in ${this.file})`, '', this);
     if (code === 'connection-lost' || /terminat|Connection terminated/.test(msg)) {
       if (!this.c || !this.c.deliberateClose) finding('connection lost', `"${msg}" at ${where}`);
     }
@@ -770,7 +797,7 @@ class Session {
     const st = this.c.txStatus;
     if (!expectTx && st !== 'I') {
       finding('transaction left open', `session ${this.idx} (pid ${this.c.pid}): after ${res.ok ? 'success' : 'error ' + res.code} of a statement outside a transaction block the connection is in state '${st}' (T = in transaction, E = failed): ${stmt.sql.slice(0, 600)}`,
-        `${stmt.fn} ${res.ok ? 'ok' : res.code}`);
+        `${stmt.fn} ${res.ok ? 'ok' : res.code}`, this);
       return true;
     }
     return false;
@@ -894,7 +921,7 @@ class Session {
     await this.run({ fn: end.toLowerCase(), sql: end }, { expectTx: true });
     this.inTx = false;
     if (!this.c.dead && this.c.txStatus !== 'I') {
-      finding('transaction left open', `session ${this.idx}: state '${this.c.txStatus}' after ${end}`);
+      finding('transaction left open', `session ${this.idx}: state '${this.c.txStatus}' after ${end}`, end, this);
       await this.run({ fn: 'rollback', sql: 'ROLLBACK' }, { expectTx: true });
     }
   }
@@ -1021,7 +1048,7 @@ async function expectHealthy(name, fn) {
 // Run one statement on c; returns {ok, code, message, status}.
 async function q(c, sql) {
   try {
-    const r = await c.query(sql);
+    const r = await query(c, sql);
     return { ok: true, rows: r.rows, status: c.txStatus };
   } catch (e) {
     return { ok: false, code: e.code || 'client', message: e.message, status: c.dead ? 'dead' : c.txStatus };
