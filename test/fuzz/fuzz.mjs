@@ -558,7 +558,7 @@ function genRow(r, t) {
   const names = Object.keys(t.cols);
   // usually the key columns plus a few others
   if (t.keys.length && r.chance(0.85)) for (const k of r.pick(t.keys)) o[k] = t.cols[k]();
-  for (const n of names) if (r.chance(0.3)) o[n] = t.cols[n]();
+  for (const n of names) if (r.chance(/^(nope|g|oid|x)$/.test(n) ? 0.04 : 0.25)) o[n] = t.cols[n]();
   if (r.chance(0.05)) o[`no_such_${r.int(3)}`] = 1;
   return o;
 }
@@ -884,6 +884,14 @@ class Session {
     const n = 1 + r.int(6);
     let sp = 0;
     for (let i = 0; i < n && !this.c.dead; i++) {
+      if (this.c.txStatus === 'E') {
+        // a failed block: mostly recover or give up rather than collect 25P02s
+        if (sp && r.chance(0.6)) {
+          await this.run({ fn: 'rollback to', sql: `ROLLBACK TO SAVEPOINT s${1 + r.int(sp)}` });
+          continue;
+        }
+        if (r.chance(0.7)) break;
+      }
       const w = r.wpick([[60, 'call'], [10, 'savepoint'], [7, 'rollback to'], [5, 'release'], [6, 'set local'], [3, 'disconnect']]);
       if (w === 'call') {
         const s = genCall(r, this.toks);
