@@ -1020,7 +1020,6 @@ async function checkServer(label) {
   return crash;
 }
 
-let startTime = null;
 async function crashWatch(until) {
   while (!stopping && Date.now() < until) {
     await sleep(500);

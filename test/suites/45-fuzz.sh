@@ -12,14 +12,7 @@
 . "$IDEM_ROOT/test/lib/common.sh"
 
 dir=$IDEM_SUITE_WORK/node
-mkdir -p "$dir"
-cp "$IDEM_ROOT"/test/clients/package.json "$IDEM_ROOT"/test/clients/package-lock.json "$dir"/
-cp "$IDEM_ROOT"/test/fuzz/*.mjs "$dir"/
-if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$dir/npm.log" 2>&1); then
-	cat "$dir/npm.log"
-	idem_fail "fuzz/npm-ci"
-	exit 1
-fi
+idem_node_scratch "$dir" fuzz "$IDEM_ROOT"/test/fuzz/*.mjs || exit 1
 
 secs=${IDEM_FUZZ_SECONDS:-}
 [ -n "$secs" ] || { [ "${IDEM_QUICK:-0}" = 1 ] && secs=20 || secs=60; }
@@ -30,9 +23,8 @@ export IDEM_FUZZ_SERVER_LOG=$PGHOST/server.log
 out=$IDEM_SUITE_WORK/fuzz.out
 
 # The driver bounds every client operation; this is the last resort.
-timeout -k 10 $((secs + 300)) node "$dir/fuzz.mjs" >"$out" 2>&1
-rc=$?
-cat "$out"
+timeout -k 10 $((secs + 300)) node "$dir/fuzz.mjs" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
 
 while IFS= read -r line; do
 	case $line in
