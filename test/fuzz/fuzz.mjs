@@ -82,6 +82,8 @@ function finding(kind, detail, variant = '', session = null) {
   console.log(`# FINDING ${key}: ${detail.replace(/\n/g, ' | ').slice(0, 2000)}`);
 }
 const pidSession = new Map();   // backend pid -> session number
+const terminatedPids = new Set();   // backends the fuzzer terminated on purpose
+const sessionList = [];
 
 // ---------------------------------------------------------------------------
 // PRNG (mulberry32), one stream per session so that a seed replays the
@@ -171,7 +173,9 @@ class LogMonitor {
     } else if (/TRAP:|[Aa]ssert(ion)? fail/.test(l)) {
       this.events.push({ kind: 'assertion', line: l });
     } else if (/\b(FATAL|PANIC):/.test(l)) {
-      if (!FATAL_EXPECTED.test(l)) this.events.push({ kind: /PANIC:/.test(l) ? 'panic' : 'fatal', line: l });
+      const pid = /\[(\d+)\]/.exec(l);
+      const killed = pid && terminatedPids.has(Number(pid[1])) && /terminating connection due to administrator command/.test(l);
+      if (!FATAL_EXPECTED.test(l) && !killed) this.events.push({ kind: /PANIC:/.test(l) ? 'panic' : 'fatal', line: l });
     } else if (/\bWARNING:/.test(l) && BAD_WARNING.test(l)) {
       this.events.push({ kind: 'warning', line: l });
     }
@@ -802,7 +806,7 @@ class Session {
     if (/^XX/.test(code)) finding(`internal error ${code}`, `${code} "${msg}" from ${where}`, variant, this);
     else if (/^(unexpected|cache lookup failed|SPI_)/i.test(msg)) finding('internal error message', `${code} "${msg}" from ${where}`, variant, this);
     if (code === '25P02' && !expectTx) finding('aborted transaction outside a block', `25P02 "${msg}" from ${where} (see the statements before it in ${this.file})`, '', this);
-    if (code === 'connection-lost' || /terminat|Connection terminated/.test(msg)) {
+    if (code === 'connection-lost' || code === '57P01' || /Connection terminated|connection error|terminating connection/i.test(msg)) {
       if (!this.c || !this.c.deliberateClose) finding('connection lost', `"${msg}" at ${where}`);
     }
   }
@@ -844,7 +848,7 @@ class Session {
     if (!this.c || this.c.dead) await this.open();
     const kind = r.wpick([
       [40, 'single'], [22, 'tx'], [10, 'do'], [4, 'prepared'], [5, 'set'], [2, 'disconnect'],
-      [3, 'role'], [ddl ? 12 : 1, 'ddl'], [4, 'idlecheck'], [2, 'finishprepared'],
+      [3, 'role'], [ddl ? 12 : 1, 'ddl'], [4, 'idlecheck'], [2, 'finishprepared'], [ddl ? 1 : 0, 'terminate'],
     ]);
     switch (kind) {
       case 'single': {
@@ -869,6 +873,17 @@ class Session {
         break;
       }
       case 'disconnect': this.disconnect('random'); break;
+      case 'terminate': {
+        // pg_terminate_backend of another session, whatever it is doing
+        const other = r.pick(sessionList);
+        if (other === this || !other.c || other.c.dead) break;
+        other.c.deliberateClose = true;
+        terminatedPids.add(other.c.pid);
+        other.log(`-- [${new Date().toISOString()}] terminated by session ${this.idx}`);
+        const res = await this.run({ fn: 'pg_terminate_backend', sql: `SELECT pg_terminate_backend(${other.c.pid}) AS t` });
+        if (!(res.ok && res.rows[0] && res.rows[0].t)) other.c.deliberateClose = false;
+        break;
+      }
       case 'idlecheck': await this.idleCheck(r.chance(0.5)); break;
       case 'finishprepared': await this.finishPrepared(); break;
       default: break;
@@ -885,7 +900,11 @@ class Session {
       if (!this.c || this.c.dead) return;
       pendingPrepared.delete(gid);
       const res = await this.run({ fn: 'finish prepared', sql: `${this.r.pick(['COMMIT', 'ROLLBACK'])} PREPARED ${lit(gid)}` });
-      if (!res.ok && res.code !== '42704') finding('finishing a prepared transaction failed', `${res.code} ${res.err.message} (${gid})`);
+      if (res.ok || res.code === '42704') continue;   // done, or finished by another session
+      pendingPrepared.add(gid);                         // the final checks finish it
+      if (!/^(57P01|57014|55P03|connection-lost|client-error)$/.test(res.code)) {
+        finding('finishing a prepared transaction failed', `${res.code} ${res.err.message} (${gid})`, res.code, this);
+      }
     }
   }
 
@@ -1231,6 +1250,7 @@ async function main() {
     const r0 = Date.now();
     const deadline = r0 + SECONDS * 1000;
     const sessions = Array.from({ length: NSESS }, (_, i) => new Session(i));
+    sessionList.push(...sessions);
     const hardStop = setTimeout(() => { stopping = true; }, (SECONDS + 30) * 1000);
     const watch = crashWatch(deadline + 2000);
     await Promise.all(sessions.map((s, i) => s.loop(deadline, i === 0)));
