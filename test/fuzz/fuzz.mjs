@@ -7,8 +7,10 @@
 // stale or malformed tokens) against prepared tables with re-entering
 // triggers, RLS, checked domains, expression indexes, partitions and a
 // nondeterministic collation, and wraps them in transactions, savepoints,
-// PL/pgSQL exception blocks, two-phase commit, small timeouts, disconnects
-// and concurrent DDL.
+// PL/pgSQL exception blocks, two-phase commit, small timeouts, disconnects,
+// pg_terminate_backend, statements taking thousands of locks, and concurrent
+// DDL (ADD/DROP COLUMN, GRANT/REVOKE, ANALYZE, CREATE/DROP INDEX, DISCARD ALL)
+// from session 0.  Actual waits stay short: statement_timeout <= 5 s.
 //
 // Phases:
 //   1. setup     a fresh database with the fuzz tables (schema "fuzz").
@@ -33,12 +35,18 @@
 //   IDEM_FUZZ_SERVER_LOG  the server's log file (crash / FATAL / WARNING scan)
 //   IDEM_FUZZ_DB        database to (re)create (default idempotency_fuzz)
 //   IDEM_FUZZ_PHASES    comma list of phases to run (default known,random)
-//   IDEM_FUZZ_AVOID_KNOWN=1  do not generate the known reproducers' patterns
-//                       in the random phase (to look for other defects)
+//   IDEM_FUZZ_AVOID_KNOWN=1  do not generate the known defects' patterns in
+//                       the random phase (lease_acquire waits, the flooding and
+//                       invalidating triggers, non-row first arguments of
+//                       idempotent_upsert_many), to look for other defects
 //
 // Output: "RESULT ok NAME" / "RESULT not-ok NAME :: REASON" lines for the
-// suite, then a summary.  Replay one session: psql -f its session-N.sql
-// (statements in order; each result follows as a comment).
+// suite, "# FINDING" lines as defects are found (one per distinct defect;
+// "^^^ FINDING" marks the statement in the session log), then a summary:
+// statements per function, errors per SQLSTATE, crashes.  At most 3 crashes:
+// then the random phase ends.  Replay: in a fresh database with the
+// extension available, psql -f setup.sql -f session-N.sql (from the log
+// directory; statements in order, each result follows as a comment).
 import pg from 'pg';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -414,6 +422,7 @@ async function setup() {
   await c.query(`ALTER DATABASE ${DB} SET client_connection_check_interval = '1s'`);
   await c.end();
   const d = await connect(DB, 'fuzz-setup');
+  fs.writeFileSync(path.join(LOGDIR, 'setup.sql'), `-- fuzz seed ${SEED}: the schema the session logs run against\n${SETUP}\n${SETUP_ICU}`);
   await d.query(SETUP);
   try {
     await d.query(SETUP_ICU);
