@@ -907,6 +907,7 @@ class Session {
     await this.run({ fn: 'set role', sql: 'RESET ROLE' });
     for (const gid of [...pendingPrepared]) {
       if (!this.c || this.c.dead) return;
+      if (!pendingPrepared.has(gid)) continue;   // another session took it meanwhile
       pendingPrepared.delete(gid);
       const res = await this.run({ fn: 'finish prepared', sql: `${this.r.pick(['COMMIT', 'ROLLBACK'])} PREPARED ${lit(gid)}` });
       if (res.ok || res.code === '42704') continue;   // done, or finished by another session
