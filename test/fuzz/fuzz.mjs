@@ -393,6 +393,17 @@ CREATE UNIQUE INDEX nnd_ab ON fuzz.nnd (a, b) NULLS NOT DISTINCT;
 CREATE TABLE fuzz.parent (k int PRIMARY KEY, v text);
 CREATE TABLE fuzz.child (extra text) INHERITS (fuzz.parent);
 
+-- types without an equality operator (compared as text), identity, enum,
+-- composite, range, arrays
+CREATE TYPE fuzz.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE fuzz.pair AS (a int, b text);
+CREATE TABLE fuzz.odd (
+  id int GENERATED ALWAYS AS IDENTITY,
+  k text PRIMARY KEY,
+  js json, pt point, x xml, arr int[], rng int4range, m fuzz.mood, p fuzz.pair,
+  bits varbit, ts tsvector, num numeric(10, 2), b bytea, f float8
+);
+
 GRANT ALL ON ALL TABLES IN SCHEMA fuzz TO ${ROLE};
 GRANT ALL ON ALL SEQUENCES IN SCHEMA fuzz TO ${ROLE};
 `;
@@ -560,6 +571,22 @@ function tables(r) {
       k: () => r.int(50), v: () => r.pick(['x', 'grant', 'analyze', ...(AVOID_KNOWN ? [] : ['grant-reenter', 'analyze-reenter', 'reenter'])]) } },
     { name: 'fuzz.flood', keys: [['k']], cols: {
       k: () => r.int(1000), v: () => (AVOID_KNOWN ? 'x' : r.pick(['x', 'x', 'x', 'flood'])) } },
+    { name: 'fuzz.odd', keys: [['k']], cols: {
+      k: () => r.pick(['o1', 'o2', `o${r.int(10)}`, null]),
+      id: () => 1,
+      js: () => r.pick([{ a: 1 }, '{"a": 1}', '{"a":1}', [1], null, 'x']),
+      pt: () => r.pick(['(1,2)', '(1, 2)', 'bad', null]),
+      x: () => r.pick(['<a/>', '<a></a>', '<bad', null]),
+      arr: () => r.pick([[1, 2], '{1,2}', [[1], [2]], [null], 'x', null]),
+      rng: () => r.pick(['[1,5)', '[1,4]', 'empty', '(,)', 'x', null]),
+      m: () => r.pick(['sad', 'happy', 'angry', null]),
+      p: () => r.pick([{ a: 1, b: 'x' }, '(1,x)', { a: 'x' }, null]),
+      bits: () => r.pick(['101', '2', null]),
+      ts: () => r.pick(['a b', 'ü:1', null]),
+      num: () => r.pick([1.005, '1e10', 'NaN', -0, null]),
+      b: () => r.pick(['\\x00ff', 'plain', null]),
+      f: () => r.pick([1.5, 'NaN', 'Infinity', '-0', null]),
+    } },
     { name: 'pg_catalog.pg_class', keys: [], cols: { oid: () => 1 } },
     { name: 'information_schema.tables', keys: [], cols: { x: () => 1 } },
   ];
@@ -574,7 +601,7 @@ function genRow(r, t) {
   // usually the key columns plus a few others
   if (t.keys.length && r.chance(0.85)) for (const k of r.pick(t.keys)) o[k] = t.cols[k]();
   for (const n of names) if (r.chance(/^(nope|g|oid|x)$/.test(n) ? 0.04 : 0.25)) o[n] = t.cols[n]();
-  if (r.chance(0.05)) o[`no_such_${r.int(3)}`] = 1;
+  if (r.chance(0.05)) o[r.pick([`no_such_${r.int(3)}`, 'ctid', 'xmin', 'tableoid', '', 'K', '"k"', 'k '])] = 1;
   return o;
 }
 function genVals(r, t, many) {
