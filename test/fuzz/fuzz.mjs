@@ -292,7 +292,12 @@ CREATE TABLE fuzz.wide (k bigint PRIMARY KEY, c1 int, c2 int, c3 int, c4 int, c5
 -- a domain whose CHECK function re-enters the extension or invalidates
 CREATE FUNCTION fuzz.check_val(v text) RETURNS boolean LANGUAGE plpgsql AS $f$
 BEGIN
-  IF v LIKE 'reenter%' THEN
+  IF v LIKE 'self-%' THEN
+    -- invalidate the table being written, then re-enter with the same columns
+    IF v LIKE 'self-grant%' THEN EXECUTE 'GRANT SELECT ON fuzz.plain TO ${ROLE}'; END IF;
+    IF v LIKE 'self-analyze%' THEN ANALYZE fuzz.plain; END IF;
+    PERFORM idempotency.idempotent_upsert(NULL::fuzz.plain, jsonb_build_object('email', 'inner-' || left(v, 100), 'd', 'x'));
+  ELSIF v LIKE 'reenter%' THEN
     PERFORM idempotency.idempotent_upsert(NULL::fuzz.side, jsonb_build_object('k', left(v, 100)));
     PERFORM idempotency.mutex_try_lock(left(v, 100));
   ELSIF v LIKE 'analyze%' THEN
@@ -548,7 +553,8 @@ function tables(r) {
       name: () => r.pick(['n', null, 'ñ', 1]),
       n: () => r.pick([1, 5, 0, -1, null, 'x', 2147483647, 99999999999]),
       j: () => r.pick([{ a: 1 }, [1], 'x', null, { nested: { deep: [1, { x: 2 }] } }]),
-      d: () => r.pick(['ok', 'reenter-' + r.int(5), 'analyze', 'grant', 'raise', null, '']),
+      d: () => r.pick(['ok', 'reenter-' + r.int(5), 'analyze', 'grant', 'raise', null, '',
+        ...(AVOID_KNOWN ? [] : ['self-grant', 'self-analyze', 'self-plain'])]),
       t: () => r.pick(['2026-01-01', 'infinity', 'garbage', null]),
       g: () => 1,
       nope: () => 1,
@@ -1220,7 +1226,23 @@ async function knownPhase() {
     });
   }
   // (2c) a domain CHECK function that invalidates the table being written
-  await expectHealthy('domain check function invalidates during an upsert', async (p) => {
+  // (GRANT / ANALYZE) and re-enters with the same column set
+  for (const d of ['self-grant', 'self-analyze']) {
+    await expectHealthy(`domain check function invalidates and re-enters (${d})`, async (p) => {
+      const c = await connect(DB, 'fuzz-known');
+      for (const sql of [
+        `SELECT * FROM idempotency.get_or_create(NULL::fuzz.plain, '{"email": "known-${d}-1@x", "d": "${d}-1"}')`,
+        `SELECT * FROM idempotency.idempotent_upsert_many(NULL::fuzz.plain, '[{"email": "known-${d}-2@x", "d": "${d}-2"}, {"email": "known-${d}-3@x", "d": "${d}-3"}]')`,
+        `SELECT * FROM idempotency.update_or_create(NULL::fuzz.plain, '{"email": "known-${d}-1@x", "d": "${d}-4"}')`,
+      ]) {
+        const a = await q(c, sql);
+        if (!a.ok) { p.push(`${sql}: ${a.code} ${a.message}`); break; }
+      }
+      destroy(c);
+    });
+  }
+  // ... and one that re-enters on another table, invalidates or raises
+  await expectHealthy('domain check function re-enters on another table', async (p) => {
     const c = await connect(DB, 'fuzz-known');
     for (const d of ['analyze', 'grant', 'reenter-1']) {
       const a = await q(c, `SELECT * FROM idempotency.idempotent_upsert_many(NULL::fuzz.plain, '[{"email": "dom-${d}@x", "d": "${d}"}, {"email": "dom2-${d}@x", "d": "${d}"}]')`);
