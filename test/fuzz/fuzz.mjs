@@ -1225,6 +1225,16 @@ async function knownPhase() {
       destroy(c);
     });
   }
+  // (3) a first argument that is not a table's row type: 42809 as for the
+  // one-row functions, not an internal error from the set-returning machinery
+  await expectHealthy('idempotent_upsert_many with a non-row first argument', async (p) => {
+    const c = await connect(DB, 'fuzz-known');
+    for (const first of ["'x'::text", 'NULL::int']) {
+      const a = await q(c, `SELECT * FROM idempotency.idempotent_upsert_many(${first}, '[{"k": 1}]')`);
+      if (a.ok || a.code !== '42809') p.push(`idempotent_upsert_many(${first}, ...): ${a.ok ? 'no error' : `${a.code} ${a.message}`} (expected 42809)`);
+    }
+    destroy(c);
+  });
   // (2c) a domain CHECK function that invalidates the table being written
   // (GRANT / ANALYZE) and re-enters with the same column set
   for (const d of ['self-grant', 'self-analyze']) {
