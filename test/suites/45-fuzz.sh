@@ -7,6 +7,9 @@
 #   IDEM_FUZZ_SEED=N      replay a seed (the seed is always printed)
 #   IDEM_FUZZ_SECONDS=N   budget of the random phase (default 60, max 120;
 #                         IDEM_QUICK=1: 20)
+#   IDEM_FUZZ_SESSIONS=N  concurrent sessions (default 4)
+#   IDEM_FUZZ_AVOID_KNOWN=1  keep the known defects' patterns out of the random
+#                         phase, to look for others (see test/fuzz/fuzz.mjs)
 # Statement logs per session: $IDEM_SUITE_WORK/fuzz-logs/session-N.sql
 # (IDEM_KEEP=1 keeps them).
 . "$IDEM_ROOT/test/lib/common.sh"
