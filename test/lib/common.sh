@@ -137,6 +137,23 @@ idem_cluster_stop() {
 		|| idem_as_server_user "$PGBINDIR/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
 }
 
+# idem_node_scratch DIR NAME SCRIPT...: a scratch directory with node-postgres
+# installed from test/clients/package-lock.json (so the checkout stays
+# clean) and the given scripts copied in.  On failure prints npm's log,
+# records "NAME/npm-ci" as failed and returns non-zero.
+idem_node_scratch() {
+	local dir=$1 name=$2
+	shift 2
+	mkdir -p "$dir"
+	cp "$IDEM_ROOT"/test/clients/package.json "$IDEM_ROOT"/test/clients/package-lock.json "$dir"/
+	cp "$@" "$dir"/
+	if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$dir/npm.log" 2>&1); then
+		cat "$dir/npm.log"
+		idem_fail "$name/npm-ci"
+		return 1
+	fi
+}
+
 # psql with the options every script wants.
 idem_psql() {
 	PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" \

@@ -7,16 +7,8 @@ shopt -s nullglob
 tests=("$IDEM_ROOT"/test/clients/*.test.mjs)
 [ ${#tests[@]} -gt 0 ] || exit 0
 
-# Install into a scratch copy so the checkout stays clean.
 dir=$IDEM_SUITE_WORK/clients
-mkdir -p "$dir"
-cp "$IDEM_ROOT"/test/clients/package.json "$IDEM_ROOT"/test/clients/package-lock.json "$dir"/
-cp "$IDEM_ROOT"/test/clients/*.mjs "$dir"/
-if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$dir/npm.log" 2>&1); then
-	cat "$dir/npm.log"
-	idem_fail "clients/npm-ci"
-	exit 1
-fi
+idem_node_scratch "$dir" clients "$IDEM_ROOT"/test/clients/*.mjs || exit 1
 
 export PGDATABASE=idempotency_clients
 idem_psql -d postgres -c "DROP DATABASE IF EXISTS $PGDATABASE" -c "CREATE DATABASE $PGDATABASE"
