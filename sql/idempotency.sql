@@ -231,6 +231,18 @@ DECLARE
     total pg_catalog.int8 := 0;
     n pg_catalog.int8;
 BEGIN
+    -- The same errors as the C functions give (idem_check_writable).
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot call idempotency.purge() on a hot standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'idempotency.purge() writes to the database, and a server in recovery accepts only reads.',
+                  HINT = 'Connect to the primary server (for example with target_session_attrs=read-write in the connection string).';
+    ELSIF pg_catalog.current_setting('transaction_read_only')::pg_catalog.bool THEN
+        RAISE EXCEPTION 'cannot call idempotency.purge() in a read-only transaction'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'idempotency.purge() writes to the database.',
+                  HINT = 'Call it in a read-write transaction (not BEGIN READ ONLY, and with default_transaction_read_only off).';
+    END IF;
     IF batch_size IS NULL THEN
         RAISE EXCEPTION 'batch_size must not be null'
             USING ERRCODE = 'null_value_not_allowed',

@@ -626,6 +626,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	int			attempt;
 
 	idempotency_check_version();
+	idem_check_writable("mark_processed");
 	idem_forbid_parallel("idempotency.mark_processed()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "mark_processed");
@@ -778,6 +779,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	MemoryContext callcxt = CurrentMemoryContext;
 
 	idempotency_check_version();
+	idem_check_writable("claim");
 	idem_forbid_parallel("idempotency.claim()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "claim");
@@ -1023,6 +1025,7 @@ idempotency_complete(PG_FUNCTION_ARGS)
 	EventKey	ek;
 
 	idempotency_check_version();
+	idem_check_writable("complete");
 	idem_forbid_parallel("idempotency.complete()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "complete");
@@ -1038,6 +1041,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 	EventKey	ek;
 
 	idempotency_check_version();
+	idem_check_writable("fail");
 	idem_forbid_parallel("idempotency.fail()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(3), PG_ARGISNULL(3), "fail");
@@ -1060,6 +1064,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	bool		found;
 
 	idempotency_check_version();
+	idem_check_writable("forget");
 	idem_forbid_parallel("idempotency.forget()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "forget");
