@@ -231,6 +231,17 @@ DECLARE
     total pg_catalog.int8 := 0;
     n pg_catalog.int8;
 BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION 'batch_size must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
+    END IF;
+    IF batch_size OPERATOR(pg_catalog.<=) 0 THEN
+        RAISE EXCEPTION 'batch_size must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('The batch size was %s.', batch_size),
+                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
+    END IF;
     -- The same errors as the C functions give (idem_check_writable).
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot call idempotency.purge() on a hot standby'
@@ -242,17 +253,6 @@ BEGIN
             USING ERRCODE = 'read_only_sql_transaction',
                   DETAIL = 'idempotency.purge() writes to the database.',
                   HINT = 'Call it in a read-write transaction (not BEGIN READ ONLY, and with default_transaction_read_only off).';
-    END IF;
-    IF batch_size IS NULL THEN
-        RAISE EXCEPTION 'batch_size must not be null'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
-    END IF;
-    IF batch_size OPERATOR(pg_catalog.<=) 0 THEN
-        RAISE EXCEPTION 'batch_size must be positive'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = pg_catalog.format('The batch size was %s.', batch_size),
-                  HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
     END IF;
     LOOP
         DELETE FROM idempotency.processed_events p
