@@ -588,6 +588,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	int			attempt;
 
 	idempotency_check_version();
+	idem_check_writable("mark_processed");
 	idem_forbid_parallel("idempotency.mark_processed()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "mark_processed");
@@ -741,6 +742,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	MemoryContext callcxt = CurrentMemoryContext;
 
 	idempotency_check_version();
+	idem_check_writable("claim");
 	idem_forbid_parallel("idempotency.claim()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "claim");
@@ -986,6 +988,7 @@ idempotency_complete(PG_FUNCTION_ARGS)
 	EventKey	ek;
 
 	idempotency_check_version();
+	idem_check_writable("complete");
 	idem_forbid_parallel("idempotency.complete()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "complete");
@@ -1001,6 +1004,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 	EventKey	ek;
 
 	idempotency_check_version();
+	idem_check_writable("fail");
 	idem_forbid_parallel("idempotency.fail()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(3), PG_ARGISNULL(3), "fail");
@@ -1024,6 +1028,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	bool		found;
 
 	idempotency_check_version();
+	idem_check_writable("forget");
 	idem_forbid_parallel("idempotency.forget()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "forget");
@@ -1075,6 +1080,8 @@ idempotency_purge(PG_FUNCTION_ARGS)
 				 errmsg("batch_size must be positive"),
 				 errdetail("The batch size was %d.", batch),
 				 errhint("Pass a positive batch size to idempotency.purge(), or omit it for 10000.")));
+
+	idem_check_writable("purge");
 
 	idem_spi_begin(&spi, "processed_events");
 	/* GetUserId() is the table owner now. */

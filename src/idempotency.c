@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * idempotency.c
- *	  Module entry point and the library/SQL version check.
+ *	  Module entry point, the library/SQL version check, and the check
+ *	  that a writing function may write (not on a hot standby, not in a
+ *	  read-only transaction).
  *
  * The shared library and the SQL objects of the extension are installed and
  * upgraded separately: "make install" (or a package upgrade) replaces the
@@ -34,6 +36,8 @@
 #include "idempotency.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
@@ -209,4 +213,36 @@ idempotency_version(PG_FUNCTION_ARGS)
 {
 	idempotency_check_version();
 	PG_RETURN_TEXT_P(cstring_to_text(IDEMPOTENCY_VERSION));
+}
+
+/*
+ * Raise SQLSTATE 25006 (read_only_sql_transaction), with a hint, unless this
+ * transaction may write.  Called right after the version check by every
+ * entry point that writes (fn: the function's name without schema and
+ * parentheses).  Without it a write function on a hot standby or in a
+ * read-only transaction would fail somewhere inside, on whatever statement
+ * comes first, with a message about that statement and no hint -- or, for
+ * the read-only paths of some functions, succeed on one call and fail on the
+ * next.  On a hot standby every transaction is read-only, so the standby
+ * case is tested first for the clearer message.
+ */
+void
+idem_check_writable(const char *fn)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot call %s.%s() on a hot standby",
+						IDEMPOTENCY_SCHEMA, fn),
+				 errdetail("%s.%s() writes to the database, and a server in recovery accepts only reads.",
+						   IDEMPOTENCY_SCHEMA, fn),
+				 errhint("Connect to the primary server (for example with target_session_attrs=read-write in the connection string).")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot call %s.%s() in a read-only transaction",
+						IDEMPOTENCY_SCHEMA, fn),
+				 errdetail("%s.%s() writes to the database.",
+						   IDEMPOTENCY_SCHEMA, fn),
+				 errhint("Call it in a read-write transaction (not BEGIN READ ONLY, and with default_transaction_read_only off).")));
 }

@@ -20,6 +20,7 @@
 
 /* idempotency.c */
 extern void idempotency_check_version(void);
+extern void idem_check_writable(const char *fn);
 
 /* events.c */
 extern void idem_events_init(void);

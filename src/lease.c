@@ -486,6 +486,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	int			retries = 0;
 
 	idempotency_check_version();
+	idem_check_writable("lease_acquire");
 	idem_forbid_parallel("lease_acquire()");
 	key = lease_key_arg(fcinfo, 0);
 	ttl = idem_arg_interval(fcinfo, 1, "ttl", "lease_acquire", false);
@@ -577,6 +578,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	bool		nulls[2] = {false, false};
 
 	idempotency_check_version();
+	idem_check_writable("lease_renew");
 	idem_forbid_parallel("lease_renew()");
 	key = lease_key_arg(fcinfo, 0);
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
@@ -625,6 +627,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	int			retries = 0;
 
 	idempotency_check_version();
+	idem_check_writable("lease_release");
 	idem_forbid_parallel("lease_release()");
 	key = lease_key_arg(fcinfo, 0);
 	token = lease_token_arg(fcinfo, 1, "lease token", false);
@@ -730,6 +733,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	char	   *tokstr;
 
 	idempotency_check_version();
+	idem_check_writable("lease_assert");
 	idem_forbid_parallel("lease_assert()");
 	key = lease_key_arg(fcinfo, 0);
 	token = lease_token_arg(fcinfo, 1, "lease token", true);

@@ -1778,6 +1778,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	bool		probed;
 
 	idempotency_check_version();
+	idem_check_writable(fname);
 	idem_forbid_parallel(fname);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -1884,6 +1885,7 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 	JsonbIteratorToken r;
 
 	idempotency_check_version();
+	idem_check_writable(fname);
 	idem_forbid_parallel(fname);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
