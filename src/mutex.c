@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * mutex.c
- *	  Keyed mutexes (SPEC section 3): any text key, hashed to 64 bits, locked
+ *	  Keyed mutexes: any text key, hashed to 64 bits, locked
  *	  in the lock manager under the extension's own lock-tag namespace.
  *
  * A mutex is an advisory lock whose tag is (database, hash >> 32,
@@ -25,6 +25,9 @@
  * is not granted the marker is released, and if the wait ends in an error
  * the (sub)transaction abort callback releases it.
  *
+ * idempotency.session_locks = off (idempotency.c) refuses new session
+ * mutexes with 55000; unlocking still works, so nothing can be stranded.
+ *
  * Locking.  The lock manager's partition locks protect everything; the
  * pending marker is backend-local.
  *
@@ -47,6 +50,9 @@
 
 #define MUTEX_MODE(shared)	((shared) ? ShareLock : ExclusiveLock)
 #define MARKER_MODE(shared)	((shared) ? RowShareLock : AccessShareLock)
+
+/* idempotency.session_locks (defined in idempotency.c). */
+extern bool idem_session_locks;
 
 /* Marker taken for a session mutex that is not granted yet. */
 static LOCKTAG pending_marker;
@@ -207,6 +213,13 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	ErrorContextCallback errcb;
 
 	idempotency_check_version();
+	if (session && !idem_session_locks)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("session mutexes are disabled by idempotency.session_locks"),
+				 errdetail("%s() takes a mutex that outlives the transaction; behind a transaction-pooling proxy it would stay with the server connection, held for whichever client gets that connection next.",
+						   timeout_arg < 0 ? "mutex_session_try_lock" : "mutex_session_lock"),
+				 errhint("Use idempotency.mutex_lock() or idempotency.mutex_try_lock(), whose mutex is released at COMMIT or ROLLBACK.")));
 	idem_forbid_parallel(session
 						 ? (timeout_arg < 0 ? "mutex_session_try_lock" : "mutex_session_lock")
 						 : (timeout_arg < 0 ? "mutex_try_lock" : "mutex_lock"));
