@@ -25,7 +25,7 @@
  * keep the values below 32768.  Never renumber: the values are visible in
  * pg_locks and are what tools and docs refer to.
  */
-#define IDEM_LOCKSPACE_MUTEX		0x4900	/* keyed mutexes (section 3) */
+#define IDEM_LOCKSPACE_MUTEX		0x4900	/* keyed mutexes */
 #define IDEM_LOCKSPACE_EVENT		0x4901	/* claims of processed events */
 #define IDEM_LOCKSPACE_EVENT_WAIT	0x4902	/* waiters for an event outcome */
 #define IDEM_LOCKSPACE_LEASE		0x4903	/* lease changes */

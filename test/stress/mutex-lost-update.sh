@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stress, the seeds' checkout / inventory case: 32 clients each do a
+# Stress, the checkout / inventory case: 32 clients each do a
 # read-then-write on one balance row (plain SELECT, then UPDATE of the value
 # read, no row locks, READ COMMITTED) inside a transaction.
 #   with mutex_lock('account:1') first: no lost update, the final balance is
