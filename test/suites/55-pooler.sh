@@ -134,18 +134,11 @@ echo "        # $version, 127.0.0.1:$port, pool_mode = transaction, default_pool
 admin() { bouncer -d pgbouncer -U postgres "$@"; }
 
 # ------------------------------------------- transaction mutexes: no lost update
-# A read-then-write (plain SELECT, then UPDATE of the value read) by 12
-# clients sharing 4 server connections.
+# The read-then-write of the stress test (plain SELECT, then UPDATE of the
+# value read) by 12 clients sharing 4 server connections.
 per_client=25
 wl=12
-cat >"$dir/with.sql" <<'SQL'
-BEGIN;
-SELECT idempotency.mutex_lock('account:1');
-SELECT amount AS a FROM balance WHERE id = 1 \gset
-\sleep 1 ms
-UPDATE balance SET amount = :a + 1 WHERE id = 1;
-COMMIT;
-SQL
+cp "$IDEM_ROOT/test/stress/mutex-lost-update.pgb" "$dir/with.sql"
 grep -v mutex_lock "$dir/with.sql" >"$dir/without.sql"
 lost_update_run() {
 	direct -c "TRUNCATE balance" -c "INSERT INTO balance VALUES (1, 0)" || return 1
