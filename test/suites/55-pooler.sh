@@ -247,8 +247,11 @@ bouncer -d hazard -c "SELECT idempotency.mutex_session_unlock_all()" >/dev/null
 write_ini 1
 admin -c RELOAD >/dev/null
 bouncer -d hazard -c "SELECT idempotency.mutex_session_lock('report')" >/dev/null
-sleep 0.2
-held=$(direct -At -c "SELECT count(*) FROM idempotency.mutex_holders('report')")
+for _ in $(seq 30); do	# PgBouncer sends DISCARD ALL after the transaction
+	held=$(direct -At -c "SELECT count(*) FROM idempotency.mutex_holders('report')")
+	[ "$held" = 0 ] && break
+	sleep 0.1
+done
 [ "$held" = 0 ]
 check pooler/server-reset-query-always $? \
 	"server_reset_query_always = 1 (DISCARD ALL after each transaction): session mutexes held after the transaction: $held"
@@ -289,15 +292,24 @@ wait_cost() {	# wait_cost WAIT -> "claims_ms select1_ms cl_waiting statuses"
 	direct -c "BEGIN" -c "SELECT status FROM idempotency.claim('slow')" -c "SELECT pg_sleep(3)" \
 		-c "SELECT idempotency.complete('slow', '{\"ok\": true}')" -c "COMMIT" >/dev/null &
 	local holder=$!
-	sleep 0.5
+	# until the holder has claimed the key and sleeps
+	for _ in $(seq 100); do
+		[ "$(direct -At -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)'")" = 1 ] && break
+		sleep 0.1
+	done
 	t0=$(now_ms)
 	for i in $(seq $clients); do
 		bouncer -At -c "SELECT status FROM idempotency.claim('slow', wait => '$w')" >"$dir/wait-$i.out" 2>&1 &
 	done
-	sleep 0.3
+	# until clients queue in PgBouncer, or all claims are done
 	local waiting
-	# SHOW POOLS: database, user, cl_active, cl_waiting, ...
-	waiting=$(admin -At -F '|' -c "SHOW POOLS" | awk -F'|' -v db=$db '$1 == db && $2 == "postgres" { print $4 }' | head -1)
+	for _ in $(seq 30); do
+		# SHOW POOLS: database, user, cl_active, cl_waiting, ...
+		waiting=$(admin -At -F '|' -c "SHOW POOLS" | awk -F'|' -v db=$db '$1 == db && $2 == "postgres" { print $4 }' | head -1)
+		[ "${waiting:-0}" -gt 0 ] && break
+		[ -z "$(jobs -pr | grep -vx "$holder")" ] && break
+		sleep 0.1
+	done
 	t1=$(now_ms)
 	bouncer -At -c "SELECT 1" >/dev/null
 	t2=$(now_ms)
