@@ -3,7 +3,7 @@
 # idempotency.control, LICENSE is the PostgreSQL Licence, CHANGELOG.md has a
 # section for the version.
 . "$IDEM_ROOT/test/lib/common.sh"
-cd "$IDEM_ROOT"
+cd "$IDEM_ROOT" || exit 1
 rc=0
 fail() { idem_fail "$1"; rc=1; }
 

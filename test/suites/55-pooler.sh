@@ -39,7 +39,10 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # Direct connections (the cluster's socket) and connections through PgBouncer.
 direct() { idem_psql -d $db "$@"; }
 bouncer() {	# bouncer [-U ROLE] [-d DB] ARGS: psql through PgBouncer
-	PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS= "$PGBINDIR/psql" -X -q -v ON_ERROR_STOP=1 -d $db "$@"
+	PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS='' "$PGBINDIR/psql" -X -q -v ON_ERROR_STOP=1 -d $db "$@"
+}
+bouncer_pgbench() {	# pgbench through PgBouncer
+	PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS='' "$pgbench" "$@"
 }
 
 idem_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" || exit 1
@@ -107,6 +110,7 @@ cleanup() {
 	idem_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS idem_pooled_app" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 printf '"postgres" ""\n"idem_pooled_app" ""\n' | idem_as_server_user tee "$dir/userlist.txt" >/dev/null
 started=0
@@ -142,7 +146,7 @@ cp "$IDEM_ROOT/test/stress/mutex-lost-update.pgb" "$dir/with.sql"
 grep -v mutex_lock "$dir/with.sql" >"$dir/without.sql"
 lost_update_run() {
 	direct -c "TRUNCATE balance" -c "INSERT INTO balance VALUES (1, 0)" || return 1
-	PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS= "$pgbench" -n -M simple -c $wl -j 2 -t $per_client \
+	bouncer_pgbench -n -M simple -c $wl -j 2 -t $per_client \
 		-f "$dir/$1.sql" $db >"$dir/$1.out" 2>&1 || { cat "$dir/$1.out"; return 1; }
 	direct -At -c "SELECT amount FROM balance WHERE id = 1"
 }
@@ -203,7 +207,7 @@ INSERT INTO lease_bad SELECT :client_id::int, :rel::text WHERE :rel::text <> 're
 SQL
 lease_run() {	# lease_run WAIT -> "acquired tries"
 	direct -c "TRUNCATE lease_log, lease_bad" >/dev/null
-	PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS= "$pgbench" -n -M extended -c $clients -j 2 -T 4 \
+	bouncer_pgbench -n -M extended -c $clients -j 2 -T 4 \
 		-D wait="$1" -f "$dir/lease.sql" $db >"$dir/lease-$1.out" 2>&1 || { cat "$dir/lease-$1.out" >&2; return 1; }
 	read -r acquired distinct bad overlap disorder < <(direct -At -F ' ' <<'SQL'
 SELECT (SELECT count(*) FROM lease_log),
@@ -336,7 +340,7 @@ check pooler/wait-holds-server-connection $? \
 # prepared statements through this PgBouncer in transaction mode, two
 # clients sharing database "hazard"'s one server connection.
 echo 'SELECT idempotency.version();' >"$dir/prepared.sql"
-timeout 30 env PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS= "$pgbench" -n -M prepared -c 2 -j 1 -t 5 \
+PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS='' timeout 30 "$pgbench" -n -M prepared -c 2 -j 1 -t 5 \
 	-f "$dir/prepared.sql" hazard >"$dir/prepared.out" 2>&1
 echo "        # pgbench -M prepared, 2 clients through one server connection: $(grep -c 'prepared statement' "$dir/prepared.out") \"prepared statement\" errors ($(grep -m1 -o 'prepared statement "[^"]*" [a-z ]*' "$dir/prepared.out" || echo none))"
 
