@@ -93,7 +93,16 @@ ALTER ROLE regress_pooled_app SET idempotency.session_locks = off;
 SELECT idempotency.mutex_session_try_lock('k');
 \echo :LAST_ERROR_SQLSTATE
 
-\c - postgres
+-- The limit: a startup option (PGOPTIONS) given before the library is
+-- loaded replaces the role's value; when the library loads it is refused
+-- with a warning and the parameter falls back to its default, on.  Loading
+-- the library at server start (shared_preload_libraries) closes this: such
+-- a connection is then refused.  PgBouncer passes no startup options.
+\c "dbname=contrib_regression user=regress_pooled_app options=-cidempotency.session_locks=on"
+SELECT idempotency.mutex_session_try_lock('k') AS locked;
+SELECT idempotency.mutex_session_unlock_all();
+
+\c "dbname=contrib_regression user=postgres options="
 REVOKE SET ON PARAMETER idempotency.session_locks FROM regress_direct_app;
 ALTER ROLE regress_pooled_app RESET idempotency.session_locks;
 REVOKE USAGE ON SCHEMA idempotency FROM regress_pooled_app, regress_direct_app;

@@ -277,10 +277,15 @@ SELECT 'tx=' || idempotency.mutex_lock('report');
 COMMIT;
 SQL
 )
+# A startup option asking for it back does not get through the pooler.
+opt=$(PGHOST=127.0.0.1 PGPORT=$port PGOPTIONS='-c idempotency.session_locks=on' \
+	"$PGBINDIR/psql" -X -At -U idem_pooled_app -d $db -v ON_ERROR_STOP=0 -v VERBOSITY=sqlstate \
+	-c "SELECT idempotency.mutex_session_lock('report')" 2>&1)
 echo "$out" | grep -qx 'state=55000' && echo "$out" | grep -qx 'state=42501' \
-	&& echo "$out" | grep -q 'HINT:  Use idempotency.mutex_lock()' && echo "$out" | grep -q 'tx=true'
+	&& echo "$out" | grep -q 'HINT:  Use idempotency.mutex_lock()' && echo "$out" | grep -q 'tx=true' \
+	&& echo "$opt" | grep -q 'ERROR:  55000'
 check pooler/session-locks-off-per-role $? \
-	"ALTER ROLE idem_pooled_app SET idempotency.session_locks = off: mutex_session_lock through the pooler -> $(echo "$out" | grep -m1 '^state=' | cut -d= -f2), SET ... = on -> $(echo "$out" | grep '^state=' | sed -n 2p | cut -d= -f2), mutex_lock in a transaction works"
+	"ALTER ROLE idem_pooled_app SET idempotency.session_locks = off: mutex_session_lock through the pooler -> $(echo "$out" | grep -m1 '^state=' | cut -d= -f2), SET ... = on -> $(echo "$out" | grep '^state=' | sed -n 2p | cut -d= -f2), with PGOPTIONS='-c idempotency.session_locks=on' -> $(echo "$opt" | tr '\n' ' '), mutex_lock in a transaction works"
 [ $rc = 0 ] || echo "$out"
 
 # ------------------------------------------------------------ what `wait` costs
