@@ -75,6 +75,8 @@ write_ini() {	# write_ini RESET_ALWAYS
 $db = host=$PGHOST port=$PGPORT dbname=$db
 ; one server connection, so that the next client surely gets the same one
 hazard = host=$PGHOST port=$PGPORT dbname=$db pool_size=1
+; session pooling, for comparison
+session = host=$PGHOST port=$PGPORT dbname=$db pool_size=1 pool_mode=session
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -245,6 +247,21 @@ b_try=$(bouncer -d hazard -At -c "SELECT idempotency.mutex_session_try_lock('rep
 check pooler/session-mutex-stays-held $? \
 	"after client A disconnected: holder = '$held_by' server connection; another direct client's try: $direct_try; client B through the pooler: $b_try (it got A's mutex)"
 bouncer -d hazard -c "SELECT idempotency.mutex_session_unlock_all()" >/dev/null
+
+# Session mode, for comparison: the client keeps its server connection
+# until it disconnects, then PgBouncer runs server_reset_query (DISCARD ALL),
+# which releases its session mutexes.
+s_out=$(bouncer -d session -At -c "SELECT idempotency.mutex_session_lock('report')" \
+	-c "SELECT idempotency.mutex_session_unlock('report') AND idempotency.mutex_session_lock('report')" \
+	-c "SELECT scope FROM idempotency.mutex_holders('report')" | tr '\n' ' ')
+for _ in $(seq 30); do
+	held=$(direct -At -c "SELECT count(*) FROM idempotency.mutex_holders('report')")
+	[ "$held" = 0 ] && break
+	sleep 0.1
+done
+[ "$s_out" = "t t session " ] && [ "$held" = 0 ]
+check pooler/session-mode $? \
+	"pool_mode = session: lock, unlock, lock again in one client session: $s_out; held after the client disconnected: $held"
 
 # server_reset_query_always = 1: DISCARD ALL after every transaction releases
 # session mutexes (they then last one transaction, nothing is stranded).
