@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * events.c
- *	  Processed events and idempotency keys (SPEC section 2): mark_processed,
+ *	  Processed events and idempotency keys: mark_processed,
  *	  claim, complete, fail and forget on idempotency.processed_events.
  *
  * Keys.  A record is identified by (owner, scope, key), owner being the

@@ -67,10 +67,31 @@ static void version_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 /* True once this backend has seen SQL objects this library serves. */
 static bool version_checked = false;
 
+/*
+ * idempotency.session_locks: when off, mutex_session_lock and
+ * mutex_session_try_lock are refused (mutex.c).  PGC_SUSET, so that a role
+ * an administrator turned it off for (ALTER ROLE ... SET) cannot turn it
+ * back on.
+ */
+bool		idem_session_locks = true;
+
 void
 _PG_init(void)
 {
-	/* Nothing may use the "idempotency." GUC prefix but this library. */
+	DefineCustomBoolVariable(IDEMPOTENCY_EXTNAME ".session_locks",
+							 "Allows session-scoped keyed mutexes (mutex_session_lock, mutex_session_try_lock).",
+							 "Turn it off for roles that connect through a transaction-pooling proxy, "
+							 "where a session mutex would stay with the server connection.",
+							 &idem_session_locks,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	/*
+	 * Nothing may use the "idempotency." GUC prefix but this library.  After
+	 * the definitions: this drops placeholders of names not defined.
+	 */
 	MarkGUCPrefixReserved(IDEMPOTENCY_EXTNAME);
 
 	CacheRegisterSyscacheCallback(PROCOID, version_inval_callback, (Datum) 0);

@@ -21,6 +21,7 @@
 /* idempotency.c */
 extern void idempotency_check_version(void);
 extern void idem_check_writable(const char *fn);
+extern bool idem_session_locks;	/* GUC idempotency.session_locks */
 
 /* events.c */
 extern void idem_events_init(void);

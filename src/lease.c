@@ -2,7 +2,7 @@
  *
  * lease.c
  *	  Durable leases: table-backed locks with an ETag-like token and a
- *	  fencing token (SPEC section 4).
+ *	  fencing token.
  *
  * A lease is a row of idempotency.leases.  Because it is a row, it survives
  * the end of the transaction, of the connection and of the server; it ends

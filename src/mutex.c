@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * mutex.c
- *	  Keyed mutexes (SPEC section 3): any text key, hashed to 64 bits, locked
+ *	  Keyed mutexes: any text key, hashed to 64 bits, locked
  *	  in the lock manager under the extension's own lock-tag namespace.
  *
  * A mutex is an advisory lock whose tag is (database, hash >> 32,
@@ -24,6 +24,9 @@
  * before the mutex (so a waiting session lock is marked too); if the mutex
  * is not granted the marker is released, and if the wait ends in an error
  * the (sub)transaction abort callback releases it.
+ *
+ * idempotency.session_locks = off (idempotency.c) refuses new session
+ * mutexes with 55000; unlocking still works, so nothing can be stranded.
  *
  * Locking.  The lock manager's partition locks protect everything; the
  * pending marker is backend-local.
@@ -51,6 +54,8 @@
 
 #define MUTEX_MODE(shared)	((shared) ? ShareLock : ExclusiveLock)
 #define MARKER_MODE(shared)	((shared) ? RowShareLock : AccessShareLock)
+
+/* idempotency.session_locks (defined in idempotency.c). */
 
 /* Marker taken for a session mutex that is not granted yet. */
 static LOCKTAG pending_marker;
@@ -199,6 +204,13 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	fn = session
 		? (timeout_arg < 0 ? "mutex_session_try_lock" : "mutex_session_lock")
 		: (timeout_arg < 0 ? "mutex_try_lock" : "mutex_lock");
+	if (session && !idem_session_locks)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("session mutexes are disabled by idempotency.session_locks"),
+				 errdetail("%s() takes a mutex that outlives the transaction; behind a transaction-pooling proxy it would stay with the server connection, held for whichever client gets that connection next.",
+						   fn),
+				 errhint("Use idempotency.mutex_lock() or idempotency.mutex_try_lock(), whose mutex is released at COMMIT or ROLLBACK.")));
 	idem_forbid_parallel(fn);
 	hash = mutex_key_hash(fcinfo, 0, &key, &len);
 	timeout = timeout_arg < 0 ? 0 : mutex_arg_timeout(fcinfo, timeout_arg, fn);

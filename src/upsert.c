@@ -3,7 +3,7 @@
  * upsert.c
  *	  Atomic insert-or-get and upsert for any table and key:
  *	  idempotent_upsert, get_or_create, update_or_create and
- *	  idempotent_upsert_many (SPEC section 1).
+ *	  idempotent_upsert_many.
  *
  * Design
  * ------

@@ -1,4 +1,4 @@
-// The seeds' webhook scenario through node-postgres: the same event
+// The webhook scenario through node-postgres: the same event
 // delivered 200 times at once through a pool is processed exactly once,
 // and the 199 other deliveries replay the stored result.  Both usage
 // patterns: the work in the caller's transaction, and the work outside the

@@ -1,4 +1,4 @@
-// Keyed mutexes through node-postgres: the seed's in-process keyed mutex
+// Keyed mutexes through node-postgres: an in-process keyed mutex's
 // API (run(key, task) -> task's result; sequential per key; an error in a
 // task does not stop the next one) rebuilt on idempotency.mutex_lock, with
 // tasks spread over the connections of a pool.

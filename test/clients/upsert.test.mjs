@@ -1,4 +1,4 @@
-// seeds/004 through a real driver: many concurrent "create the account for
+// Insert-or-get through a real driver: many concurrent "create the account for
 // this email" calls through a node-postgres pool of 20 connections.  Every
 // call must be fulfilled with the same row; the table ends with one row.
 import { test, before, after } from 'node:test';
@@ -36,11 +36,11 @@ async function race(n, email) {
 }
 
 test('25 concurrent get_or_create calls for one new email: one row, one id', async () => {
-  await race(25, 'seed004-25@example.com');
+  await race(25, 'race-25@example.com');
 });
 
 test('500 concurrent get_or_create calls for one new email: one row, one id', async () => {
-  await race(500, 'seed004-500@example.com');
+  await race(500, 'race-500@example.com');
 });
 
 test('idempotent_upsert_many and update_or_create through the driver', async () => {

@@ -8,6 +8,7 @@ set -euo pipefail
 . "$IDEM_ROOT/test/lib/common.sh"
 psql() { "$PGBINDIR/psql" -X -v ON_ERROR_STOP=1 "$@"; }
 
+echo "-- A table of accounts, unique on email:"
 psql -e -q <<'SQL'
 CREATE TABLE accounts (
     id         bigserial PRIMARY KEY,
@@ -30,18 +31,19 @@ wait
 cat "$dir"/*.out | sort | uniq -c | awk '{ printf "--   %2d sessions got: id %s, created %s\n", $1, $2, $3 }'
 
 psql -e <<'SQL'
+\echo '-- One row, whatever the 50 sessions did:'
 SELECT count(*) AS rows, min(id) AS id, min(email) AS email FROM accounts;
 
--- The existing row comes back unchanged: no write, no transaction id.
+\echo '-- The existing row comes back unchanged: no write, no transaction id.'
 BEGIN;
 SELECT id, email, plan FROM idempotency.idempotent_upsert(NULL::accounts, '{"email": "ada@example.com", "plan": "pro"}');
 SELECT txid_current_if_assigned() AS xid_assigned;
 COMMIT;
 
--- update_or_create sets the given columns (and writes nothing if they match).
+\echo '-- update_or_create sets the given columns (and writes nothing if they match).'
 SELECT (item).plan, created FROM idempotency.update_or_create(NULL::accounts, '{"email": "ada@example.com", "plan": "pro"}');
 
--- A batch, in input order; a repeated key returns the same row.
+\echo '-- A batch, in input order; a repeated key returns the same row.'
 SELECT id, email FROM idempotency.idempotent_upsert_many(NULL::accounts,
     '[{"email": "bob@example.com"}, {"email": "ada@example.com"}, {"email": "bob@example.com"}]');
 SQL

@@ -22,3 +22,14 @@ psql -e -c "SELECT idempotency.mutex_try_lock('checkout:order:43') AS other_orde
 echo "-- Session B waits its turn (arrival order) and runs once A commits:"
 psql -e -c "SELECT idempotency.mutex_lock('checkout:order:42', timeout => '10 s') AS b_locked_after_a, clock_timestamp()"
 wait $a
+
+echo "-- Behind a transaction-pooling proxy (PgBouncer pool_mode = transaction) a session"
+echo "-- mutex would stay with the server connection; an administrator turns them off"
+echo "-- for the application's role:"
+psql -e -c "CREATE ROLE demo_pooled_app LOGIN" -c "GRANT USAGE ON SCHEMA idempotency TO demo_pooled_app" \
+	-c "ALTER ROLE demo_pooled_app SET idempotency.session_locks = off"
+echo "-- The ERROR below is expected (SQLSTATE 55000): that role's session mutex is refused:"
+psql -U demo_pooled_app -e -v ON_ERROR_STOP=0 -c "SELECT idempotency.mutex_session_lock('report')" || true
+echo "-- Its transaction mutexes work as before:"
+psql -U demo_pooled_app -e -c "BEGIN" -c "SELECT idempotency.mutex_lock('report') AS locked" -c "COMMIT"
+psql -c "REVOKE USAGE ON SCHEMA idempotency FROM demo_pooled_app" -c "DROP ROLE demo_pooled_app"

@@ -1,7 +1,6 @@
 -- Durable leases: a lock that outlives the transaction and the connection,
--- with an ETag-like token and a fencing token.  The HTTP mutex service of
--- the seeds, as SQL:  POST = lease_acquire, DELETE = lease_release,
--- GET = lease_status.
+-- with an ETag-like token and a fencing token.  An HTTP lock service, as
+-- SQL:  POST = lease_acquire, DELETE = lease_release, GET = lease_status.
 
 -- POST /api/nightly-report  -> 201 (acquired)
 SELECT status, token, fencing_token, holder, expires_at - acquired_at AS ttl
@@ -43,6 +42,7 @@ UPDATE report_output SET body = 'written by worker-b', fencing_token = :b_fencin
  WHERE id = 1 AND fencing_token < :b_fencing_token;
 
 -- worker-a wakes up and tries to write again: lease_assert refuses (55P03)...
+-- The ERROR below is expected: worker-a's lease was handed over.
 \set ON_ERROR_STOP 0
 SELECT idempotency.lease_assert('nightly-report', :'a_token');
 \set ON_ERROR_STOP 1

@@ -72,6 +72,9 @@ idem_ensure_deps() {
 		command -v node >/dev/null || pkgs+=(nodejs)
 		command -v npm >/dev/null || pkgs+=(npm)
 	fi
+	if [ "${IDEM_NEED_PGBOUNCER:-1}" = 1 ]; then
+		command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || pkgs+=(pgbouncer)
+	fi
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 
 	if idem_is_root; then

@@ -1,5 +1,5 @@
 -- processed_events: every status and error of mark_processed, claim,
--- complete, fail, forget and purge (SPEC section 2).
+-- complete, fail, forget and purge.
 
 -- Error details name fencing tokens: start the sequence afresh so that the
 -- expected output does not depend on the tests that ran before.

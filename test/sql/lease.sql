@@ -1,5 +1,5 @@
--- Durable leases (SPEC section 4): every status, every error, and the
--- seeds' HTTP mutex service walked through call by call.
+-- Durable leases: every status, every error, and the
+-- HTTP lock service it stands for walked through call by call.
 \set VERBOSITY terse
 
 -- Errors with their SQLSTATE, random tokens and timestamps masked.

@@ -1,4 +1,4 @@
--- Keyed mutexes (SPEC section 3): arguments, scopes, re-entrancy, modes,
+-- Keyed mutexes: arguments, scopes, re-entrancy, modes,
 -- unlock of a lock not held, the private lock-tag namespace, running out of
 -- lock table space.  Races between sessions are in test/specs/mutex-*.spec.
 

@@ -1,5 +1,5 @@
--- idempotent_upsert, get_or_create, update_or_create, idempotent_upsert_many
--- (SPEC section 1): key inference, type conversion, defaults, triggers,
+-- idempotent_upsert, get_or_create, update_or_create, idempotent_upsert_many:
+-- key inference, type conversion, defaults, triggers,
 -- partitions, privileges, RLS, refused relations, hostile identifiers,
 -- cache invalidation and the zero-write hit path.
 
