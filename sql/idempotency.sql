@@ -242,6 +242,7 @@ BEGIN
                   DETAIL = pg_catalog.format('The batch size was %s.', batch_size),
                   HINT = 'Pass a positive batch size to idempotency.purge(), or omit it for 10000.';
     END IF;
+    PERFORM idempotency.stats_purge_begin();
     LOOP
         DELETE FROM idempotency.processed_events p
          WHERE p.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
@@ -254,6 +255,7 @@ BEGIN
         total := total OPERATOR(pg_catalog.+) n;
         EXIT WHEN n OPERATOR(pg_catalog.<) batch_size;
     END LOOP;
+    PERFORM idempotency.stats_purge_end(total);
     RETURN total;
 END
 $purge$;
@@ -409,3 +411,70 @@ CREATE FUNCTION idempotency.lease_assert(key text, token uuid)
 
 COMMENT ON FUNCTION idempotency.lease_assert(text, uuid) IS
     'fencing token of your live lease, locked until commit; 55P03 when the lease is not yours';
+
+
+---------------------------------------------------------------------------
+-- 5. Observability: idempotency.stats (src/stats.c)
+---------------------------------------------------------------------------
+
+-- Counters per (operation, outcome), cluster-wide when the library is in
+-- shared_preload_libraries, else per session.  They hold no keys or values:
+-- everyone may read them; only superusers may reset them.
+CREATE FUNCTION idempotency.stats_read(
+        OUT operation pg_catalog.text, OUT outcome pg_catalog.text,
+        OUT calls pg_catalog.int8, OUT total_ms pg_catalog.float8,
+        OUT mean_ms pg_catalog.float8, OUT p50_ms pg_catalog.float8,
+        OUT p95_ms pg_catalog.float8, OUT p99_ms pg_catalog.float8,
+        OUT max_ms pg_catalog.float8, OUT wait_calls pg_catalog.int8,
+        OUT wait_ms pg_catalog.float8)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'idempotency_stats_read'
+    LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION idempotency.stats_read() IS
+    'the rows of the idempotency.stats view';
+
+CREATE VIEW idempotency.stats AS
+    SELECT s.operation, s.outcome, s.calls, s.total_ms, s.mean_ms,
+           s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms, s.wait_calls, s.wait_ms
+      FROM idempotency.stats_read() s;
+
+COMMENT ON VIEW idempotency.stats IS
+    'calls, latency percentiles and wait time per operation and outcome of the idempotency functions';
+
+GRANT SELECT ON idempotency.stats TO PUBLIC;
+
+CREATE FUNCTION idempotency.stats_reset()
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'idempotency_stats_reset'
+    LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION idempotency.stats_reset() IS
+    'zero the counters of idempotency.stats (superuser only unless granted)';
+
+REVOKE EXECUTE ON FUNCTION idempotency.stats_reset() FROM PUBLIC;
+
+CREATE FUNCTION idempotency.stats_scope()
+    RETURNS pg_catalog.text
+    AS 'MODULE_PATHNAME', 'idempotency_stats_scope'
+    LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION idempotency.stats_scope() IS
+    'what idempotency.stats counts: cluster (library in shared_preload_libraries) or session';
+
+-- Used by purge(), which is PL/pgSQL, to be counted like the C functions.
+CREATE FUNCTION idempotency.stats_purge_begin()
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'idempotency_stats_purge_begin'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.stats_purge_begin() IS
+    'internal: purge() calls it first, to be counted in idempotency.stats';
+
+CREATE FUNCTION idempotency.stats_purge_end(pg_catalog.int8)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'idempotency_stats_purge_end'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.stats_purge_end(pg_catalog.int8) IS
+    'internal: purge() calls it last with the number of rows it deleted';

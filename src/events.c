@@ -625,6 +625,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	bool		inserted = false;
 	int			attempt;
 
+	idem_stats_begin(IDEM_OP_MARK_PROCESSED);
 	idempotency_check_version();
 	idem_forbid_parallel("idempotency.mark_processed()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
@@ -666,6 +667,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
+	idem_stats_end(inserted ? IDEM_OC_NEW : IDEM_OC_DUPLICATE);
 	PG_RETURN_BOOL(inserted);
 }
 
@@ -777,6 +779,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	bool		done = false;
 	MemoryContext callcxt = CurrentMemoryContext;
 
+	idem_stats_begin(IDEM_OP_CLAIM);
 	idempotency_check_version();
 	idem_forbid_parallel("idempotency.claim()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
@@ -821,11 +824,13 @@ idempotency_claim(PG_FUNCTION_ARGS)
 		{
 			if (fingerprint_mismatch(row.fingerprint, fingerprint))
 			{
+				idem_stats_note(IDEM_OC_MISMATCH);
 				res = claim_result_from_row(fcinfo, "mismatch", &row);
 				break;
 			}
 			if (row.status != 'i')
 			{
+				idem_stats_note(row.status == 'c' ? IDEM_OC_COMPLETED : IDEM_OC_FAILED);
 				res = claim_result_from_row(fcinfo,
 											row.status == 'c' ? "completed" : "failed",
 											&row);
@@ -838,6 +843,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 
 				if (now >= deadline || !idem_keywait_sleep(&kw, until))
 				{
+					idem_stats_note(IDEM_OC_IN_PROGRESS);
 					res = claim_result_from_row(fcinfo, "in_progress", &row);
 					break;
 				}
@@ -854,6 +860,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 		if (!event_lock(&tag, timeout_ms))
 		{
 			/* An uncommitted claim holds the key: nothing to show of it. */
+			idem_stats_note(IDEM_OC_IN_PROGRESS);
 			res = claim_result(fcinfo, "in_progress", 0, true, 0, true, NULL,
 							   0, true, 0, true, 0, true);
 			break;
@@ -908,6 +915,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 								   DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)),
 								   false, locked_until, false);
 				remember_claim(&ek, &token, require_complete);
+				idem_stats_note(takeover ? IDEM_OC_TAKEOVER : IDEM_OC_CLAIMED);
 				/* Keep the EVENT lock until the end of the transaction. */
 				done = true;
 			}
@@ -918,6 +926,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	SPI_finish();
 	idem_keywait_end(&kw);
 
+	idem_stats_end(IDEM_OC_NONE);
 	PG_RETURN_DATUM(res);
 }
 
@@ -1022,12 +1031,14 @@ idempotency_complete(PG_FUNCTION_ARGS)
 {
 	EventKey	ek;
 
+	idem_stats_begin(IDEM_OP_COMPLETE);
 	idempotency_check_version();
 	idem_forbid_parallel("idempotency.complete()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "complete");
 	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(3), PG_ARGISNULL(3), 'c',
 				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), false);
+	idem_stats_end(IDEM_OC_OK);
 	PG_RETURN_VOID();
 }
 
@@ -1037,6 +1048,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 {
 	EventKey	ek;
 
+	idem_stats_begin(IDEM_OP_FAIL);
 	idempotency_check_version();
 	idem_forbid_parallel("idempotency.fail()");
 	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
@@ -1048,6 +1060,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 				 errhint("Pass true (free the key) or false (store and replay the error) as retryable to idempotency.fail().")));
 	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(4), PG_ARGISNULL(4), 'f',
 				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), PG_GETARG_BOOL(2));
+	idem_stats_end(IDEM_OC_OK);
 	PG_RETURN_VOID();
 }
 

@@ -58,6 +58,8 @@ static bool version_checked = false;
 void
 _PG_init(void)
 {
+	idem_stats_init();
+
 	/* Nothing may use the "idempotency." GUC prefix but this library. */
 	MarkGUCPrefixReserved(IDEMPOTENCY_EXTNAME);
 

@@ -551,6 +551,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	bool		nulls[6];
 	int			retries = 0;
 
+	idem_stats_begin(IDEM_OP_LEASE_ACQUIRE);
 	idempotency_check_version();
 	idem_forbid_parallel("lease_acquire()");
 	key = lease_key_arg(fcinfo, 0);
@@ -619,6 +620,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
 	SPI_finish();
+	idem_stats_end_status(acquire_status_names[status]);
 	return (Datum) 0;
 }
 
@@ -642,6 +644,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
+	idem_stats_begin(IDEM_OP_LEASE_RENEW);
 	idempotency_check_version();
 	idem_forbid_parallel("lease_renew()");
 	key = lease_key_arg(fcinfo, 0);
@@ -673,6 +676,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
 	SPI_finish();
+	idem_stats_end(nulls[1] ? IDEM_OC_LOST : IDEM_OC_RENEWED);
 	return (Datum) 0;
 }
 
@@ -690,6 +694,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	char		nulls[3] = "   ";
 	int			retries = 0;
 
+	idem_stats_begin(IDEM_OP_LEASE_RELEASE);
 	idempotency_check_version();
 	idem_forbid_parallel("lease_release()");
 	key = lease_key_arg(fcinfo, 0);
@@ -739,6 +744,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
+	idem_stats_end_status(result);
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
@@ -795,6 +801,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	char	   *keystr;
 	char	   *tokstr;
 
+	idem_stats_begin(IDEM_OP_LEASE_ASSERT);
 	idempotency_check_version();
 	idem_forbid_parallel("lease_assert()");
 	key = lease_key_arg(fcinfo, 0);
@@ -813,6 +820,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 											  SPI_tuptable->tupdesc, 1,
 											  &isnull));
 		SPI_finish();
+		idem_stats_end(IDEM_OC_OK);
 		PG_RETURN_INT64(fencing);
 	}
 

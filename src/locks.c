@@ -139,7 +139,13 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 	 */
 	if (timeout_ms < 0)
 	{
+		/* A call being counted tries first, to learn whether it waits. */
+		if (idem_stats_depth > 0 &&
+			LockAcquire(tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
+			return true;
+		idem_stats_wait_start();
 		(void) LockAcquire(tag, mode, session, false);
+		idem_stats_wait_stop();
 		return true;
 	}
 
@@ -155,6 +161,7 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 	 */
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
+	idem_stats_wait_start();
 
 	PG_TRY();
 	{
@@ -171,6 +178,7 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 		}
 		PG_END_TRY();
 
+		idem_stats_wait_stop();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -180,6 +188,7 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 	{
 		ErrorData  *edata;
 
+		idem_stats_wait_stop();
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -244,8 +253,10 @@ idem_keywait_sleep(IdemKeyWait *w, TimestampTz until)
 	if (ms <= 0 && GetCurrentTimestamp() >= until)
 		return false;
 
+	idem_stats_wait_start();
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 Max(ms, 1), PG_WAIT_EXTENSION);
+	idem_stats_wait_stop();
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	return true;

@@ -1227,6 +1227,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			if (!differs)
 			{
 				*created = false;
+				idem_stats_note(attempt > 0 ? IDEM_OC_CONFLICT : IDEM_OC_EXISTING);
 				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			}
 
@@ -1234,6 +1235,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			if (upsert_exec(e, STMT_UPDATE, nullmask, values, nulls, 1) > 0)
 			{
 				*created = false;
+				idem_stats_note(IDEM_OC_UPDATED);
 				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			}
 
@@ -1278,6 +1280,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 		if (upsert_exec(e, STMT_INSERT, nullmask, values, nulls, 1) > 0)
 		{
 			*created = true;
+			idem_stats_note(IDEM_OC_INSERTED);
 			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		}
 
@@ -1501,6 +1504,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	if (upsert_direct_lookup(e, op, nullmask, values, &row, &probed))
 	{
 		*created = false;
+		idem_stats_note(IDEM_OC_EXISTING);
 		return row;
 	}
 
@@ -1531,15 +1535,23 @@ Datum
 idem_upsert(PG_FUNCTION_ARGS)
 {
 	bool		created;
+	Datum		row;
 
-	PG_RETURN_DATUM(upsert_single(fcinfo, UPSERT_GET, "idempotent_upsert", &created));
+	idem_stats_begin(IDEM_OP_UPSERT);
+	row = upsert_single(fcinfo, UPSERT_GET, "idempotent_upsert", &created);
+	idem_stats_end(IDEM_OC_NONE);
+	PG_RETURN_DATUM(row);
 }
 
 Datum
 idem_get_or_create(PG_FUNCTION_ARGS)
 {
 	bool		created;
-	Datum		row = upsert_single(fcinfo, UPSERT_GET, "get_or_create", &created);
+	Datum		row;
+
+	idem_stats_begin(IDEM_OP_GET_OR_CREATE);
+	row = upsert_single(fcinfo, UPSERT_GET, "get_or_create", &created);
+	idem_stats_end(IDEM_OC_NONE);
 
 	PG_RETURN_DATUM(upsert_result_pair(fcinfo, row, created));
 }
@@ -1548,7 +1560,11 @@ Datum
 idem_update_or_create(PG_FUNCTION_ARGS)
 {
 	bool		created;
-	Datum		row = upsert_single(fcinfo, UPSERT_UPDATE, "update_or_create", &created);
+	Datum		row;
+
+	idem_stats_begin(IDEM_OP_UPDATE_OR_CREATE);
+	row = upsert_single(fcinfo, UPSERT_UPDATE, "update_or_create", &created);
+	idem_stats_end(IDEM_OC_NONE);
 
 	PG_RETURN_DATUM(upsert_result_pair(fcinfo, row, created));
 }
@@ -1582,6 +1598,7 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 	JsonbValue	v;
 	JsonbIteratorToken r;
 
+	idem_stats_begin(IDEM_OP_UPSERT_MANY);
 	idempotency_check_version();
 	idem_forbid_parallel(fname);
 	if (PG_ARGISNULL(1))
@@ -1689,6 +1706,7 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		for (i = 0; i < grp->n; i++)
 			if (rows[grp->ords[i] - 1] == (Datum) 0)
 				missing[nmissing++] = grp->ords[i];
+		idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
 
 		args[0] = JsonbPGetDatum(arr);
 		args[1] = e->emptyrow;
@@ -1719,6 +1737,8 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 			for (i = 0, n = 0; i < nmissing; i++)
 				if (rows[missing[i] - 1] == (Datum) 0)
 					missing[n++] = missing[i];
+			idem_stats_note_n(round == 0 ? IDEM_OC_EXISTING : round == 1 ? IDEM_OC_INSERTED : IDEM_OC_CONFLICT,
+							  nmissing - n);
 			nmissing = n;
 		}
 
@@ -1748,5 +1768,6 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		tup.t_data = th;
 		tuplestore_puttuple(rsinfo->setResult, &tup);
 	}
+	idem_stats_end(IDEM_OC_NONE);
 	return (Datum) 0;
 }
