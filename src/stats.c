@@ -225,24 +225,31 @@ static void stats_xact_callback(XactEvent event, void *arg);
 static void stats_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 
+/* Set every counter to 0; init: for the first time (a new struct). */
 static void
-stats_init_data(StatsData *data)
+stats_zero(StatsData *data, bool init)
 {
 	int			o,
-				s,
-				b;
+				s;
+	size_t		i;
 
 	for (o = 0; o < IDEM_OP_COUNT; o++)
 		for (s = 0; s < STATS_SLOTS; s++)
 		{
 			StatsCell  *c = &data->cells[o][s];
+			pg_atomic_uint64 *counters[] = {&c->total_ns, &c->max_ns,
+			&c->wait_calls, &c->wait_ns};
 
-			pg_atomic_init_u64(&c->total_ns, 0);
-			pg_atomic_init_u64(&c->max_ns, 0);
-			pg_atomic_init_u64(&c->wait_calls, 0);
-			pg_atomic_init_u64(&c->wait_ns, 0);
-			for (b = 0; b < STATS_NBUCKETS; b++)
-				pg_atomic_init_u64(&c->buckets[b], 0);
+			for (i = 0; i < lengthof(counters) + STATS_NBUCKETS; i++)
+			{
+				pg_atomic_uint64 *a = (i < lengthof(counters))
+				? counters[i] : &c->buckets[i - lengthof(counters)];
+
+				if (init)
+					pg_atomic_init_u64(a, 0);
+				else
+					pg_atomic_write_u64(a, 0);
+			}
 		}
 }
 
@@ -254,7 +261,7 @@ stats_data(void)
 	{
 		StatsData  *data = MemoryContextAlloc(TopMemoryContext, sizeof(StatsData));
 
-		stats_init_data(data);
+		stats_zero(data, true);
 		stats = data;
 	}
 	return stats;
@@ -314,7 +321,7 @@ stats_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	data = ShmemInitStruct(STATS_SHMEM_NAME, sizeof(StatsData), &found);
 	if (!found)
-		stats_init_data(data);
+		stats_zero(data, true);
 	LWLockRelease(AddinShmemInitLock);
 
 	stats = data;
@@ -476,7 +483,7 @@ idem_stats_tally(IdemStatsOutcome oc, uint64 n)
 		return;
 	call = &calls[idem_stats_depth - 1];
 	s = stats_slot(call->op, oc);
-	Assert(s > 0);
+	/* Not an outcome of the innermost call (track was turned on inside it)? */
 	if (s > 0)
 		call->tally[s] += n;
 }
@@ -498,8 +505,7 @@ idem_stats_pop(IdemStatsOutcome oc)
 	{
 		int			s = stats_slot(call->op, oc);
 
-		Assert(s > 0);
-		if (s > 0)
+			if (s > 0)
 			call->tally[s]++;
 	}
 	idem_stats_depth--;
@@ -688,25 +694,8 @@ idempotency_stats_read(PG_FUNCTION_ARGS)
 Datum
 idempotency_stats_reset(PG_FUNCTION_ARGS)
 {
-	StatsData  *data;
-	int			o,
-				s,
-				b;
-
 	idempotency_check_version();
-	data = stats_data();
-	for (o = 0; o < IDEM_OP_COUNT; o++)
-		for (s = 0; s < STATS_SLOTS; s++)
-		{
-			StatsCell  *c = &data->cells[o][s];
-
-			pg_atomic_write_u64(&c->total_ns, 0);
-			pg_atomic_write_u64(&c->max_ns, 0);
-			pg_atomic_write_u64(&c->wait_calls, 0);
-			pg_atomic_write_u64(&c->wait_ns, 0);
-			for (b = 0; b < STATS_NBUCKETS; b++)
-				pg_atomic_write_u64(&c->buckets[b], 0);
-		}
+	stats_zero(stats_data(), false);
 	PG_RETURN_VOID();
 }
 
