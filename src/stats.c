@@ -30,9 +30,11 @@
  * A reader sees each counter atomically but not the cell as a whole; a
  * reset (atomic writes of 0) racing with calls can leave a cell whose
  * counters disagree by those calls, which the next reset clears.  The
- * shared struct lives as long as the postmaster; the local one as long as
- * the backend.  The struct is written once, at creation (under
- * AddinShmemInitLock for the shared one).
+ * shared struct is created and zeroed once, under AddinShmemInitLock, and
+ * lives as long as the shared memory (a restart, or a crash and
+ * reinitialization, zeroes it); the local one is allocated when the
+ * backend first counts, reads or resets, and lives as long as the backend.
+ * After creation only the counters change; the layout never does.
  *
  * Calls in flight.  idem_stats_begin() pushes the operation, its start
  * time and the current subtransaction id on a small backend-local stack;
@@ -59,7 +61,10 @@
  * that an ERROR interrupts is closed by the abort callback.
  *
  * idempotency.track = off: begin, note and end cost one branch each and
- * nothing is pushed, so nothing is counted.
+ * nothing is pushed, so nothing is counted.  The three functions test the
+ * setting each time, so a function declared SET idempotency.track = off
+ * that runs inside a counted call pushes and pops nothing, and the call
+ * around it is counted normally.
  *
  *-------------------------------------------------------------------------
  */
