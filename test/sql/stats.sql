@@ -30,6 +30,11 @@ SELECT (item).v, created FROM idempotency.update_or_create(NULL::stats_t, '{"k":
 SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::stats_t,
   '[{"k": "a"}, {"k": "b"}, {"k": "d"}, {"k": "e"}]');
 SELECT * FROM regress_stats;
+-- A key repeated within one batch: each element counts (as inserted).
+SELECT idempotency.stats_reset();
+SELECT count(DISTINCT id) FROM idempotency.idempotent_upsert_many(NULL::stats_t,
+  '[{"k": "x"}, {"k": "x"}, {"k": "a"}]');
+SELECT * FROM regress_stats;
 
 -- A conflict, with nested calls: a BEFORE INSERT trigger inserts the key
 -- first through get_or_create (counted as inserted), so the outer call's
