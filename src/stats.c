@@ -224,6 +224,8 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+static inline StatsCall *stats_innermost(void);
+static void stats_close_wait(StatsCall *call);
 static void stats_shmem_request(void);
 static void stats_shmem_startup(void);
 static void stats_xact_callback(XactEvent event, void *arg);
@@ -423,12 +425,7 @@ stats_count(StatsCall *call, bool error)
 	uint64		n = 0;
 	int			s;
 
-	if (call->waiting)
-	{
-		call->wait_ns += stats_elapsed_ns(&call->wait_start);
-		call->waiting = false;
-	}
-
+	stats_close_wait(call);
 	if (error)
 	{
 		stats_add(&data->cells[call->op][0], 1, dur, call->waited, call->wait_ns);
@@ -481,12 +478,11 @@ idem_stats_push(IdemStatsOp op)
 void
 idem_stats_tally(IdemStatsOutcome oc, uint64 n)
 {
-	StatsCall  *call;
+	StatsCall  *call = stats_innermost();
 	int			s;
 
-	if (idem_stats_depth == 0 || calls_untracked > 0)
+	if (call == NULL)
 		return;
-	call = &calls[idem_stats_depth - 1];
 	s = stats_slot(call->op, oc);
 	/* Not an outcome of the innermost call (track was turned on inside it)? */
 	if (s > 0)
@@ -528,14 +524,33 @@ idem_stats_outcome_by_name(const char *name)
 	return IDEM_OC_NONE;
 }
 
+/* The innermost call in flight, if it is tracked. */
+static inline StatsCall *
+stats_innermost(void)
+{
+	if (idem_stats_depth == 0 || calls_untracked > 0)
+		return NULL;
+	return &calls[idem_stats_depth - 1];
+}
+
+/* Add the wait in progress, if any, to the call's wait time. */
+static void
+stats_close_wait(StatsCall *call)
+{
+	if (call->waiting)
+	{
+		call->wait_ns += stats_elapsed_ns(&call->wait_start);
+		call->waiting = false;
+	}
+}
+
 void
 idem_stats_wait_start_(void)
 {
-	StatsCall  *call;
+	StatsCall  *call = stats_innermost();
 
-	if (calls_untracked > 0)
+	if (call == NULL)
 		return;
-	call = &calls[idem_stats_depth - 1];
 	INSTR_TIME_SET_CURRENT(call->wait_start);
 	call->waiting = true;
 	call->waited = true;
@@ -544,16 +559,10 @@ idem_stats_wait_start_(void)
 void
 idem_stats_wait_stop_(void)
 {
-	StatsCall  *call;
+	StatsCall  *call = stats_innermost();
 
-	if (calls_untracked > 0)
-		return;
-	call = &calls[idem_stats_depth - 1];
-	if (call->waiting)
-	{
-		call->wait_ns += stats_elapsed_ns(&call->wait_start);
-		call->waiting = false;
-	}
+	if (call != NULL)
+		stats_close_wait(call);
 }
 
 /*
