@@ -36,4 +36,19 @@
 #define IdemVxidGetProc(vxid) BackendIdGetProc((vxid).backendId)
 #endif
 
+/*
+ * Shared memory is requested from shmem_request_hook from 15 on; before, in
+ * _PG_init itself.
+ */
+#if PG_VERSION_NUM >= 150000
+#define IDEM_HAVE_SHMEM_REQUEST_HOOK 1
+#endif
+
+/* An instr_time in nanoseconds: INSTR_TIME_GET_NANOSEC appeared in 16. */
+#if PG_VERSION_NUM >= 160000
+#define IdemInstrTimeGetNanosec(t) ((uint64) INSTR_TIME_GET_NANOSEC(t))
+#else
+#define IdemInstrTimeGetNanosec(t) ((uint64) (INSTR_TIME_GET_DOUBLE(t) * 1000000000.0))
+#endif
+
 #endif							/* IDEMPOTENCY_COMPAT_H */

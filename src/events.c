@@ -587,6 +587,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	bool		inserted = false;
 	int			attempt;
 
+	idem_stats_begin(IDEM_OP_MARK_PROCESSED);
 	idempotency_check_version();
 	idem_check_writable("mark_processed");
 	idem_forbid_parallel("idempotency.mark_processed()");
@@ -629,6 +630,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	}
 	idem_spi_end(&spi);
 
+	idem_stats_end(inserted ? IDEM_OC_NEW : IDEM_OC_DUPLICATE);
 	PG_RETURN_BOOL(inserted);
 }
 
@@ -741,6 +743,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	bool		done = false;
 	MemoryContext callcxt = CurrentMemoryContext;
 
+	idem_stats_begin(IDEM_OP_CLAIM);
 	idempotency_check_version();
 	idem_check_writable("claim");
 	idem_forbid_parallel("idempotency.claim()");
@@ -786,11 +789,13 @@ idempotency_claim(PG_FUNCTION_ARGS)
 		{
 			if (fingerprint_mismatch(row.fingerprint, fingerprint))
 			{
+				idem_stats_note(IDEM_OC_MISMATCH);
 				res = claim_result_from_row(fcinfo, "mismatch", &row);
 				break;
 			}
 			if (row.status != 'i')
 			{
+				idem_stats_note(row.status == 'c' ? IDEM_OC_COMPLETED : IDEM_OC_FAILED);
 				res = claim_result_from_row(fcinfo,
 											row.status == 'c' ? "completed" : "failed",
 											&row);
@@ -803,6 +808,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 
 				if (now >= deadline || !idem_keywait_sleep(&kw, until))
 				{
+					idem_stats_note(IDEM_OC_IN_PROGRESS);
 					res = claim_result_from_row(fcinfo, "in_progress", &row);
 					break;
 				}
@@ -819,6 +825,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 		if (!event_lock(&tag, timeout_ms))
 		{
 			/* An uncommitted claim holds the key: nothing to show of it. */
+			idem_stats_note(IDEM_OC_IN_PROGRESS);
 			res = claim_result(fcinfo, "in_progress", 0, true, 0, true, NULL,
 							   0, true, 0, true, 0, true);
 			break;
@@ -872,6 +879,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 								   DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)),
 								   false, locked_until, false);
 				remember_claim(&ek, &token, require_complete);
+				idem_stats_note(takeover ? IDEM_OC_TAKEOVER : IDEM_OC_CLAIMED);
 				/* Keep the EVENT lock until the end of the transaction. */
 				done = true;
 			}
@@ -882,6 +890,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	idem_spi_end(&spi);
 	idem_keywait_end(&kw);
 
+	idem_stats_end(IDEM_OC_NONE);
 	PG_RETURN_DATUM(res);
 }
 
@@ -987,6 +996,7 @@ idempotency_complete(PG_FUNCTION_ARGS)
 {
 	EventKey	ek;
 
+	idem_stats_begin(IDEM_OP_COMPLETE);
 	idempotency_check_version();
 	idem_check_writable("complete");
 	idem_forbid_parallel("idempotency.complete()");
@@ -994,6 +1004,7 @@ idempotency_complete(PG_FUNCTION_ARGS)
 						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "complete");
 	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(3), PG_ARGISNULL(3), 'c',
 				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), false);
+	idem_stats_end(IDEM_OC_OK);
 	PG_RETURN_VOID();
 }
 
@@ -1003,6 +1014,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 {
 	EventKey	ek;
 
+	idem_stats_begin(IDEM_OP_FAIL);
 	idempotency_check_version();
 	idem_check_writable("fail");
 	idem_forbid_parallel("idempotency.fail()");
@@ -1015,6 +1027,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 				 errhint("Pass true (free the key) or false (store and replay the error) as retryable to idempotency.fail().")));
 	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(4), PG_ARGISNULL(4), 'f',
 				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), PG_GETARG_BOOL(2));
+	idem_stats_end(IDEM_OC_OK);
 	PG_RETURN_VOID();
 }
 
@@ -1082,6 +1095,7 @@ idempotency_purge(PG_FUNCTION_ARGS)
 				 errhint("Pass a positive batch size to idempotency.purge(), or omit it for 10000.")));
 
 	idem_check_writable("purge");
+	idem_stats_begin(IDEM_OP_PURGE);
 
 	idem_spi_begin(&spi, "processed_events");
 	/* GetUserId() is the table owner now. */
@@ -1097,6 +1111,10 @@ idempotency_purge(PG_FUNCTION_ARGS)
 		total += n;
 	} while (n >= (uint64) batch);
 	idem_spi_end(&spi);
+	/* purge counts the rows it deleted: calls = rows */
+	if (total > 0)
+		idem_stats_note_n(IDEM_OC_ROWS, (uint64) total);
+	idem_stats_end(IDEM_OC_NONE);
 
 	PG_RETURN_INT64(total);
 }

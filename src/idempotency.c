@@ -78,6 +78,8 @@ bool		idem_session_locks = true;
 void
 _PG_init(void)
 {
+	idem_stats_init();
+
 	DefineCustomBoolVariable(IDEMPOTENCY_EXTNAME ".session_locks",
 							 "Allows session-scoped keyed mutexes (mutex_session_lock, mutex_session_try_lock).",
 							 "Turn it off for roles that connect through a transaction-pooling proxy, "

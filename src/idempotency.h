@@ -9,6 +9,7 @@
 #define IDEMPOTENCY_H
 
 #include "compat.h"
+#include "stats.h"
 
 #ifndef IDEMPOTENCY_VERSION
 #error "IDEMPOTENCY_VERSION must be defined by the build (see Makefile)"

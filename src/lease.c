@@ -485,6 +485,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	bool		nulls[6];
 	int			retries = 0;
 
+	idem_stats_begin(IDEM_OP_LEASE_ACQUIRE);
 	idempotency_check_version();
 	idem_check_writable("lease_acquire");
 	idem_forbid_parallel("lease_acquire()");
@@ -553,6 +554,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
 	idem_spi_end(&spi);
+	idem_stats_end_status(acquire_status_names[status]);
 	return (Datum) 0;
 }
 
@@ -577,6 +579,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
+	idem_stats_begin(IDEM_OP_LEASE_RENEW);
 	idempotency_check_version();
 	idem_check_writable("lease_renew");
 	idem_forbid_parallel("lease_renew()");
@@ -608,6 +611,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
 	idem_spi_end(&spi);
+	idem_stats_end(nulls[1] ? IDEM_OC_LOST : IDEM_OC_RENEWED);
 	return (Datum) 0;
 }
 
@@ -626,6 +630,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	char		nulls[3] = "   ";
 	int			retries = 0;
 
+	idem_stats_begin(IDEM_OP_LEASE_RELEASE);
 	idempotency_check_version();
 	idem_check_writable("lease_release");
 	idem_forbid_parallel("lease_release()");
@@ -675,6 +680,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	}
 
 	idem_spi_end(&spi);
+	idem_stats_end_status(result);
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
@@ -732,6 +738,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	char	   *keystr;
 	char	   *tokstr;
 
+	idem_stats_begin(IDEM_OP_LEASE_ASSERT);
 	idempotency_check_version();
 	idem_check_writable("lease_assert");
 	idem_forbid_parallel("lease_assert()");
@@ -750,6 +757,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 											  SPI_tuptable->tupdesc, 1,
 											  &isnull));
 		idem_spi_end(&spi);
+		idem_stats_end(IDEM_OC_OK);
 		PG_RETURN_INT64(fencing);
 	}
 

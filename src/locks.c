@@ -161,6 +161,7 @@ lock_wait_body(void *arg)
 
 	w->save_timeout = LockTimeout;
 	LockTimeout = w->timeout_ms;
+	idem_stats_wait_start();
 	(void) LockAcquire(w->tag, w->mode, w->session, false);
 	return true;
 }
@@ -170,6 +171,7 @@ lock_wait_cleanup(void *arg)
 {
 	LockWait   *w = (LockWait *) arg;
 
+	idem_stats_wait_stop();
 	LockTimeout = w->save_timeout;
 }
 
@@ -185,7 +187,13 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 	 */
 	if (timeout_ms < 0)
 	{
+		/* A call being counted tries first, to learn whether it waits. */
+		if (idem_stats_depth > 0 &&
+			LockAcquire(tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
+			return true;
+		idem_stats_wait_start();
 		(void) LockAcquire(tag, mode, session, false);
+		idem_stats_wait_stop();
 		return true;
 	}
 
@@ -286,8 +294,10 @@ idem_keywait_sleep(IdemKeyWait *w, TimestampTz until)
 	LockRelease(&prepared, ShareLock, false);
 	CurrentResourceOwner = save_owner;
 
+	idem_stats_wait_start();
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 (long) ms, PG_WAIT_EXTENSION);
+	idem_stats_wait_stop();
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	return true;

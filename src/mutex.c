@@ -200,6 +200,9 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	MutexErrorContext ctx;
 	ErrorContextCallback errcb;
 
+	idem_stats_begin(session
+					 ? (timeout_arg < 0 ? IDEM_OP_MUTEX_SESSION_TRY_LOCK : IDEM_OP_MUTEX_SESSION_LOCK)
+					 : (timeout_arg < 0 ? IDEM_OP_MUTEX_TRY_LOCK : IDEM_OP_MUTEX_LOCK));
 	idempotency_check_version();
 	fn = session
 		? (timeout_arg < 0 ? "mutex_session_try_lock" : "mutex_session_lock")
@@ -249,6 +252,8 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	}
 
 	error_context_stack = errcb.previous;
+	idem_stats_end(acquired ? IDEM_OC_ACQUIRED
+				   : timeout_arg < 0 ? IDEM_OC_NOT_ACQUIRED : IDEM_OC_TIMED_OUT);
 	return acquired;
 }
 

@@ -1471,6 +1471,8 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 					*created = p.found && TransactionIdIsCurrentTransactionId(p.xmin);
 					/* the probe's SPI call replaced SPI_tuptable, not the datum */
 				}
+				idem_stats_note(*created ? IDEM_OC_INSERTED :
+								attempt > 0 ? IDEM_OC_CONFLICT : IDEM_OC_EXISTING);
 				return seen.row;
 			}
 
@@ -1480,6 +1482,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 				bool		isnull;
 
 				*created = false;
+				idem_stats_note(IDEM_OC_UPDATED);
 				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			}
 
@@ -1572,6 +1575,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 						 errhint("The key must survive the triggers of table %s: change the trigger, or pass the key it produces.",
 								 e->relname)));
 			*created = true;
+			idem_stats_note(IDEM_OC_INSERTED);
 			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		}
 		insert_missed = true;
@@ -1802,6 +1806,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	{
 		upsert_unpin(e);
 		*created = false;
+		idem_stats_note(IDEM_OC_EXISTING);
 		return row;
 	}
 
@@ -1833,15 +1838,23 @@ Datum
 idem_upsert(PG_FUNCTION_ARGS)
 {
 	bool		created;
+	Datum		row;
 
-	PG_RETURN_DATUM(upsert_single(fcinfo, UPSERT_GET, "idempotent_upsert", &created));
+	idem_stats_begin(IDEM_OP_UPSERT);
+	row = upsert_single(fcinfo, UPSERT_GET, "idempotent_upsert", &created);
+	idem_stats_end(IDEM_OC_NONE);
+	PG_RETURN_DATUM(row);
 }
 
 Datum
 idem_get_or_create(PG_FUNCTION_ARGS)
 {
 	bool		created;
-	Datum		row = upsert_single(fcinfo, UPSERT_GET, "get_or_create", &created);
+	Datum		row;
+
+	idem_stats_begin(IDEM_OP_GET_OR_CREATE);
+	row = upsert_single(fcinfo, UPSERT_GET, "get_or_create", &created);
+	idem_stats_end(IDEM_OC_NONE);
 
 	PG_RETURN_DATUM(upsert_result_pair(fcinfo, row, created));
 }
@@ -1850,7 +1863,11 @@ Datum
 idem_update_or_create(PG_FUNCTION_ARGS)
 {
 	bool		created;
-	Datum		row = upsert_single(fcinfo, UPSERT_UPDATE, "update_or_create", &created);
+	Datum		row;
+
+	idem_stats_begin(IDEM_OP_UPDATE_OR_CREATE);
+	row = upsert_single(fcinfo, UPSERT_UPDATE, "update_or_create", &created);
+	idem_stats_end(IDEM_OC_NONE);
 
 	PG_RETURN_DATUM(upsert_result_pair(fcinfo, row, created));
 }
@@ -1884,6 +1901,7 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 	JsonbValue	v;
 	JsonbIteratorToken r;
 
+	idem_stats_begin(IDEM_OP_UPSERT_MANY);
 	idempotency_check_version();
 	idem_check_writable(fname);
 	idem_forbid_parallel(fname);
@@ -1994,6 +2012,7 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		for (i = 0; i < grp->n; i++)
 			if (rows[grp->ords[i] - 1] == (Datum) 0)
 				missing[nmissing++] = grp->ords[i];
+		idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
 
 		args[0] = JsonbPGetDatum(arr);
 		args[1] = e->emptyrow;
@@ -2024,6 +2043,8 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 			for (i = 0, n = 0; i < nmissing; i++)
 				if (rows[missing[i] - 1] == (Datum) 0)
 					missing[n++] = missing[i];
+			idem_stats_note_n(round == 0 ? IDEM_OC_EXISTING : round == 1 ? IDEM_OC_INSERTED : IDEM_OC_CONFLICT,
+							  nmissing - n);
 			nmissing = n;
 		}
 
@@ -2055,5 +2076,6 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		tup.t_data = th;
 		tuplestore_puttuple(rsinfo->setResult, &tup);
 	}
+	idem_stats_end(IDEM_OC_NONE);
 	return (Datum) 0;
 }
