@@ -37,8 +37,11 @@ BEGIN
 END
 $schema$;
 
-ALTER EXTENSION idempotency ADD SCHEMA idempotency;
+-- The owner changes first: ADD SCHEMA records the schema's privileges at
+-- that moment as its initial privileges (pg_init_privs), which must name
+-- the superuser, as a fresh install's do.
 ALTER SCHEMA idempotency OWNER TO CURRENT_USER;
+ALTER EXTENSION idempotency ADD SCHEMA idempotency;
 
 ---------------------------------------------------------------------------
 -- processed_events: read-only for everyone but its owner.
@@ -90,3 +93,53 @@ BEGIN
     END IF;
 END
 $owner$;
+
+
+---------------------------------------------------------------------------
+-- 5. Observability: idempotency.stats (src/stats.c)
+---------------------------------------------------------------------------
+
+-- Counters per (operation, outcome), cluster-wide when the library is in
+-- shared_preload_libraries, else per session.  They hold no keys or values:
+-- everyone may read them; only superusers may reset them.
+CREATE FUNCTION idempotency.stats_read(
+        OUT operation pg_catalog.text, OUT outcome pg_catalog.text,
+        OUT calls pg_catalog.int8, OUT total_ms pg_catalog.float8,
+        OUT mean_ms pg_catalog.float8, OUT p50_ms pg_catalog.float8,
+        OUT p95_ms pg_catalog.float8, OUT p99_ms pg_catalog.float8,
+        OUT max_ms pg_catalog.float8, OUT wait_calls pg_catalog.int8,
+        OUT wait_ms pg_catalog.float8)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'idempotency_stats_read'
+    LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION idempotency.stats_read() IS
+    'the rows of the idempotency.stats view';
+
+CREATE VIEW idempotency.stats AS
+    SELECT s.operation, s.outcome, s.calls, s.total_ms, s.mean_ms,
+           s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms, s.wait_calls, s.wait_ms
+      FROM idempotency.stats_read() s;
+
+COMMENT ON VIEW idempotency.stats IS
+    'calls, latency percentiles and wait time per operation and outcome of the idempotency functions';
+
+GRANT SELECT ON idempotency.stats TO PUBLIC;
+
+CREATE FUNCTION idempotency.stats_reset()
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'idempotency_stats_reset'
+    LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION idempotency.stats_reset() IS
+    'zero the counters of idempotency.stats (superuser only unless granted)';
+
+REVOKE EXECUTE ON FUNCTION idempotency.stats_reset() FROM PUBLIC;
+
+CREATE FUNCTION idempotency.stats_scope()
+    RETURNS pg_catalog.text
+    AS 'MODULE_PATHNAME', 'idempotency_stats_scope'
+    LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION idempotency.stats_scope() IS
+    'what idempotency.stats counts: cluster (library in shared_preload_libraries) or session';

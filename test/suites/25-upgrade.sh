@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# Upgrades from every earlier release.  Each release's install script is
+# frozen in test/fixtures/ (idempotency--X.Y.Z.sql).  The suite checks:
+#   - an update path (sql/idempotency--A--B.sql chain) leads from every
+#     earlier release to default_version;
+#   - for 0.1.0, installed by a superuser and by a non-superuser database
+#     owner (trusted install): the new library serves every 0.1.0 function;
+#     ALTER EXTENSION UPDATE keeps every row and the fencing counters, and
+#     tokens issued afterwards are larger; the upgraded database equals a
+#     fresh install (pg_dump --schema-only --binary-upgrade, and catalog
+#     queries: members, functions, policies, privileges, owners,
+#     pg_init_privs, the extension's schema).
+. "$IDEM_ROOT/test/lib/common.sh"
+
+work=$IDEM_SUITE_WORK
+extdir=$("$PG_CONFIG" --sharedir)/extension
+fixtures=$IDEM_ROOT/test/fixtures
+rc=0
+
+sql() { local db=$1; shift; idem_psql -d "$db" -Atc "$1" "${@:2}"; }
+as() { local role=$1 db=$2; shift 2; idem_psql -U "$role" -d "$db" -Atc "$1"; }
+check() {
+	if [ "$2" = "$3" ]; then
+		idem_pass "upgrade/$1"
+	else
+		idem_fail "upgrade/$1"
+		printf '        expected: %s\n        actual:   %s\n' "$2" "$3"
+		rc=1
+	fi
+}
+# same NAME FILE_A FILE_B: the files are equal (else print the diff).
+same() {
+	if diff -u "$2" "$3" >"$work/$1.diff"; then
+		idem_pass "upgrade/$1"
+	else
+		idem_fail "upgrade/$1"
+		head -n 60 "$work/$1.diff" | sed 's/^/        /'
+		rc=1
+	fi
+}
+
+default_version=$(sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" \
+	"$IDEM_ROOT/idempotency.control")
+
+# The frozen install scripts go into the server's extension directory for
+# the run.  Releases before 0.2.0 named their schema in the control file
+# (schema = idempotency); a secondary control file per version restores
+# that for their CREATE EXTENSION.  Whatever was there before is put back.
+installed=()
+backup=$work/extdir-backup
+mkdir -p "$backup"
+install_ext_file() { # SRC NAME
+	if [ -e "$extdir/$2" ]; then cp -p "$extdir/$2" "$backup/$2"; fi
+	installed+=("$2")
+	cp "$1" "$extdir/$2"
+	chmod 644 "$extdir/$2"
+}
+restore_ext_files() {
+	local f
+	for f in "${installed[@]}"; do
+		if [ -e "$backup/$f" ]; then cp -p "$backup/$f" "$extdir/$f"; else rm -f "$extdir/$f"; fi
+	done
+}
+trap restore_ext_files EXIT
+
+old_versions=()
+for f in "$fixtures"/idempotency--*.sql; do
+	v=$(basename "$f" .sql)
+	v=${v#idempotency--}
+	case $v in *--*) continue ;; esac
+	old_versions+=("$v")
+	install_ext_file "$f" "idempotency--$v.sql"
+	if [ "$v" = 0.1.0 ]; then
+		printf "# idempotency %s: its control file (test only)\nschema = idempotency\n" "$v" \
+			>"$work/idempotency--$v.control"
+		install_ext_file "$work/idempotency--$v.control" "idempotency--$v.control"
+	fi
+done
+
+# ---------------------------------------------------------------------------
+# Update paths: from every earlier release to default_version.
+# ---------------------------------------------------------------------------
+
+# Every release named in CHANGELOG.md other than the one being prepared
+# has a frozen install script.
+for v in $(sed -nE 's/^## \[([0-9]+\.[0-9]+\.[0-9]+)\].*/\1/p' "$IDEM_ROOT/CHANGELOG.md"); do
+	[ "$v" = "$default_version" ] && continue
+	check "fixture-$v" present "$([ -f "$fixtures/idempotency--$v.sql" ] && echo present || echo "missing test/fixtures/idempotency--$v.sql")"
+done
+
+check default-version-available t \
+	"$(sql postgres "SELECT count(*) = 1 FROM pg_available_extension_versions WHERE name = 'idempotency' AND version = '$default_version'")"
+# Every version with an install script (the fixtures, and whatever else the
+# extension directory holds) reaches default_version.
+versions=$(printf '%s\n' "${old_versions[@]}" \
+	"$(sql postgres "SELECT string_agg(version, E'\n') FROM pg_available_extension_versions WHERE name = 'idempotency'")" \
+	| sort -u | grep -v "^$default_version\$" | grep . || true)
+for v in $versions; do
+	check "path-$v-to-$default_version" "has a path" "$(sql postgres "
+		SELECT CASE WHEN path IS NULL THEN 'no update path' ELSE 'has a path' END
+		  FROM pg_extension_update_paths('idempotency')
+		 WHERE source = '$v' AND target = '$default_version'
+		UNION ALL SELECT 'no update path'
+		 WHERE NOT EXISTS (SELECT FROM pg_extension_update_paths('idempotency')
+		                    WHERE source = '$v' AND target = '$default_version')")"
+done
+
+# ---------------------------------------------------------------------------
+# 0.1.0 -> default_version, with data, for both kinds of installer.
+# ---------------------------------------------------------------------------
+
+fixture=$fixtures/idempotency--0.1.0.sql
+[ -f "$fixture" ] || { idem_fail "upgrade/fixture-0.1.0"; exit 1; }
+
+sql postgres "CREATE ROLE upg_owner LOGIN; CREATE ROLE upg_app LOGIN" >/dev/null
+
+# Every function of 0.1.0, called against 0.1.0's SQL objects by the new
+# library.  The suite checks below that each function of the fixture is
+# called here.
+calls_0_1_0() {
+	cat <<'SQL'
+\set ON_ERROR_STOP 1
+SELECT idempotency.version() IS NOT NULL AS version;
+CREATE TEMP TABLE upg_acct (id bigserial PRIMARY KEY, k text UNIQUE, n int);
+SELECT (idempotency.idempotent_upsert(NULL::upg_acct, '{"k": "a", "n": 1}')).k AS idempotent_upsert;
+SELECT created AS get_or_create FROM idempotency.get_or_create(NULL::upg_acct, '{"k": "b", "n": 2}');
+SELECT created AS update_or_create FROM idempotency.update_or_create(NULL::upg_acct, '{"k": "b", "n": 3}');
+SELECT count(*) AS idempotent_upsert_many FROM idempotency.idempotent_upsert_many(NULL::upg_acct, '[{"k": "c", "n": 4}, {"k": "a", "n": 1}]');
+SELECT idempotency.mark_processed('upg-call-mark', 'calls') AS mark_processed;
+SELECT status AS claim FROM idempotency.claim('upg-call-claim', '{"x": 1}', 'calls');
+SELECT idempotency.complete('upg-call-claim', '{"ok": true}', 'calls', (SELECT token FROM idempotency.processed_events WHERE key = 'upg-call-claim' AND owner = current_user::regrole)) AS complete;
+SELECT status AS claim2 FROM idempotency.claim('upg-call-fail', NULL, 'calls');
+SELECT idempotency.fail('upg-call-fail', '{"e": 1}', false, 'calls', (SELECT token FROM idempotency.processed_events WHERE key = 'upg-call-fail' AND owner = current_user::regrole)) AS fail;
+SELECT idempotency.mark_processed('upg-call-forget', 'calls') AS mark_processed2;
+SELECT idempotency.forget('upg-call-forget', 'calls') AS forget;
+SELECT idempotency.purge() >= 0 AS purge;
+BEGIN;
+SELECT idempotency.mutex_lock('upg-m') AS mutex_lock;
+SELECT idempotency.mutex_try_lock('upg-m2') AS mutex_try_lock;
+SELECT count(*) AS mutex_holders FROM idempotency.mutex_holders('upg-m');
+COMMIT;
+SELECT idempotency.mutex_session_lock('upg-s') AS mutex_session_lock;
+SELECT idempotency.mutex_session_try_lock('upg-s2') AS mutex_session_try_lock;
+SELECT idempotency.mutex_session_unlock('upg-s') AS mutex_session_unlock;
+SELECT idempotency.mutex_session_unlock_all() IS NULL AS mutex_session_unlock_all;
+SELECT status AS lease_acquire FROM idempotency.lease_acquire('upg-call-lease', '1 minute', 'calls');
+SELECT status AS lease_renew FROM idempotency.lease_renew('upg-call-lease', (SELECT token FROM idempotency.lease_status('upg-call-lease')));
+SELECT idempotency.lease_assert('upg-call-lease', (SELECT token FROM idempotency.lease_status('upg-call-lease'))) > 0 AS lease_assert;
+SELECT count(*) AS lease_status FROM idempotency.lease_status('upg-call-lease');
+SELECT idempotency.lease_release('upg-call-lease') AS lease_release;
+SQL
+}
+expected_calls="version|t
+idempotent_upsert|a
+get_or_create|t
+update_or_create|f
+idempotent_upsert_many|2
+mark_processed|t
+claim|claimed
+complete|
+claim2|claimed
+fail|
+mark_processed2|t
+forget|t
+purge|t
+mutex_lock|t
+mutex_try_lock|t
+mutex_holders|1
+mutex_session_lock|t
+mutex_session_try_lock|t
+mutex_session_unlock|t
+mutex_session_unlock_all|t
+lease_acquire|acquired
+lease_renew|renewed
+lease_assert|t
+lease_status|1
+lease_release|released"
+
+# Every function created by the fixture is called above.
+missing=""
+for f in $(sed -nE 's/^CREATE FUNCTION idempotency\.([a-z_]+)\(.*/\1/p' "$fixture" | sort -u); do
+	calls_0_1_0 | grep -q "idempotency\.$f(" || missing="$missing $f"
+done
+check calls-cover-0.1.0-functions "" "${missing# }"
+
+# Rows in every table: claims completed, failed and in progress, marks,
+# leases held and released several times (fencing counters > 1), the
+# fencing sequence advanced; by the installer and by another role.
+write_rows() { # ROLE DB TAG
+	local out
+	if ! out=$(idem_psql -U "$1" -d "$2" -v tag="$3" 2>&1 <<'SQL'
+SELECT set_config('upg.tag', :'tag', false);
+DO $rows$
+DECLARE
+    tag text := current_setting('upg.tag');
+    t uuid;
+BEGIN
+    FOR g IN 1..5 LOOP
+        PERFORM idempotency.mark_processed(tag || '-mark-' || g, 'marks');
+    END LOOP;
+    FOR g IN 1..4 LOOP
+        SELECT c.token INTO t FROM idempotency.claim(tag || '-done-' || g, jsonb_build_object('g', g), 'orders') c;
+        PERFORM idempotency.complete(tag || '-done-' || g, jsonb_build_object('paid', g), 'orders', t);
+    END LOOP;
+    PERFORM idempotency.claim(tag || '-open', '{"a": 1}', 'orders', lease => '1 hour');
+    SELECT c.token INTO t FROM idempotency.claim(tag || '-failed', NULL, 'orders') c;
+    PERFORM idempotency.fail(tag || '-failed', '{"why": "declined"}', false, 'orders', t);
+    FOR k IN 1..3 LOOP
+        FOR r IN 1..3 LOOP
+            SELECT a.token INTO t FROM idempotency.lease_acquire(tag || '-lease-' || k, '1 minute', 'w' || r) a;
+            PERFORM idempotency.lease_release(tag || '-lease-' || k, t);
+        END LOOP;
+    END LOOP;
+    PERFORM idempotency.lease_acquire(tag || '-lease-held', '1 hour', 'holder');
+    PERFORM nextval('idempotency.processed_events_fencing_seq') FROM generate_series(1, 3);
+END
+$rows$;
+SQL
+	); then
+		idem_fail "upgrade/write-rows-$3"
+		echo "$out"
+		rc=1
+	fi
+}
+
+dump_rows() { # DB FILE
+	sql "$1" "
+	SELECT 'events', to_jsonb(p) FROM idempotency.processed_events p ORDER BY owner::text, scope, key;
+	SELECT 'leases', to_jsonb(l) FROM idempotency.leases l ORDER BY key;
+	SELECT 'seq', last_value, is_called FROM idempotency.processed_events_fencing_seq;" >"$2"
+}
+
+catalog_query() {
+	cat <<'SQL'
+WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'idempotency'),
+members AS (
+    SELECT d.classid, d.objid, d.objsubid FROM pg_depend d, ext
+     WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e')
+SELECT 'extension', extnamespace::regnamespace::text, extowner::regrole::text, extversion,
+       extrelocatable::text, extconfig::regclass[]::text, extcondition::text
+  FROM pg_extension WHERE extname = 'idempotency'
+UNION ALL
+SELECT 'depends-on', pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid), d.deptype::text, NULL, NULL, NULL, NULL
+  FROM pg_depend d, ext WHERE d.classid = 'pg_extension'::regclass AND d.objid = ext.oid
+UNION ALL
+SELECT 'member', pg_describe_object(classid, objid, objsubid), NULL, NULL, NULL, NULL, NULL FROM members
+UNION ALL
+SELECT 'schema', n.nspname, n.nspowner::regrole::text, n.nspacl::text, r.rolsuper::text, NULL, NULL
+  FROM members m JOIN pg_namespace n ON m.classid = 'pg_namespace'::regclass AND n.oid = m.objid
+  JOIN pg_roles r ON r.oid = n.nspowner
+UNION ALL
+SELECT 'relation', c.oid::regclass::text, c.relkind::text, c.relowner::regrole::text, c.relacl::text,
+       c.relrowsecurity::text || c.relforcerowsecurity::text, obj_description(c.oid, 'pg_class')
+  FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+UNION ALL
+SELECT 'function', p.oid::regprocedure::text, p.proowner::regrole::text, p.proacl::text,
+       pg_get_functiondef(p.oid), p.proconfig::text, obj_description(p.oid, 'pg_proc')
+  FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+UNION ALL
+SELECT 'policy', schemaname || '.' || tablename || '.' || policyname, permissive, roles::text, cmd,
+       qual, with_check
+  FROM pg_policies WHERE schemaname = 'idempotency'
+UNION ALL
+SELECT 'init-privs', pg_describe_object(i.classoid, i.objoid, i.objsubid), i.privtype::text, i.initprivs::text,
+       NULL, NULL, NULL
+  FROM pg_init_privs i
+ WHERE (i.classoid, i.objoid) IN (SELECT classid, objid FROM members)
+    OR (i.classoid = 'pg_class'::regclass AND i.objoid IN
+        (SELECT objid FROM members WHERE classid = 'pg_class'::regclass))
+ORDER BY 1, 2, 3, 4;
+SQL
+}
+
+# pg_dump --schema-only --binary-upgrade lists the extension's members with
+# their privileges and initial privileges; drop what differs only by OIDs,
+# transaction ids and the database's name.
+schema_dump() { # DB FILE
+	"$PGBINDIR/pg_dump" -U postgres --schema-only --binary-upgrade -d "$1" >"$2.raw" || return 1
+	sed -E \
+		-e '/binary_upgrade_set_next_/d' \
+		-e '/^-- (Name|TOC entry|Dependencies):/d' \
+		-e '/^-- (Dumped from|Dumped by)/d' \
+		-e '/relfrozenxid|relminmxid|datfrozenxid|datminmxid/d' \
+		-e "s/'[0-9]+'::pg_catalog\.oid/'OID'/g" \
+		-e "s/'\{[0-9,]+\}'::pg_catalog\.oid\[\]/'{OIDS}'::pg_catalog.oid[]/g" \
+		-e "/binary_upgrade_[a-z_]*\(.*[0-9]{4,}/s/[0-9]{4,}/OID/g" \
+		-e "s/\b$1\b/DBNAME/g" \
+		"$2.raw" | cat -s >"$2"
+}
+
+# scenario NAME INSTALLER: 0.1.0 installed by INSTALLER, data, calls,
+# update (by INSTALLER), compare with a fresh install by INSTALLER.
+scenario() {
+	local name=$1 installer=$2 old new
+	old=upg_${name}_old
+	new=upg_${name}_new
+	sql postgres "CREATE DATABASE $old OWNER $installer" >/dev/null
+	sql postgres "CREATE DATABASE $new OWNER $installer" >/dev/null
+
+	if ! out=$(as "$installer" "$old" "CREATE EXTENSION idempotency VERSION '0.1.0'" 2>&1); then
+		idem_fail "upgrade/$name/create-0.1.0"
+		echo "$out"
+		rc=1
+		return
+	fi
+	check "$name/installed-0.1.0" "0.1.0|idempotency|$installer" \
+		"$(sql "$old" "SELECT extversion, extnamespace::regnamespace, extowner::regrole FROM pg_extension WHERE extname = 'idempotency'")"
+
+	write_rows "$installer" "$old" "$name-i"
+	write_rows upg_app "$old" "$name-a"
+	check "$name/rows-written" "22|8|t|t" "$(sql "$old" "
+		SELECT (SELECT count(*) FROM idempotency.processed_events),
+		       (SELECT count(*) FROM idempotency.leases),
+		       (SELECT min(fencing_token) FROM idempotency.leases WHERE key LIKE '%-lease-_') > 1,
+		       (SELECT last_value FROM idempotency.processed_events_fencing_seq) > 10")"
+
+	# The new library against the 0.1.0 objects, as the installer and as
+	# another role.
+	local r
+	for r in "$installer" upg_app; do
+		if out=$(calls_0_1_0 | idem_psql -U "$r" -d "$old" -At -F '|' -x 2>&1 | grep -v '^$' | sed 's/^\([a-z_0-9]*\)|/\1|/'); then
+			check "$name/0.1.0-calls-as-$r" "$expected_calls" \
+				"$(printf '%s\n' "$out" | grep -v '^CREATE TABLE\|^BEGIN\|^COMMIT')"
+		else
+			idem_fail "upgrade/$name/0.1.0-calls-as-$r"
+			echo "$out" | tail -n 5
+			rc=1
+		fi
+		sql "$old" "DELETE FROM idempotency.processed_events WHERE scope = 'calls'; DELETE FROM idempotency.leases WHERE key = 'upg-call-lease'" >/dev/null
+	done
+
+	local before_max
+	before_max=$(sql "$old" "SELECT greatest((SELECT max(fencing_token) FROM idempotency.processed_events),
+		(SELECT last_value FROM idempotency.processed_events_fencing_seq))")
+	local lease_before
+	lease_before=$(sql "$old" "SELECT fencing_token FROM idempotency.leases WHERE key = '$name-i-lease-1'")
+	dump_rows "$old" "$work/$name-rows-before"
+
+	if ! out=$(as "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" 2>&1); then
+		idem_fail "upgrade/$name/update"
+		echo "$out"
+		rc=1
+		return
+	fi
+	check "$name/updated" "$default_version" \
+		"$(sql "$old" "SELECT extversion FROM pg_extension WHERE extname = 'idempotency'")"
+	dump_rows "$old" "$work/$name-rows-after"
+	same "$name/rows-kept" "$work/$name-rows-before" "$work/$name-rows-after"
+
+	check "$name/claim-fencing-after-update" t "$(as "$installer" "$old" "
+		SELECT fencing_token > $before_max FROM idempotency.claim('$name-after-update', NULL, 'orders')")"
+	check "$name/lease-fencing-after-update" "acquired|t" "$(as upg_app "$old" "
+		SELECT status, fencing_token > $lease_before FROM idempotency.lease_acquire('$name-i-lease-1')")"
+	check "$name/version-after-update" "$default_version" "$(as upg_app "$old" "SELECT idempotency.version()")"
+	check "$name/stats-after-update" t "$(as upg_app "$old" "SELECT count(*) >= 0 FROM idempotency.stats")"
+
+	# The same catalog as a fresh install by the same role.
+	if ! out=$(as "$installer" "$new" "CREATE EXTENSION idempotency" 2>&1); then
+		idem_fail "upgrade/$name/fresh-install"
+		echo "$out"
+		rc=1
+		return
+	fi
+	sql "$old" "DELETE FROM idempotency.processed_events; DELETE FROM idempotency.leases" >/dev/null
+	catalog_query | idem_psql -d "$old" -At -F ' | ' >"$work/$name-catalog-upgraded"
+	catalog_query | idem_psql -d "$new" -At -F ' | ' >"$work/$name-catalog-fresh"
+	same "$name/catalog-equals-fresh-install" "$work/$name-catalog-fresh" "$work/$name-catalog-upgraded"
+	if schema_dump "$old" "$work/$name-dump-upgraded" && schema_dump "$new" "$work/$name-dump-fresh"; then
+		same "$name/binary-upgrade-dump-equals-fresh-install" "$work/$name-dump-fresh" "$work/$name-dump-upgraded"
+	else
+		idem_fail "upgrade/$name/binary-upgrade-dump"
+		rc=1
+	fi
+	check "$name/schema-owner-superuser" "t|$installer" "$(sql "$old" "
+		SELECT r.rolsuper, (SELECT c.relowner::regrole FROM pg_class c WHERE c.oid = 'idempotency.leases'::regclass)
+		  FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'idempotency'")"
+}
+
+scenario superuser postgres
+scenario trusted upg_owner
+
+for db in upg_superuser_old upg_superuser_new upg_trusted_old upg_trusted_new; do
+	sql postgres "DROP DATABASE IF EXISTS $db" >/dev/null
+done
+sql postgres "DROP ROLE upg_owner; DROP ROLE upg_app" >/dev/null 2>&1
+exit $rc
