@@ -405,6 +405,19 @@ BEGIN
 END
 $owner$;
 
+-- Before PostgreSQL 17, ALTER ... OWNER leaves the initial privileges of an
+-- extension's objects (pg_init_privs, recorded by the GRANT and REVOKE
+-- statements above) naming the role that ran them.  pg_dump dumps the
+-- difference between those and the tables' privileges: the installer's
+-- dump would carry GRANTs to the installer and REVOKEs from the superuser,
+-- and a restore by a superuser would leave the installer with every
+-- privilege on tables it no longer owns.  Granting once more records the
+-- privileges as they are now, with the installer as owner.
+REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
+GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;
+REVOKE ALL ON SEQUENCE idempotency.processed_events_fencing_seq FROM PUBLIC;
+REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
+
 
 ---------------------------------------------------------------------------
 -- 5. Observability: idempotency.stats (src/stats.c)
