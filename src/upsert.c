@@ -8,9 +8,10 @@
  * Design
  * ------
  * The table is named by the row type of the first (anyelement) argument.
- * We open it with RowExclusiveLock (the lock the INSERT takes anyway, no
- * transaction id) BEFORE looking at any cached metadata, so that every
- * invalidation message for it has been processed when we trust the cache.
+ * We open it with AccessShareLock (what the SELECT of a hit takes; the
+ * INSERT or UPDATE takes RowExclusiveLock itself) BEFORE looking at any
+ * cached metadata, so that every invalidation message for it has been
+ * processed when we trust the cache.
  *
  * Values come as a jsonb object.  They are converted by calling the server's
  * own jsonb_populate_record (so the conversion is exactly that function's:
@@ -89,9 +90,41 @@
  * row from the INSERT itself; on such a server the SELECT after a conflict
  * could go.  That switch would be a macro in compat.h; it is not built.
  *
- * Locks: RowExclusiveLock on the table (held to end of transaction);
+ * Keys are compared under the arbiter index's collation (COLLATE in the
+ * generated SQL where it differs from the column's), as ON CONFLICT and the
+ * direct probe compare them, so that every path finds the same row.  A row
+ * returned by the INSERT is checked to still have the key asked for (a
+ * BEFORE INSERT trigger may rewrite it: 55000, never a row of another key).
+ *
+ * Locks: AccessShareLock on the table (held to end of transaction);
  * everything else is the locking of the statements themselves.  The cache
  * is backend-local and protected by nothing but being backend-local.
+ *
+ * Memory and lifetime
+ * -------------------
+ * upsert_cache (a hash table in upsert_cache_cxt, under CacheMemoryContext)
+ * maps a cache key to the current UpsertEntry for it.  Each entry lives in a
+ * memory context of its own, with its saved SPI plans, until it is freed.
+ * A call uses an entry for its whole duration, and a call can be re-entered
+ * while it runs: its INSERT fires triggers, RLS policy functions, domain
+ * CHECK functions and index expressions, any of which may call an upsert
+ * function again, fill the cache past UPSERT_CACHE_MAX, or invalidate the
+ * entry (GRANT, ANALYZE, ALTER).  So an entry in use is pinned:
+ *
+ *	 - upsert_entry() returns the entry pinned; the call unpins it when done.
+ *	   Each pin is recorded (upsert_pins) with the transaction nesting level
+ *	   it was taken at; a (sub)transaction abort releases the pins taken at
+ *	   its level or deeper, so an error never leaves a pin behind, and a
+ *	   subtransaction commit hands its pins to the parent.
+ *	 - Invalidation only clears "valid".  The next lookup of a stale entry
+ *	   replaces it in the hash table; the old one is freed at once if
+ *	   unpinned, otherwise detached (upsert_detached) and freed by a later
+ *	   lookup once its last pin is gone (never from an abort callback, while
+ *	   the aborting executor may still reference its plans).
+ *	 - Emptying a full cache skips pinned entries.
+ *
+ * A caller may therefore keep using its entry, plans and descriptors until
+ * it unpins, whatever the nested calls did.
  *
  *-------------------------------------------------------------------------
  */
