@@ -1490,18 +1490,20 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			{
 				/*
 				 * After our INSERT reported a conflict, a row written by this
-				 * very transaction is one that INSERT's own triggers put
-				 * elsewhere (a BEFORE trigger redirecting it to a child table
-				 * and returning NULL): this call created it.  (Which row
-				 * version it is is asked as the table owner: system columns
-				 * need privileges that column grants do not give.)
+				 * very transaction into another table than the one named
+				 * (an inheritance child) is one that the INSERT's own BEFORE
+				 * trigger put there instead, returning NULL: this call
+				 * created it.  (Which row version it is is asked as the
+				 * table owner: system columns need privileges that column
+				 * grants do not give.)
 				 */
 				*created = false;
 				if (insert_missed)
 				{
 					UpsertProbe p = upsert_probe(e, nullmask, values, nulls);
 
-					*created = p.found && TransactionIdIsCurrentTransactionId(p.xmin);
+					*created = p.found && p.tableoid != e->relid &&
+						TransactionIdIsCurrentTransactionId(p.xmin);
 					/* the probe's SPI call replaced SPI_tuptable, not the datum */
 				}
 				idem_stats_note(*created ? IDEM_OC_INSERTED :
