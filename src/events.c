@@ -202,8 +202,8 @@ static SPIPlanPtr event_saved_plans[NUM_PLANS];
 
 static XactClaim *xact_claims = NULL;
 
-static void event_key_from_args(EventKey *ek, Datum key, bool key_null,
-								Datum scope, bool scope_null, const char *fn);
+static void event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo,
+								int keyarg, int scopearg, const char *fn);
 static bytea *event_fingerprint(Jsonb *payload);
 static bool event_fingerprint_mismatch(bytea *stored, bytea *given);
 static uint64 event_exec(int which, Datum *values, const char *nulls);
@@ -356,53 +356,25 @@ idem_events_init(void)
  * owner too, so that equal keys of different roles do not share lock tags.
  */
 static void
-event_key_from_args(EventKey *ek, Datum key, bool key_null,
-					Datum scope, bool scope_null, const char *fn)
+event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo, int keyarg,
+					int scopearg, const char *fn)
 {
-	int			klen;
-	int			slen;
+	IdemTextArg keyspec = {
+		"key", fn, false, false, EVENT_MAX_KEY_BYTES,
+		"Pass the idempotency key, for example the event id or the Idempotency-Key header."
+	};
+	IdemTextArg scopespec = {
+		"scope", fn, false, true, EVENT_MAX_SCOPE_BYTES,
+		"Pass '' (the default) for no scope."
+	};
 	uint64		h;
 
-	if (key_null)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("key must not be null"),
-				 errhint("Pass the idempotency key (for example the event id or the Idempotency-Key header) to idempotency.%s().", fn)));
-	if (scope_null)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("scope must not be null"),
-				 errhint("Pass '' (the default) for no scope to idempotency.%s().", fn)));
-
-	ek->key = DatumGetTextPP(key);
-	ek->scope = DatumGetTextPP(scope);
-	klen = VARSIZE_ANY_EXHDR(ek->key);
-	slen = VARSIZE_ANY_EXHDR(ek->scope);
-
-	if (klen == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key must not be empty"),
-				 errhint("Pass a non-empty idempotency key to idempotency.%s().", fn)));
-	if (klen > EVENT_MAX_KEY_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key is too long"),
-				 errdetail("The key has %d bytes; at most %d are allowed.",
-						   klen, EVENT_MAX_KEY_BYTES),
-				 errhint("Pass a shorter key to idempotency.%s(), for example a digest of the long one.", fn)));
-	if (slen > EVENT_MAX_SCOPE_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("scope is too long"),
-				 errdetail("The scope has %d bytes; at most %d are allowed.",
-						   slen, EVENT_MAX_SCOPE_BYTES),
-				 errhint("Pass a shorter scope to idempotency.%s().", fn)));
-
+	ek->key = idem_arg_text(fcinfo, keyarg, &keyspec);
+	ek->scope = idem_arg_text(fcinfo, scopearg, &scopespec);
 	ek->owner = GetUserId();
-	h = idem_hash_key(VARDATA_ANY(ek->scope), slen,
+	h = idem_hash_key(VARDATA_ANY(ek->scope), VARSIZE_ANY_EXHDR(ek->scope),
 					  EVENT_HASH_SEED ^ (uint64) ek->owner);
-	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), klen, h);
+	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), VARSIZE_ANY_EXHDR(ek->key), h);
 }
 
 /* SHA-256 of the canonical text of a jsonb object payload. */
@@ -645,8 +617,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("mark_processed");
 	idem_forbid_parallel("idempotency.mark_processed()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "mark_processed");
+	event_key_from_args(&ek, fcinfo, 0, 1, "mark_processed");
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "mark_processed", false);
 
 	now = GetCurrentTimestamp();
@@ -787,8 +758,7 @@ claim_read_args(FunctionCallInfo fcinfo, ClaimState *st)
 {
 	memset(st, 0, sizeof(ClaimState));
 	st->fcinfo = fcinfo;
-	event_key_from_args(&st->ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "claim");
+	event_key_from_args(&st->ek, fcinfo, 0, 2, "claim");
 	if (!PG_ARGISNULL(1))
 		st->fingerprint = event_fingerprint(PG_GETARG_JSONB_P(1));
 	st->lease = idem_arg_interval(fcinfo, 3, "lease", "claim", false);
@@ -1065,8 +1035,7 @@ idempotency_complete(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("complete");
 	idem_forbid_parallel("idempotency.complete()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "complete");
+	event_key_from_args(&ek, fcinfo, 0, 2, "complete");
 	event_finish_claim(fcinfo, &ek, PG_GETARG_DATUM(3), PG_ARGISNULL(3), 'c',
 				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), false);
 	idem_stats_end(IDEM_OC_OK);
@@ -1083,8 +1052,7 @@ idempotency_fail(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("fail");
 	idem_forbid_parallel("idempotency.fail()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(3), PG_ARGISNULL(3), "fail");
+	event_key_from_args(&ek, fcinfo, 0, 3, "fail");
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1108,8 +1076,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("forget");
 	idem_forbid_parallel("idempotency.forget()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "forget");
+	event_key_from_args(&ek, fcinfo, 0, 1, "forget");
 	values[0] = ObjectIdGetDatum(ek.owner);
 	values[1] = PointerGetDatum(ek.scope);
 	values[2] = PointerGetDatum(ek.key);
