@@ -57,7 +57,7 @@ COMMENT ON FUNCTION idempotency.version() IS
 CREATE FUNCTION idempotency.idempotent_upsert(tbl anyelement, vals jsonb,
                                               key_cols text[] DEFAULT NULL)
     RETURNS anyelement
-    AS 'MODULE_PATHNAME', 'idem_upsert'
+    AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION idempotency.idempotent_upsert(anyelement, jsonb, text[]) IS
@@ -67,7 +67,7 @@ CREATE FUNCTION idempotency.get_or_create(tbl anyelement, vals jsonb,
                                           key_cols text[] DEFAULT NULL,
                                           OUT item anyelement, OUT created boolean)
     RETURNS record
-    AS 'MODULE_PATHNAME', 'idem_get_or_create'
+    AS 'MODULE_PATHNAME', 'idempotency_get_or_create'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION idempotency.get_or_create(anyelement, jsonb, text[]) IS
@@ -77,7 +77,7 @@ CREATE FUNCTION idempotency.update_or_create(tbl anyelement, vals jsonb,
                                              key_cols text[] DEFAULT NULL,
                                              OUT item anyelement, OUT created boolean)
     RETURNS record
-    AS 'MODULE_PATHNAME', 'idem_update_or_create'
+    AS 'MODULE_PATHNAME', 'idempotency_update_or_create'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION idempotency.update_or_create(anyelement, jsonb, text[]) IS
@@ -86,7 +86,7 @@ COMMENT ON FUNCTION idempotency.update_or_create(anyelement, jsonb, text[]) IS
 CREATE FUNCTION idempotency.idempotent_upsert_many(tbl anyelement, vals jsonb,
                                                    key_cols text[] DEFAULT NULL)
     RETURNS SETOF anyelement
-    AS 'MODULE_PATHNAME', 'idem_upsert_many'
+    AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_many'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
 COMMENT ON FUNCTION idempotency.idempotent_upsert_many(anyelement, jsonb, text[]) IS

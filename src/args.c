@@ -25,6 +25,43 @@
 #include "utils/timestamp.h"
 
 /*
+ * Text argument argno, checked as spec says (22004 NULL, 22023 empty or
+ * too long).  The result is detoasted and may be unaligned (VARDATA_ANY).
+ */
+text *
+idem_arg_text(FunctionCallInfo fcinfo, int argno, const IdemTextArg *spec)
+{
+	text	   *t;
+	int			len;
+
+	if (PG_ARGISNULL(argno))
+	{
+		if (spec->allow_null)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", spec->argname),
+				 errhint("%s", spec->hint)));
+	}
+	t = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(t);
+	if (len == 0 && !spec->allow_empty)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", spec->argname),
+				 errhint("%s", spec->hint)));
+	if (spec->max_bytes > 0 && len > spec->max_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", spec->argname),
+				 errdetail("The %s has %d bytes; at most %d are allowed.",
+						   spec->argname, len, spec->max_bytes),
+				 errhint("Pass a shorter %s to idempotency.%s(), for example a digest of the long one.",
+						 spec->argname, spec->fn)));
+	return t;
+}
+
+/*
  * *usecs = iv in microseconds.  Returns false when |iv| exceeds the limit
  * (including intervals whose microseconds do not fit an int64).
  */

@@ -21,6 +21,23 @@
 #define IDEM_MAX_INTERVAL_USECS \
 	((int64) IDEM_MAX_INTERVAL_YEARS * MONTHS_PER_YEAR * DAYS_PER_MONTH * USECS_PER_DAY)
 
+/*
+ * A text argument: its SQL name, the function (for messages), whether NULL
+ * and '' are refused, the longest accepted in bytes (0: no limit) and the
+ * hint that says what to pass.
+ */
+typedef struct IdemTextArg
+{
+	const char *argname;
+	const char *fn;
+	bool		allow_null;		/* NULL returns NULL instead of 22004 */
+	bool		allow_empty;
+	int			max_bytes;
+	const char *hint;
+} IdemTextArg;
+
+extern text *idem_arg_text(FunctionCallInfo fcinfo, int argno,
+						   const IdemTextArg *spec);
 extern bool idem_interval_usecs(const Interval *iv, int64 *usecs);
 extern int64 idem_arg_interval(FunctionCallInfo fcinfo, int argno,
 							   const char *argname, const char *fn,

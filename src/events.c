@@ -140,6 +140,49 @@ typedef struct EventRow
 	TransactionId xmin;			/* row version read */
 } EventRow;
 
+/* claim()'s result row. */
+typedef struct ClaimResult
+{
+	const char *status;
+	Datum		result;
+	bool		result_null;
+	Datum		error;
+	bool		error_null;
+	pg_uuid_t	token;
+	bool		has_token;
+	int64		fencing;
+	bool		fencing_null;
+	int32		attempts;
+	bool		attempts_null;
+	TimestampTz expires;
+	bool		expires_null;
+} ClaimResult;
+
+/* Everything one claim() call works with. */
+typedef struct ClaimState
+{
+	FunctionCallInfo fcinfo;
+	EventKey	ek;
+	bytea	   *fingerprint;	/* of the payload, or NULL */
+	int64		lease;			/* microseconds */
+	int64		ttl;
+	int64		wait;
+	bool		require_complete;
+	TimestampTz deadline;		/* end of the wait */
+	LOCKTAG		tag;			/* the key's claim lock */
+	IdemKeyWait kw;				/* registered as a waiter (wait > 0) */
+	EventRow	row;			/* as last read */
+	ClaimResult res;
+} ClaimState;
+
+/* What claim() does next. */
+typedef enum ClaimStep
+{
+	CLAIM_DONE,					/* st->res is the answer */
+	CLAIM_WRITE,				/* the key looks free: write the claim */
+	CLAIM_AGAIN					/* read the row again */
+} ClaimStep;
+
 /* Prepared statements, kept for the life of the backend. */
 enum
 {
@@ -159,22 +202,33 @@ static SPIPlanPtr event_saved_plans[NUM_PLANS];
 
 static XactClaim *xact_claims = NULL;
 
-static void event_key_from_args(EventKey *ek, Datum key, bool key_null,
-								Datum scope, bool scope_null, const char *fn);
-static bytea *payload_fingerprint(Jsonb *payload);
-static void exec_plan(int which, Datum *values, const char *nulls);
-static void lookup_row(EventKey *ek, EventRow *row);
-static XactClaim *find_xact_claim(EventKey *ek, bool only_open);
-static void remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete);
-static void finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
-						 bool token_null, char status, Datum value,
-						 bool value_null, bool retryable);
+static void event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo,
+								int keyarg, int scopearg, const char *fn);
+static bytea *event_fingerprint(Jsonb *payload);
+static bool event_fingerprint_mismatch(bytea *stored, bytea *given);
+static uint64 event_exec(int which, Datum *values, const char *nulls);
+static void event_lookup(EventKey *ek, EventRow *row);
+static bool event_claim_matches(XactClaim *c, EventKey *ek);
+static XactClaim *event_find_claim(EventKey *ek, bool only_open);
+static void event_remember_claim(EventKey *ek, pg_uuid_t *token,
+								 bool require_complete);
+static void event_claims_done(EventKey *ek);
+static void event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek,
+							   Datum token, bool token_null, char status,
+							   Datum value, bool value_null, bool retryable);
 static bool event_lock(const LOCKTAG *tag, int timeout_ms);
 static void event_unlock(const LOCKTAG *tag);
-static void events_xact_callback(XactEvent event, void *arg);
-static void events_subxact_callback(SubXactEvent event,
-									SubTransactionId mySubid,
-									SubTransactionId parentSubid, void *arg);
+static void event_xact_callback(XactEvent event, void *arg);
+static void event_subxact_callback(SubXactEvent event,
+								   SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+static Datum claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r);
+static void claim_result_from_row(ClaimState *st, const char *status,
+								  IdemStatsOutcome oc);
+static void claim_read_args(FunctionCallInfo fcinfo, ClaimState *st);
+static ClaimStep claim_examine(ClaimState *st, bool *takeover);
+static ClaimStep claim_write(ClaimState *st, bool takeover,
+							 MemoryContext callcxt);
 
 /* The statements; $1 owner, $2 scope, $3 key always. */
 static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
@@ -293,8 +347,8 @@ static const IdemPlanSet event_plans = {
 void
 idem_events_init(void)
 {
-	RegisterXactCallback(events_xact_callback, NULL);
-	RegisterSubXactCallback(events_subxact_callback, NULL);
+	RegisterXactCallback(event_xact_callback, NULL);
+	RegisterSubXactCallback(event_subxact_callback, NULL);
 }
 
 /*
@@ -302,58 +356,30 @@ idem_events_init(void)
  * owner too, so that equal keys of different roles do not share lock tags.
  */
 static void
-event_key_from_args(EventKey *ek, Datum key, bool key_null,
-					Datum scope, bool scope_null, const char *fn)
+event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo, int keyarg,
+					int scopearg, const char *fn)
 {
-	int			klen;
-	int			slen;
+	IdemTextArg keyspec = {
+		"key", fn, false, false, EVENT_MAX_KEY_BYTES,
+		"Pass the idempotency key, for example the event id or the Idempotency-Key header."
+	};
+	IdemTextArg scopespec = {
+		"scope", fn, false, true, EVENT_MAX_SCOPE_BYTES,
+		"Pass '' (the default) for no scope."
+	};
 	uint64		h;
 
-	if (key_null)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("key must not be null"),
-				 errhint("Pass the idempotency key (for example the event id or the Idempotency-Key header) to idempotency.%s().", fn)));
-	if (scope_null)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("scope must not be null"),
-				 errhint("Pass '' (the default) for no scope to idempotency.%s().", fn)));
-
-	ek->key = DatumGetTextPP(key);
-	ek->scope = DatumGetTextPP(scope);
-	klen = VARSIZE_ANY_EXHDR(ek->key);
-	slen = VARSIZE_ANY_EXHDR(ek->scope);
-
-	if (klen == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key must not be empty"),
-				 errhint("Pass a non-empty idempotency key to idempotency.%s().", fn)));
-	if (klen > EVENT_MAX_KEY_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key is too long"),
-				 errdetail("The key has %d bytes; at most %d are allowed.",
-						   klen, EVENT_MAX_KEY_BYTES),
-				 errhint("Pass a shorter key to idempotency.%s(), for example a digest of the long one.", fn)));
-	if (slen > EVENT_MAX_SCOPE_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("scope is too long"),
-				 errdetail("The scope has %d bytes; at most %d are allowed.",
-						   slen, EVENT_MAX_SCOPE_BYTES),
-				 errhint("Pass a shorter scope to idempotency.%s().", fn)));
-
+	ek->key = idem_arg_text(fcinfo, keyarg, &keyspec);
+	ek->scope = idem_arg_text(fcinfo, scopearg, &scopespec);
 	ek->owner = GetUserId();
-	h = idem_hash_key(VARDATA_ANY(ek->scope), slen,
+	h = idem_hash_key(VARDATA_ANY(ek->scope), VARSIZE_ANY_EXHDR(ek->scope),
 					  EVENT_HASH_SEED ^ (uint64) ek->owner);
-	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), klen, h);
+	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), VARSIZE_ANY_EXHDR(ek->key), h);
 }
 
 /* SHA-256 of the canonical text of a jsonb object payload. */
 static bytea *
-payload_fingerprint(Jsonb *payload)
+event_fingerprint(Jsonb *payload)
 {
 	StringInfoData buf;
 	pg_cryptohash_ctx *ctx;
@@ -384,15 +410,15 @@ payload_fingerprint(Jsonb *payload)
 	return digest;
 }
 
-static void
-exec_plan(int which, Datum *values, const char *nulls)
+static uint64
+event_exec(int which, Datum *values, const char *nulls)
 {
-	(void) idem_plan_exec(&event_plans, which, values, nulls, 0);
+	return idem_plan_exec(&event_plans, which, values, nulls, 0);
 }
 
 /* Read the row of ek (fresh snapshot) into row, copied to the upper context. */
 static void
-lookup_row(EventKey *ek, EventRow *row)
+event_lookup(EventKey *ek, EventRow *row)
 {
 	Datum		values[3];
 	HeapTuple	tup;
@@ -404,7 +430,7 @@ lookup_row(EventKey *ek, EventRow *row)
 	values[0] = ObjectIdGetDatum(ek->owner);
 	values[1] = PointerGetDatum(ek->scope);
 	values[2] = PointerGetDatum(ek->key);
-	exec_plan(PLAN_LOOKUP, values, NULL);
+	(void) event_exec(PLAN_LOOKUP, values, NULL);
 
 	memset(row, 0, sizeof(EventRow));
 	if (SPI_processed == 0)
@@ -433,7 +459,7 @@ lookup_row(EventKey *ek, EventRow *row)
 }
 
 static bool
-fingerprint_mismatch(bytea *stored, bytea *given)
+event_fingerprint_mismatch(bytea *stored, bytea *given)
 {
 	if (stored == NULL || given == NULL)
 		return false;
@@ -443,7 +469,7 @@ fingerprint_mismatch(bytea *stored, bytea *given)
 }
 
 static bool
-xact_claim_matches(XactClaim *c, EventKey *ek)
+event_claim_matches(XactClaim *c, EventKey *ek)
 {
 	return c->owner == ek->owner &&
 		strlen(c->key) == VARSIZE_ANY_EXHDR(ek->key) &&
@@ -454,19 +480,19 @@ xact_claim_matches(XactClaim *c, EventKey *ek)
 
 /* The newest claim of ek by this transaction (not yet done, if only_open). */
 static XactClaim *
-find_xact_claim(EventKey *ek, bool only_open)
+event_find_claim(EventKey *ek, bool only_open)
 {
 	XactClaim  *c;
 
 	for (c = xact_claims; c != NULL; c = c->next)
-		if (xact_claim_matches(c, ek) &&
+		if (event_claim_matches(c, ek) &&
 			(!only_open || c->done_subid == InvalidSubTransactionId))
 			return c;
 	return NULL;
 }
 
 static void
-remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete)
+event_remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete)
 {
 	XactClaim  *c = MemoryContextAllocZero(TopTransactionContext,
 										   sizeof(XactClaim));
@@ -486,17 +512,17 @@ remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete)
 
 /* Mark this transaction's open claims of ek as done. */
 static void
-mark_claims_done(EventKey *ek)
+event_claims_done(EventKey *ek)
 {
 	XactClaim  *c;
 
 	for (c = xact_claims; c != NULL; c = c->next)
-		if (c->done_subid == InvalidSubTransactionId && xact_claim_matches(c, ek))
+		if (c->done_subid == InvalidSubTransactionId && event_claim_matches(c, ek))
 			c->done_subid = GetCurrentSubTransactionId();
 }
 
 static void
-events_xact_callback(XactEvent event, void *arg)
+event_xact_callback(XactEvent event, void *arg)
 {
 	XactClaim  *c;
 
@@ -535,7 +561,7 @@ events_xact_callback(XactEvent event, void *arg)
 }
 
 static void
-events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+event_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
 	XactClaim **prev;
@@ -591,8 +617,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("mark_processed");
 	idem_forbid_parallel("idempotency.mark_processed()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "mark_processed");
+	event_key_from_args(&ek, fcinfo, 0, 1, "mark_processed");
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "mark_processed", false);
 
 	now = GetCurrentTimestamp();
@@ -611,20 +636,20 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	 */
 	for (attempt = 0; attempt < 3; attempt++)
 	{
-		exec_plan(PLAN_MARK_INSERT, values, NULL);
+		(void) event_exec(PLAN_MARK_INSERT, values, NULL);
 		if (SPI_processed > 0)
 		{
 			inserted = true;
 			break;
 		}
-		exec_plan(PLAN_MARK_REPLACE, values, NULL);
+		(void) event_exec(PLAN_MARK_REPLACE, values, NULL);
 		if (SPI_processed > 0)
 		{
 			inserted = true;
 			break;
 		}
 		/* Not expired (a duplicate), or gone: look which. */
-		exec_plan(PLAN_LOOKUP, values, NULL);
+		(void) event_exec(PLAN_LOOKUP, values, NULL);
 		if (SPI_processed > 0)
 			break;
 	}
@@ -663,19 +688,17 @@ event_unlock(const LOCKTAG *tag)
 	CurrentResourceOwner = save;
 }
 
-/* Build claim()'s result row. */
+/*
+ * Build claim()'s result row (in the current memory context).  The row type
+ * is built once per call site.
+ */
 static Datum
-claim_result(FunctionCallInfo fcinfo, const char *status,
-			 Datum result, bool result_null, Datum error, bool error_null,
-			 pg_uuid_t *token, int64 fencing, bool fencing_null,
-			 int32 attempts, bool attempts_null,
-			 TimestampTz expires, bool expires_null)
+claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r)
 {
 	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	Datum		values[7];
 	bool		nulls[7];
 
-	/* The result row type, built once per call site. */
 	if (tupdesc == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
@@ -687,39 +710,185 @@ claim_result(FunctionCallInfo fcinfo, const char *status,
 		MemoryContextSwitchTo(old);
 	}
 
-	values[0] = CStringGetTextDatum(status);
+	values[0] = CStringGetTextDatum(r->status);
 	nulls[0] = false;
-	values[1] = result;
-	nulls[1] = result_null;
-	values[2] = error;
-	nulls[2] = error_null;
-	nulls[3] = (token == NULL);
-	values[3] = token ? UUIDPGetDatum(token) : (Datum) 0;
-	values[4] = Int64GetDatum(fencing);
-	nulls[4] = fencing_null;
-	values[5] = Int32GetDatum(attempts);
-	nulls[5] = attempts_null;
-	values[6] = TimestampTzGetDatum(expires);
-	nulls[6] = expires_null;
+	values[1] = r->result;
+	nulls[1] = r->result_null;
+	values[2] = r->error;
+	nulls[2] = r->error_null;
+	values[3] = UUIDPGetDatum(&r->token);
+	nulls[3] = !r->has_token;
+	values[4] = Int64GetDatum(r->fencing);
+	nulls[4] = r->fencing_null;
+	values[5] = Int32GetDatum(r->attempts);
+	nulls[5] = r->attempts_null;
+	values[6] = TimestampTzGetDatum(r->expires);
+	nulls[6] = r->expires_null;
 
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
-/* A replay or a refusal, read from row. */
-static Datum
-claim_result_from_row(FunctionCallInfo fcinfo, const char *status, EventRow *row)
+/* The result for an outcome read from the row: a replay or a refusal. */
+static void
+claim_result_from_row(ClaimState *st, const char *status, IdemStatsOutcome oc)
 {
+	EventRow   *row = &st->row;
+	ClaimResult *r = &st->res;
 	bool		is_live = (row->status == 'i');
-	bool		hide = is_live || strcmp(status, "mismatch") == 0;
-
 	/* A mismatch is another request: it gets no stored outcome. */
-	return claim_result(fcinfo, status,
-						row->result, row->result_null || hide,
-						row->error, row->error_null || hide,
-						NULL, row->fencing_token, row->fencing_null,
-						row->attempts, false,
-						is_live ? row->locked_until : row->expires_at,
-						is_live ? row->locked_null : false);
+	bool		hide = is_live || oc == IDEM_OC_MISMATCH;
+
+	memset(r, 0, sizeof(ClaimResult));
+	r->status = status;
+	r->result = row->result;
+	r->result_null = row->result_null || hide;
+	r->error = row->error;
+	r->error_null = row->error_null || hide;
+	r->fencing = row->fencing_token;
+	r->fencing_null = row->fencing_null;
+	r->attempts = row->attempts;
+	r->expires = is_live ? row->locked_until : row->expires_at;
+	r->expires_null = is_live ? row->locked_null : false;
+	idem_stats_note(oc);
+}
+
+/* claim()'s arguments, checked, into *st. */
+static void
+claim_read_args(FunctionCallInfo fcinfo, ClaimState *st)
+{
+	memset(st, 0, sizeof(ClaimState));
+	st->fcinfo = fcinfo;
+	event_key_from_args(&st->ek, fcinfo, 0, 2, "claim");
+	if (!PG_ARGISNULL(1))
+		st->fingerprint = event_fingerprint(PG_GETARG_JSONB_P(1));
+	st->lease = idem_arg_interval(fcinfo, 3, "lease", "claim", false);
+	st->ttl = idem_arg_interval(fcinfo, 4, "ttl", "claim", false);
+	st->wait = idem_arg_interval(fcinfo, 5, "wait", "claim", true);
+	if (PG_ARGISNULL(6))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("require_complete must not be null"),
+				 errhint("Pass true or false as require_complete to idempotency.claim(), or omit it for false.")));
+	st->require_complete = PG_GETARG_BOOL(6);
+	st->deadline = GetCurrentTimestamp() + st->wait;
+	idem_locktag(&st->tag, IDEM_LOCKSPACE_EVENT, st->ek.hash);
+}
+
+/*
+ * Read the row without any lock and decide: a finished record is a replay,
+ * a different payload a mismatch, a live lease 'in_progress' (or a wait,
+ * then CLAIM_AGAIN).  Otherwise the key looks free (no row, an expired
+ * record, a lease that ran out: *takeover) and the caller writes.
+ */
+static ClaimStep
+claim_examine(ClaimState *st, bool *takeover)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	EventRow   *row = &st->row;
+
+	event_lookup(&st->ek, row);
+	*takeover = false;
+	if (!row->found || row->expires_at <= now)
+		return CLAIM_WRITE;
+	if (event_fingerprint_mismatch(row->fingerprint, st->fingerprint))
+	{
+		claim_result_from_row(st, "mismatch", IDEM_OC_MISMATCH);
+		return CLAIM_DONE;
+	}
+	if (row->status != 'i')
+	{
+		if (row->status == 'c')
+			claim_result_from_row(st, "completed", IDEM_OC_COMPLETED);
+		else
+			claim_result_from_row(st, "failed", IDEM_OC_FAILED);
+		return CLAIM_DONE;
+	}
+	if (!row->locked_null && row->locked_until > now)
+	{
+		/* A live lease: give up, or wait for it to end or change. */
+		if (now >= st->deadline ||
+			!idem_keywait_sleep(&st->kw, Min(st->deadline, row->locked_until)))
+		{
+			claim_result_from_row(st, "in_progress", IDEM_OC_IN_PROGRESS);
+			return CLAIM_DONE;
+		}
+		return CLAIM_AGAIN;
+	}
+	*takeover = true;
+	return CLAIM_WRITE;
+}
+
+/*
+ * The key looks free: take the claim lock (an uncommitted claim of the key
+ * holds it until its transaction ends), then insert, replace the expired
+ * record or take the lease over, with a compare-and-swap on the row version
+ * read.  CLAIM_AGAIN when the row changed meanwhile.
+ */
+static ClaimStep
+claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
+{
+	ClaimResult *r = &st->res;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz locked_until;
+	Datum		values[9];
+	char		nulls[9];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (!event_lock(&st->tag, idem_timeout_ms(st->deadline - now)))
+	{
+		/* An uncommitted claim holds the key: nothing to show of it. */
+		memset(r, 0, sizeof(ClaimResult));
+		r->status = "in_progress";
+		r->result_null = r->error_null = r->fencing_null = true;
+		r->attempts_null = r->expires_null = true;
+		idem_stats_note(IDEM_OC_IN_PROGRESS);
+		return CLAIM_DONE;
+	}
+	now = GetCurrentTimestamp();
+	locked_until = now + st->lease;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = ObjectIdGetDatum(st->ek.owner);
+	values[1] = PointerGetDatum(st->ek.scope);
+	values[2] = PointerGetDatum(st->ek.key);
+	values[3] = PointerGetDatum(st->fingerprint);
+	nulls[3] = st->fingerprint ? ' ' : 'n';
+	values[4] = TimestampTzGetDatum(now);
+	values[5] = TimestampTzGetDatum(locked_until);
+	values[6] = TimestampTzGetDatum(locked_until + st->ttl);
+	values[7] = BoolGetDatum(takeover);
+	values[8] = TransactionIdGetDatum(st->row.xmin);
+
+	if (event_exec(st->row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
+				   values, nulls) == 0)
+	{
+		/*
+		 * The row changed since we read it (the claim we waited for
+		 * committed, mark_processed inserted it, another claim took it over,
+		 * purge deleted it): look again.
+		 */
+		event_unlock(&st->tag);
+		return CLAIM_AGAIN;
+	}
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	MemoryContextSwitchTo(callcxt);
+	memset(r, 0, sizeof(ClaimResult));
+	r->status = "claimed";
+	r->result_null = r->error_null = true;
+	memcpy(&r->token, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+		   sizeof(pg_uuid_t));
+	r->has_token = true;
+	r->fencing = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	r->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	r->expires = locked_until;
+	event_remember_claim(&st->ek, &r->token, st->require_complete);
+	idem_stats_note(takeover ? IDEM_OC_TAKEOVER : IDEM_OC_CLAIMED);
+	/* Keep the EVENT lock until the end of the transaction. */
+	return CLAIM_DONE;
 }
 
 /*
@@ -728,170 +897,36 @@ claim_result_from_row(FunctionCallInfo fcinfo, const char *status, EventRow *row
 Datum
 idempotency_claim(PG_FUNCTION_ARGS)
 {
+	ClaimState	st;
 	IdemSpi		spi;
-	EventKey	ek;
-	bytea	   *fingerprint = NULL;
-	int64		lease;
-	int64		ttl;
-	int64		wait;
-	bool		require_complete;
-	TimestampTz deadline;
-	LOCKTAG		tag;
-	IdemKeyWait kw;
-	EventRow	row;
-	Datum		res = (Datum) 0;
-	bool		done = false;
+	ClaimStep	step;
 	MemoryContext callcxt = CurrentMemoryContext;
 
 	idem_stats_begin(IDEM_OP_CLAIM);
 	idempotency_check_version();
 	idem_check_writable("claim");
 	idem_forbid_parallel("idempotency.claim()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "claim");
-	if (!PG_ARGISNULL(1))
-		fingerprint = payload_fingerprint(PG_GETARG_JSONB_P(1));
-	lease = idem_arg_interval(fcinfo, 3, "lease", "claim", false);
-	ttl = idem_arg_interval(fcinfo, 4, "ttl", "claim", false);
-	wait = idem_arg_interval(fcinfo, 5, "wait", "claim", true);
-	if (PG_ARGISNULL(6))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("require_complete must not be null"),
-				 errhint("Pass true or false as require_complete to idempotency.claim(), or omit it for false.")));
-	require_complete = PG_GETARG_BOOL(6);
+	claim_read_args(fcinfo, &st);
 
-	deadline = GetCurrentTimestamp() + wait;
-	idem_locktag(&tag, IDEM_LOCKSPACE_EVENT, ek.hash);
-	kw.active = false;
-	if (wait > 0)
-		idem_keywait_begin(&kw, IDEM_LOCKSPACE_EVENT_WAIT, ek.hash);
-
+	if (st.wait > 0)
+		idem_keywait_begin(&st.kw, IDEM_LOCKSPACE_EVENT_WAIT, st.ek.hash);
 	idem_spi_begin(&spi, "processed_events");
-	while (!done)
+	do
 	{
-		TimestampTz now = GetCurrentTimestamp();
 		bool		takeover;
-		int			timeout_ms;
 
-		/*
-		 * Read the row without any lock: a finished record is a replay, a
-		 * live lease an 'in_progress' (or a wait).  Only when the key looks
-		 * free do we take the claim lock, and then write with a check that
-		 * nothing changed since we read (ON CONFLICT DO NOTHING for a new
-		 * key, the fencing token for an existing row); when something did,
-		 * we read again.
-		 */
+		/* What is read and kept lives in the caller's context. */
 		MemoryContextSwitchTo(callcxt);
-		lookup_row(&ek, &row);
-		takeover = false;
-		if (row.found && row.expires_at > now)
-		{
-			if (fingerprint_mismatch(row.fingerprint, fingerprint))
-			{
-				idem_stats_note(IDEM_OC_MISMATCH);
-				res = claim_result_from_row(fcinfo, "mismatch", &row);
-				break;
-			}
-			if (row.status != 'i')
-			{
-				idem_stats_note(row.status == 'c' ? IDEM_OC_COMPLETED : IDEM_OC_FAILED);
-				res = claim_result_from_row(fcinfo,
-											row.status == 'c' ? "completed" : "failed",
-											&row);
-				break;
-			}
-			if (!row.locked_null && row.locked_until > now)
-			{
-				/* A live lease: give up, or wait for it to end or change. */
-				TimestampTz until = Min(deadline, row.locked_until);
-
-				if (now >= deadline || !idem_keywait_sleep(&kw, until))
-				{
-					idem_stats_note(IDEM_OC_IN_PROGRESS);
-					res = claim_result_from_row(fcinfo, "in_progress", &row);
-					break;
-				}
-				continue;
-			}
-			takeover = true;
-		}
-
-		/*
-		 * Serialize with other claims of the key: an uncommitted claim holds
-		 * this lock until its transaction ends.
-		 */
-		timeout_ms = idem_timeout_ms(deadline - now);
-		if (!event_lock(&tag, timeout_ms))
-		{
-			/* An uncommitted claim holds the key: nothing to show of it. */
-			idem_stats_note(IDEM_OC_IN_PROGRESS);
-			res = claim_result(fcinfo, "in_progress", 0, true, 0, true, NULL,
-							   0, true, 0, true, 0, true);
-			break;
-		}
-		now = GetCurrentTimestamp();
-
-		/* The key is ours: insert, replace the expired row, or take over. */
-		{
-			Datum		values[9];
-			char		nulls[9];
-			TimestampTz locked_until = now + lease;
-
-			memset(nulls, ' ', sizeof(nulls));
-			values[0] = ObjectIdGetDatum(ek.owner);
-			values[1] = PointerGetDatum(ek.scope);
-			values[2] = PointerGetDatum(ek.key);
-			values[3] = PointerGetDatum(fingerprint);
-			nulls[3] = fingerprint ? ' ' : 'n';
-			values[4] = TimestampTzGetDatum(now);
-			values[5] = TimestampTzGetDatum(locked_until);
-			values[6] = TimestampTzGetDatum(locked_until + ttl);
-			values[7] = BoolGetDatum(takeover);
-			values[8] = TransactionIdGetDatum(row.xmin);
-
-			exec_plan(row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
-							 values, nulls);
-			if (SPI_processed == 0)
-			{
-				/*
-				 * The row changed since we read it (the claim we waited for
-				 * committed, mark_processed inserted it, another claim took
-				 * it over, purge deleted it): look again.
-				 */
-				event_unlock(&tag);
-				continue;
-			}
-			else
-			{
-				HeapTuple	tup = SPI_tuptable->vals[0];
-				TupleDesc	desc = SPI_tuptable->tupdesc;
-				bool		isnull;
-				pg_uuid_t	token;
-
-				memcpy(&token,
-					   DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-					   sizeof(pg_uuid_t));
-				MemoryContextSwitchTo(callcxt);
-				res = claim_result(fcinfo, "claimed", 0, true, 0, true, &token,
-								   DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
-								   false,
-								   DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)),
-								   false, locked_until, false);
-				remember_claim(&ek, &token, require_complete);
-				idem_stats_note(takeover ? IDEM_OC_TAKEOVER : IDEM_OC_CLAIMED);
-				/* Keep the EVENT lock until the end of the transaction. */
-				done = true;
-			}
-		}
-	}
-	MemoryContextSwitchTo(callcxt);
-	res = SPI_datumTransfer(res, false, -1);
+		step = claim_examine(&st, &takeover);
+		if (step == CLAIM_WRITE)
+			step = claim_write(&st, takeover, callcxt);
+	} while (step == CLAIM_AGAIN);
 	idem_spi_end(&spi);
-	idem_keywait_end(&kw);
+	idem_keywait_end(&st.kw);
 
+	MemoryContextSwitchTo(callcxt);
 	idem_stats_end(IDEM_OC_NONE);
-	PG_RETURN_DATUM(res);
+	PG_RETURN_DATUM(claim_form_result(fcinfo, &st.res));
 }
 
 /*
@@ -899,7 +934,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
  * value as result or error; retryable fail deletes the row instead.
  */
 static void
-finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
+event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 			 bool token_null, char status, Datum value, bool value_null,
 			 bool retryable)
 {
@@ -913,10 +948,10 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 
 	if (token_null)
 	{
-		mine = find_xact_claim(ek, true);
+		mine = event_find_claim(ek, true);
 		if (mine == NULL)
 		{
-			if (find_xact_claim(ek, false) != NULL)
+			if (event_find_claim(ek, false) != NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("idempotency key \"%s\" was already completed or failed in this transaction",
@@ -942,7 +977,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 
 	idem_spi_begin(&spi, "processed_events");
 	if (status == 'f' && retryable)
-		exec_plan(PLAN_RELEASE, values, nulls);
+		(void) event_exec(PLAN_RELEASE, values, nulls);
 	else
 	{
 		values[4] = CStringGetTextDatum(status == 'c' ? "completed" : "failed");
@@ -951,13 +986,13 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 		values[6] = value;
 		nulls[6] = (status == 'f' && !value_null) ? ' ' : 'n';
 		values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
-		exec_plan(PLAN_FINISH, values, nulls);
+		(void) event_exec(PLAN_FINISH, values, nulls);
 	}
 
 	if (SPI_processed == 0)
 	{
 		/* Say precisely why. */
-		lookup_row(ek, &row);
+		event_lookup(ek, &row);
 		idem_spi_end(&spi);
 		if (!row.found)
 			ereport(ERROR,
@@ -986,7 +1021,7 @@ finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 	}
 	idem_spi_end(&spi);
 
-	mark_claims_done(ek);
+	event_claims_done(ek);
 	idem_keywait_notify(IDEM_LOCKSPACE_EVENT_WAIT, ek->hash);
 }
 
@@ -1000,9 +1035,8 @@ idempotency_complete(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("complete");
 	idem_forbid_parallel("idempotency.complete()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(2), PG_ARGISNULL(2), "complete");
-	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(3), PG_ARGISNULL(3), 'c',
+	event_key_from_args(&ek, fcinfo, 0, 2, "complete");
+	event_finish_claim(fcinfo, &ek, PG_GETARG_DATUM(3), PG_ARGISNULL(3), 'c',
 				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), false);
 	idem_stats_end(IDEM_OC_OK);
 	PG_RETURN_VOID();
@@ -1018,14 +1052,13 @@ idempotency_fail(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("fail");
 	idem_forbid_parallel("idempotency.fail()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(3), PG_ARGISNULL(3), "fail");
+	event_key_from_args(&ek, fcinfo, 0, 3, "fail");
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("retryable must not be null"),
 				 errhint("Pass true (free the key) or false (store and replay the error) as retryable to idempotency.fail().")));
-	finish_claim(fcinfo, &ek, PG_GETARG_DATUM(4), PG_ARGISNULL(4), 'f',
+	event_finish_claim(fcinfo, &ek, PG_GETARG_DATUM(4), PG_ARGISNULL(4), 'f',
 				 PG_GETARG_DATUM(1), PG_ARGISNULL(1), PG_GETARG_BOOL(2));
 	idem_stats_end(IDEM_OC_OK);
 	PG_RETURN_VOID();
@@ -1043,20 +1076,19 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("forget");
 	idem_forbid_parallel("idempotency.forget()");
-	event_key_from_args(&ek, PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-						PG_GETARG_DATUM(1), PG_ARGISNULL(1), "forget");
+	event_key_from_args(&ek, fcinfo, 0, 1, "forget");
 	values[0] = ObjectIdGetDatum(ek.owner);
 	values[1] = PointerGetDatum(ek.scope);
 	values[2] = PointerGetDatum(ek.key);
 
 	idem_spi_begin(&spi, "processed_events");
-	exec_plan(PLAN_FORGET, values, NULL);
+	(void) event_exec(PLAN_FORGET, values, NULL);
 	found = SPI_processed > 0;
 	idem_spi_end(&spi);
 
 	if (found)
 	{
-		mark_claims_done(&ek);
+		event_claims_done(&ek);
 		idem_keywait_notify(IDEM_LOCKSPACE_EVENT_WAIT, ek.hash);
 	}
 	PG_RETURN_BOOL(found);

@@ -206,7 +206,7 @@ static const char *const acquire_status_names[] = {
 
 static int	lease_exec(LeasePlan which, Datum *values, const char *nulls,
 					   long count);
-static text *lease_key_arg(FunctionCallInfo fcinfo, int argno);
+static text *lease_key_arg(FunctionCallInfo fcinfo, int argno, const char *fn);
 static text *lease_holder_arg(FunctionCallInfo fcinfo, int argno);
 static pg_uuid_t *lease_token_arg(FunctionCallInfo fcinfo, int argno,
 								  const char *what, bool required);
@@ -228,51 +228,25 @@ lease_exec(LeasePlan which, Datum *values, const char *nulls, long count)
 }
 
 static text *
-lease_key_arg(FunctionCallInfo fcinfo, int argno)
+lease_key_arg(FunctionCallInfo fcinfo, int argno, const char *fn)
 {
-	text	   *key;
-	int			len;
+	IdemTextArg spec = {
+		"key", fn, false, false, LEASE_MAX_KEY,
+		"Pass the name of the resource the lease protects, for example 'report:2024-06'."
+	};
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("lease key must not be null"),
-				 errhint("Pass the name of the resource the lease protects, for example 'report:2024-06'.")));
-	key = PG_GETARG_TEXT_PP(argno);
-	len = VARSIZE_ANY_EXHDR(key);
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease key must not be empty"),
-				 errhint("Pass the name of the resource the lease protects, for example 'report:2024-06'.")));
-	if (len > LEASE_MAX_KEY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease key is too long"),
-				 errdetail("The key has %d bytes; at most %d are allowed.",
-						   len, LEASE_MAX_KEY),
-				 errhint("Hash long keys on the client, for example with md5().")));
-	return key;
+	return idem_arg_text(fcinfo, argno, &spec);
 }
 
 static text *
 lease_holder_arg(FunctionCallInfo fcinfo, int argno)
 {
-	text	   *holder;
-	int			len;
+	static const IdemTextArg spec = {
+		"holder", "lease_acquire", true, true, LEASE_MAX_HOLDER,
+		"Pass a short description of the holder, such as host name and process id."
+	};
 
-	if (PG_ARGISNULL(argno))
-		return NULL;
-	holder = PG_GETARG_TEXT_PP(argno);
-	len = VARSIZE_ANY_EXHDR(holder);
-	if (len > LEASE_MAX_HOLDER)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease holder is too long"),
-				 errdetail("The holder has %d bytes; at most %d are allowed.",
-						   len, LEASE_MAX_HOLDER),
-				 errhint("Pass a short description of the holder, such as host name and process id.")));
-	return holder;
+	return idem_arg_text(fcinfo, argno, &spec);
 }
 
 static pg_uuid_t *
@@ -489,7 +463,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("lease_acquire");
 	idem_forbid_parallel("lease_acquire()");
-	key = lease_key_arg(fcinfo, 0);
+	key = lease_key_arg(fcinfo, 0, "lease_acquire");
 	ttl = idem_arg_interval(fcinfo, 1, "ttl", "lease_acquire", false);
 	holder = lease_holder_arg(fcinfo, 2);
 	if_match = lease_token_arg(fcinfo, 3, "if_match", false);
@@ -583,7 +557,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("lease_renew");
 	idem_forbid_parallel("lease_renew()");
-	key = lease_key_arg(fcinfo, 0);
+	key = lease_key_arg(fcinfo, 0, "lease_renew");
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "lease_renew", false);
 
@@ -634,7 +608,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("lease_release");
 	idem_forbid_parallel("lease_release()");
-	key = lease_key_arg(fcinfo, 0);
+	key = lease_key_arg(fcinfo, 0, "lease_release");
 	token = lease_token_arg(fcinfo, 1, "lease token", false);
 
 	idem_spi_begin(&spi, "leases");
@@ -698,7 +672,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 	Datum		args[2];
 
 	idempotency_check_version();
-	key = lease_key_arg(fcinfo, 0);
+	key = lease_key_arg(fcinfo, 0, "lease_status");
 
 	InitMaterializedSRF(fcinfo, 0);
 	idem_spi_begin(&spi, "leases");
@@ -742,7 +716,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	idem_check_writable("lease_assert");
 	idem_forbid_parallel("lease_assert()");
-	key = lease_key_arg(fcinfo, 0);
+	key = lease_key_arg(fcinfo, 0, "lease_assert");
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
 
 	idem_spi_begin(&spi, "leases");

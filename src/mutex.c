@@ -96,21 +96,14 @@ PG_FUNCTION_INFO_V1(idempotency_mutex_holders);
 static uint64
 mutex_key_hash(FunctionCallInfo fcinfo, int argno, char **key, int *len)
 {
-	text	   *t;
+	static const IdemTextArg spec = {
+		"key", "mutex_lock", false, false, 0,
+		"Pass a non-empty text that names the resource to serialize on."
+	};
+	text	   *t = idem_arg_text(fcinfo, argno, &spec);
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("mutex key must not be null"),
-				 errhint("Pass a non-empty text that names the resource to serialize on.")));
-	t = PG_GETARG_TEXT_PP(argno);
 	*key = VARDATA_ANY(t);
 	*len = VARSIZE_ANY_EXHDR(t);
-	if (*len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("mutex key must not be empty"),
-				 errhint("Pass a non-empty text that names the resource to serialize on.")));
 	return idem_hash_key(*key, *len, MUTEX_HASH_SEED);
 }
 

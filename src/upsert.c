@@ -8,9 +8,10 @@
  * Design
  * ------
  * The table is named by the row type of the first (anyelement) argument.
- * We open it with RowExclusiveLock (the lock the INSERT takes anyway, no
- * transaction id) BEFORE looking at any cached metadata, so that every
- * invalidation message for it has been processed when we trust the cache.
+ * We open it with AccessShareLock (what the SELECT of a hit takes; the
+ * INSERT or UPDATE takes RowExclusiveLock itself) BEFORE looking at any
+ * cached metadata, so that every invalidation message for it has been
+ * processed when we trust the cache.
  *
  * Values come as a jsonb object.  They are converted by calling the server's
  * own jsonb_populate_record (so the conversion is exactly that function's:
@@ -89,9 +90,41 @@
  * row from the INSERT itself; on such a server the SELECT after a conflict
  * could go.  That switch would be a macro in compat.h; it is not built.
  *
- * Locks: RowExclusiveLock on the table (held to end of transaction);
+ * Keys are compared under the arbiter index's collation (COLLATE in the
+ * generated SQL where it differs from the column's), as ON CONFLICT and the
+ * direct probe compare them, so that every path finds the same row.  A row
+ * returned by the INSERT is checked to still have the key asked for (a
+ * BEFORE INSERT trigger may rewrite it: 55000, never a row of another key).
+ *
+ * Locks: AccessShareLock on the table (held to end of transaction);
  * everything else is the locking of the statements themselves.  The cache
  * is backend-local and protected by nothing but being backend-local.
+ *
+ * Memory and lifetime
+ * -------------------
+ * upsert_cache (a hash table in upsert_cache_cxt, under CacheMemoryContext)
+ * maps a cache key to the current UpsertEntry for it.  Each entry lives in a
+ * memory context of its own, with its saved SPI plans, until it is freed.
+ * A call uses an entry for its whole duration, and a call can be re-entered
+ * while it runs: its INSERT fires triggers, RLS policy functions, domain
+ * CHECK functions and index expressions, any of which may call an upsert
+ * function again, fill the cache past UPSERT_CACHE_MAX, or invalidate the
+ * entry (GRANT, ANALYZE, ALTER).  So an entry in use is pinned:
+ *
+ *	 - upsert_entry() returns the entry pinned; the call unpins it when done.
+ *	   Each pin is recorded (upsert_pins) with the transaction nesting level
+ *	   it was taken at; a (sub)transaction abort releases the pins taken at
+ *	   its level or deeper, so an error never leaves a pin behind, and a
+ *	   subtransaction commit hands its pins to the parent.
+ *	 - Invalidation only clears "valid".  The next lookup of a stale entry
+ *	   replaces it in the hash table; the old one is freed at once if
+ *	   unpinned, otherwise detached (upsert_detached) and freed by a later
+ *	   lookup once its last pin is gone (never from an abort callback, while
+ *	   the aborting executor may still reference its plans).
+ *	 - Emptying a full cache skips pinned entries.
+ *
+ * A caller may therefore keep using its entry, plans and descriptors until
+ * it unpins, whatever the nested calls did.
  *
  *-------------------------------------------------------------------------
  */
@@ -137,6 +170,15 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
+PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert);
+PG_FUNCTION_INFO_V1(idempotency_get_or_create);
+PG_FUNCTION_INFO_V1(idempotency_update_or_create);
+PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert_many);
+
+/*
+ * The entry points of 0.1.0's SQL objects, which the library serves until
+ * ALTER EXTENSION ... UPDATE replaces them (see idempotency.c).
+ */
 PG_FUNCTION_INFO_V1(idem_upsert);
 PG_FUNCTION_INFO_V1(idem_get_or_create);
 PG_FUNCTION_INFO_V1(idem_update_or_create);
@@ -278,6 +320,9 @@ static void upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols);
 static UpsertEntry *upsert_entry(Relation rel, UpsertOp op, const uint64 *cols,
 								 const uint64 *keycols);
 static void upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols);
+static Oid	upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols);
+static void upsert_build_keys(UpsertEntry *e, Relation rel);
+static void upsert_build_populate(UpsertEntry *e);
 static void upsert_free_entry(UpsertEntry *e);
 static char *upsert_index_list(Relation rel, bool usable_only);
 static char *upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask);
@@ -303,6 +348,8 @@ static Datum upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls
 static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname,
 						   bool *created);
 static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
+static Relation upsert_call_begin(FunctionCallInfo fcinfo, const char *fname,
+								  bool many);
 static int	bitmap_count(const uint64 *bits);
 static bool bitmap_empty(const uint64 *bits);
 
@@ -673,33 +720,16 @@ operator_sql(Oid opno)
 }
 
 /*
- * Fill a fresh entry: columns, arbiter index, operators, conversion.
+ * Fill a fresh entry (in its own context): columns, arbiter index,
+ * operators, conversion.
  */
 static void
 upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 {
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(e->cxt);
 	const uint64 *cols = e->key.cols;
-	bool		infer = bitmap_empty(keycols);
-	List	   *indexes;
-	ListCell   *lc;
-	Oid			chosen = InvalidOid;
-	uint64		chosen_bits[UPSERT_COLWORDS];
-	int			ncandidates = 0;
-	HeapTuple	itup;
-	Form_pg_index ind;
-	oidvector  *indclass;
-	oidvector  *indcoll;
-	Datum		d;
-	bool		isnull;
 	int			i,
 				j;
-	Datum	   *nullvals;
-	bool	   *nullflags;
-	HeapTuple	empty;
-	FuncExpr   *fexpr;
-
-	old = MemoryContextSwitchTo(e->cxt);
 
 	e->relid = RelationGetRelid(rel);
 	e->owner = rel->rd_rel->relowner;
@@ -722,7 +752,31 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 		}
 	}
 
-	/* arbiter index */
+	e->indexoid = upsert_choose_index(e, rel, keycols);
+	upsert_build_keys(e, rel);
+	upsert_build_populate(e);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The arbiter index: the one valid, non-partial, non-expression,
+ * non-deferrable unique index whose columns are all given (or exactly
+ * key_cols); 42P10 for none or several.
+ */
+static Oid
+upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols)
+{
+	const uint64 *cols = e->key.cols;
+	bool		infer = bitmap_empty(keycols);
+	List	   *indexes;
+	ListCell   *lc;
+	Oid			chosen = InvalidOid;
+	uint64		chosen_bits[UPSERT_COLWORDS];
+	int			ncandidates = 0;
+	HeapTuple	itup;
+	Form_pg_index ind;
+	int			j;
+
 	memset(chosen_bits, 0, sizeof(chosen_bits));
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
@@ -802,8 +856,23 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 				 errhint("Pass key_cols to say which columns identify the row in table %s.",
 						 e->relname)));
 
-	/* key columns of the chosen index, with its operators */
-	e->indexoid = chosen;
+	return chosen;
+}
+
+/* The key columns of the arbiter index, with its operators and collation. */
+static void
+upsert_build_keys(UpsertEntry *e, Relation rel)
+{
+	Oid			chosen = e->indexoid;
+	HeapTuple	itup;
+	Form_pg_index ind;
+	oidvector  *indclass;
+	oidvector  *indcoll;
+	Datum		d;
+	bool		isnull;
+	int			i,
+				j;
+
 	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(chosen));
 	if (!HeapTupleIsValid(itup))
 		elog(ERROR, "cache lookup failed for index %u", chosen);
@@ -865,8 +934,17 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 					 errhint("Every key column of table %s needs a value in vals.", e->relname)));
 	}
 	ReleaseSysCache(itup);
+}
 
-	/* jsonb_populate_record(rowtype, jsonb) with a call expression */
+/* jsonb_populate_record(rowtype, jsonb) with a call expression. */
+static void
+upsert_build_populate(UpsertEntry *e)
+{
+	Datum	   *nullvals;
+	bool	   *nullflags;
+	HeapTuple	empty;
+	FuncExpr   *fexpr;
+
 	fmgr_info_cxt(F_JSONB_POPULATE_RECORD, &e->populate, e->cxt);
 	fexpr = makeFuncExpr(F_JSONB_POPULATE_RECORD, e->rowtype,
 						 list_make2(makeNullConst(e->rowtype, -1, InvalidOid),
@@ -879,8 +957,6 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	memset(nullflags, true, sizeof(bool) * e->tupdesc->natts);
 	empty = heap_form_tuple(e->tupdesc, nullvals, nullflags);
 	e->emptyrow = heap_copy_tuple_as_datum(empty, e->tupdesc);
-
-	MemoryContextSwitchTo(old);
 }
 
 /* ---------------------------------------------------------------------
@@ -1457,18 +1533,20 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			{
 				/*
 				 * After our INSERT reported a conflict, a row written by this
-				 * very transaction is one that INSERT's own triggers put
-				 * elsewhere (a BEFORE trigger redirecting it to a child table
-				 * and returning NULL): this call created it.  (Which row
-				 * version it is is asked as the table owner: system columns
-				 * need privileges that column grants do not give.)
+				 * very transaction into another table than the one named
+				 * (an inheritance child) is one that the INSERT's own BEFORE
+				 * trigger put there instead, returning NULL: this call
+				 * created it.  (Which row version it is is asked as the
+				 * table owner: system columns need privileges that column
+				 * grants do not give.)
 				 */
 				*created = false;
 				if (insert_missed)
 				{
 					UpsertProbe p = upsert_probe(e, nullmask, values, nulls);
 
-					*created = p.found && TransactionIdIsCurrentTransactionId(p.xmin);
+					*created = p.found && p.tableoid != e->relid &&
+						TransactionIdIsCurrentTransactionId(p.xmin);
 					/* the probe's SPI call replaced SPI_tuptable, not the datum */
 				}
 				idem_stats_note(*created ? IDEM_OC_INSERTED :
@@ -1528,6 +1606,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 					if (!again.differs)
 					{
 						*created = false;
+						idem_stats_note(IDEM_OC_EXISTING);
 						return row;
 					}
 					p2 = upsert_probe(e, nullmask, values, nulls);
@@ -1535,6 +1614,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 						ItemPointerEquals(&p1.tid, &p2.tid))
 					{
 						*created = false;
+						idem_stats_note(IDEM_OC_EXISTING);
 						return row;
 					}
 				}
@@ -1767,6 +1847,27 @@ upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols)
  * Entry points
  * --------------------------------------------------------------------- */
 
+/*
+ * What every entry point does first: check the versions, refuse standbys,
+ * read-only and parallel contexts and a NULL vals, and open the table named
+ * by the first argument.
+ */
+static Relation
+upsert_call_begin(FunctionCallInfo fcinfo, const char *fname, bool many)
+{
+	idempotency_check_version();
+	idem_check_writable(fname);
+	idem_forbid_parallel(fname);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("vals must not be null"),
+				 many
+				 ? errhint("Pass the rows as a JSON array of objects to %s.", fname)
+				 : errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+	return upsert_open_table(fcinfo, fname);
+}
+
 static Datum
 upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *created)
 {
@@ -1781,15 +1882,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	uint32		nullmask;
 	bool		probed;
 
-	idempotency_check_version();
-	idem_check_writable(fname);
-	idem_forbid_parallel(fname);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("vals must not be null"),
-				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
-	rel = upsert_open_table(fcinfo, fname);
+	rel = upsert_call_begin(fcinfo, fname, false);
 	vals = PG_GETARG_JSONB_P(1);
 	upsert_cols_of(rel, vals, cols, fname);
 	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
@@ -1835,7 +1928,7 @@ upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created)
 }
 
 Datum
-idem_upsert(PG_FUNCTION_ARGS)
+idempotency_idempotent_upsert(PG_FUNCTION_ARGS)
 {
 	bool		created;
 	Datum		row;
@@ -1847,7 +1940,7 @@ idem_upsert(PG_FUNCTION_ARGS)
 }
 
 Datum
-idem_get_or_create(PG_FUNCTION_ARGS)
+idempotency_get_or_create(PG_FUNCTION_ARGS)
 {
 	bool		created;
 	Datum		row;
@@ -1860,7 +1953,7 @@ idem_get_or_create(PG_FUNCTION_ARGS)
 }
 
 Datum
-idem_update_or_create(PG_FUNCTION_ARGS)
+idempotency_update_or_create(PG_FUNCTION_ARGS)
 {
 	bool		created;
 	Datum		row;
@@ -1881,53 +1974,37 @@ typedef struct UpsertGroup
 	bool		direct;			/* existing rows found by direct probes */
 } UpsertGroup;
 
-Datum
-idem_upsert_many(PG_FUNCTION_ARGS)
+/* Everything one idempotent_upsert_many() call works with. */
+typedef struct UpsertBatch
 {
-	const char *fname = "idempotent_upsert_many";
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const char *fname;
 	Relation	rel;
-	Jsonb	   *arr;
+	Jsonb	   *arr;			/* the vals argument */
 	uint64		keycols[UPSERT_COLWORDS];
 	int			nelems;
-	Jsonb	  **elems;
-	Datum	   *rows;
+	Jsonb	  **elems;			/* the elements, in input order */
+	Datum	   *rows;			/* their rows; (Datum) 0 until found */
 	UpsertGroup *groups;
-	int			ngroups = 0;
-	int			g,
-				i;
-	MemoryContext callcxt = CurrentMemoryContext;
+	int			ngroups;
+	MemoryContext callcxt;		/* where elements and rows live */
+} UpsertBatch;
+
+/* Split vals into its elements and group them by the columns they name. */
+static void
+batch_split(UpsertBatch *b)
+{
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken r;
+	int			i = 0;
+	int			g;
 
-	idem_stats_begin(IDEM_OP_UPSERT_MANY);
-	idempotency_check_version();
-	idem_check_writable(fname);
-	idem_forbid_parallel(fname);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("vals must not be null"),
-				 errhint("Pass the rows as a JSON array of objects to %s.", fname)));
-	/* a first argument that is no table's row type is 42809, not XX000 */
-	rel = upsert_open_table(fcinfo, fname);
-	InitMaterializedSRF(fcinfo, 0);
-	arr = PG_GETARG_JSONB_P(1);
-	if (!JB_ROOT_IS_ARRAY(arr) || JB_ROOT_IS_SCALAR(arr))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("vals must be a JSON array of objects"),
-				 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", fname)));
-	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
-
-	/* split into elements and group them by the keys they name */
-	nelems = JB_ROOT_COUNT(arr);
-	elems = palloc(sizeof(Jsonb *) * (nelems + 1));
-	rows = palloc0(sizeof(Datum) * (nelems + 1));
-	groups = palloc(sizeof(UpsertGroup) * (nelems + 1));
-	it = JsonbIteratorInit(&arr->root);
-	i = 0;
+	b->nelems = JB_ROOT_COUNT(b->arr);
+	b->elems = palloc(sizeof(Jsonb *) * (b->nelems + 1));
+	b->rows = palloc0(sizeof(Datum) * (b->nelems + 1));
+	b->groups = palloc(sizeof(UpsertGroup) * (b->nelems + 1));
+	b->ngroups = 0;
+	it = JsonbIteratorInit(&b->arr->root);
 	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		uint64		cols[UPSERT_COLWORDS];
@@ -1938,38 +2015,45 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("element %d of vals is not a JSON object", i + 1),
-					 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", fname)));
-		elems[i] = JsonbValueToJsonb(&v);
-		upsert_cols_of(rel, elems[i], cols, fname);
-		for (g = 0; g < ngroups; g++)
-			if (memcmp(groups[g].cols, cols, sizeof(cols)) == 0)
+					 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", b->fname)));
+		b->elems[i] = JsonbValueToJsonb(&v);
+		upsert_cols_of(b->rel, b->elems[i], cols, b->fname);
+		for (g = 0; g < b->ngroups; g++)
+			if (memcmp(b->groups[g].cols, cols, sizeof(cols)) == 0)
 				break;
-		if (g == ngroups)
+		if (g == b->ngroups)
 		{
-			memcpy(groups[g].cols, cols, sizeof(cols));
-			groups[g].n = 0;
-			groups[g].ords = palloc(sizeof(int64) * nelems);
-			ngroups++;
+			memcpy(b->groups[g].cols, cols, sizeof(cols));
+			b->groups[g].n = 0;
+			b->groups[g].ords = palloc(sizeof(int64) * b->nelems);
+			b->ngroups++;
 		}
-		groups[g].ords[groups[g].n++] = i + 1;
+		b->groups[g].ords[b->groups[g].n++] = i + 1;
 		i++;
 	}
+}
 
-	/*
-	 * NULL keys (22004) are checked for the whole batch up front, before
-	 * anything is inserted, on the JSON itself: only a JSON null converts to
-	 * a NULL.
-	 */
-	for (g = 0; g < ngroups; g++)
+/*
+ * NULL keys (22004) are checked for the whole batch up front, before
+ * anything is inserted, on the JSON itself: only a JSON null converts to a
+ * NULL.
+ */
+static void
+batch_check_null_keys(UpsertBatch *b)
+{
+	int			g,
+				i,
+				k;
+
+	for (g = 0; g < b->ngroups; g++)
 	{
-		UpsertGroup *grp = &groups[g];
-		UpsertEntry *e = upsert_entry(rel, UPSERT_MANY, grp->cols, keycols);
+		UpsertGroup *grp = &b->groups[g];
+		UpsertEntry *e = upsert_entry(b->rel, UPSERT_MANY, grp->cols, b->keycols);
 		char	   *nulls = palloc(sizeof(char) * (e->ncols + 1));
 
 		for (i = 0; i < grp->n; i++)
 		{
-			Jsonb	   *el = elems[grp->ords[i] - 1];
-			int			k;
+			Jsonb	   *el = b->elems[grp->ords[i] - 1];
 
 			memset(nulls, ' ', e->ncols);
 			for (k = 0; k < e->nkeys; k++)
@@ -1989,85 +2073,91 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		}
 		upsert_unpin(e);
 	}
+}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+/*
+ * Find or insert the rows of one group (inside SPI): direct probes where
+ * they apply, then the set statements (SELECT, INSERT in key order, SELECT
+ * again), then the one-row path for what is still missing (concurrent
+ * deletes, RLS, triggers).
+ */
+static void
+batch_run_group(UpsertBatch *b, UpsertGroup *grp)
+{
+	UpsertEntry *e = upsert_entry(b->rel, UPSERT_MANY, grp->cols, b->keycols);
+	Datum		args[3];
+	int			round;
+	int64	   *missing = palloc(sizeof(int64) * grp->n);
+	Datum	   *ords = palloc(sizeof(Datum) * grp->n);
+	int			nmissing = 0;
+	int			i;
+	MemoryContext spicxt;
 
-	for (g = 0; g < ngroups; g++)
+	/* rows found directly are kept in the caller's memory, like the rest */
+	spicxt = MemoryContextSwitchTo(b->callcxt);
+	grp->direct = upsert_direct_batch(e, b->elems, grp->ords, grp->n, b->rows);
+	MemoryContextSwitchTo(spicxt);
+
+	for (i = 0; i < grp->n; i++)
+		if (b->rows[grp->ords[i] - 1] == (Datum) 0)
+			missing[nmissing++] = grp->ords[i];
+	idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
+
+	args[0] = JsonbPGetDatum(b->arr);
+	args[1] = e->emptyrow;
+	/* after the direct probe, the missing ones go straight to INSERT */
+	for (round = grp->direct ? 1 : 0; round < 3 && nmissing > 0; round++)
 	{
-		UpsertGroup *grp = &groups[g];
-		UpsertEntry *e = upsert_entry(rel, UPSERT_MANY, grp->cols, keycols);
-		Datum		args[3];
-		int			round;
-		int64	   *missing = palloc(sizeof(int64) * grp->n);
-		Datum	   *ords = palloc(sizeof(Datum) * grp->n);
-		int			nmissing = 0;
-		MemoryContext spicxt;
+		UpsertStmt	stmt = (round == 1) ? STMT_MANY_INSERT : STMT_MANY_SELECT;
+		uint64		k;
+		int			n;
 
-		/* rows found directly are kept in the caller's memory, like the rest */
-		spicxt = MemoryContextSwitchTo(callcxt);
-		grp->direct = upsert_direct_batch(e, elems, grp->ords, grp->n, rows);
-		MemoryContextSwitchTo(spicxt);
-
-		for (i = 0; i < grp->n; i++)
-			if (rows[grp->ords[i] - 1] == (Datum) 0)
-				missing[nmissing++] = grp->ords[i];
-		idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
-
-		args[0] = JsonbPGetDatum(arr);
-		args[1] = e->emptyrow;
-		/* after the direct probe, the missing ones go straight to INSERT */
-		for (round = grp->direct ? 1 : 0; round < 3 && nmissing > 0; round++)
-		{
-			UpsertStmt stmt = (round == 1) ? STMT_MANY_INSERT : STMT_MANY_SELECT;
-			uint64		k;
-			int			n;
-
-			CHECK_FOR_INTERRUPTS();
-			for (i = 0; i < nmissing; i++)
-				ords[i] = Int64GetDatum(missing[i]);
-			args[2] = PointerGetDatum(construct_array(ords, nmissing, INT8OID, 8,
-													  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-			upsert_exec(e, stmt, 0, args, "   ", 0);
-			for (k = 0; k < SPI_processed; k++)
-			{
-				bool		isnull;
-				int64		o = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k],
-															SPI_tuptable->tupdesc, 1, &isnull));
-				Datum		row = SPI_getbinval(SPI_tuptable->vals[k],
-												SPI_tuptable->tupdesc, 2, &isnull);
-
-				if (o >= 1 && o <= nelems && rows[o - 1] == (Datum) 0)
-					rows[o - 1] = SPI_datumTransfer(row, false, -1);
-			}
-			for (i = 0, n = 0; i < nmissing; i++)
-				if (rows[missing[i] - 1] == (Datum) 0)
-					missing[n++] = missing[i];
-			idem_stats_note_n(round == 0 ? IDEM_OC_EXISTING : round == 1 ? IDEM_OC_INSERTED : IDEM_OC_CONFLICT,
-							  nmissing - n);
-			nmissing = n;
-		}
-
-		/* the rest (concurrent deletes, RLS, triggers): one by one */
+		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < nmissing; i++)
+			ords[i] = Int64GetDatum(missing[i]);
+		args[2] = PointerGetDatum(construct_array(ords, nmissing, INT8OID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		upsert_exec(e, stmt, 0, args, "   ", 0);
+		for (k = 0; k < SPI_processed; k++)
 		{
-			UpsertEntry *one = upsert_entry(rel, UPSERT_GET, grp->cols, keycols);
-			bool		created;
-			Datum		row = upsert_one(one, elems[missing[i] - 1], UPSERT_GET, &created);
+			bool		isnull;
+			int64		o = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k],
+														SPI_tuptable->tupdesc, 1, &isnull));
+			Datum		row = SPI_getbinval(SPI_tuptable->vals[k],
+											SPI_tuptable->tupdesc, 2, &isnull);
 
-			rows[missing[i] - 1] = SPI_datumTransfer(row, false, -1);
-			upsert_unpin(one);
+			if (o >= 1 && o <= b->nelems && b->rows[o - 1] == (Datum) 0)
+				b->rows[o - 1] = SPI_datumTransfer(row, false, -1);
 		}
-		upsert_unpin(e);
+		for (i = 0, n = 0; i < nmissing; i++)
+			if (b->rows[missing[i] - 1] == (Datum) 0)
+				missing[n++] = missing[i];
+		idem_stats_note_n(round == 0 ? IDEM_OC_EXISTING : round == 1 ? IDEM_OC_INSERTED : IDEM_OC_CONFLICT,
+						  nmissing - n);
+		nmissing = n;
 	}
-	SPI_finish();
-	relation_close(rel, NoLock);
 
-	/* in input order */
-	MemoryContextSwitchTo(callcxt);
-	for (i = 0; i < nelems; i++)
+	for (i = 0; i < nmissing; i++)
 	{
-		HeapTupleHeader th = DatumGetHeapTupleHeader(rows[i]);
+		UpsertEntry *one = upsert_entry(b->rel, UPSERT_GET, grp->cols, b->keycols);
+		bool		created;
+		Datum		row = upsert_one(one, b->elems[missing[i] - 1], UPSERT_GET, &created);
+
+		b->rows[missing[i] - 1] = SPI_datumTransfer(row, false, -1);
+		upsert_unpin(one);
+	}
+	upsert_unpin(e);
+}
+
+/* The rows, in input order, into the result set. */
+static void
+batch_emit(UpsertBatch *b, ReturnSetInfo *rsinfo)
+{
+	int			i;
+
+	for (i = 0; i < b->nelems; i++)
+	{
+		HeapTupleHeader th = DatumGetHeapTupleHeader(b->rows[i]);
 		HeapTupleData tup;
 
 		tup.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -2076,6 +2166,67 @@ idem_upsert_many(PG_FUNCTION_ARGS)
 		tup.t_data = th;
 		tuplestore_puttuple(rsinfo->setResult, &tup);
 	}
+}
+
+/* idempotent_upsert_many(tbl, vals jsonb array, key_cols) */
+Datum
+idempotency_idempotent_upsert_many(PG_FUNCTION_ARGS)
+{
+	UpsertBatch b;
+	int			g;
+
+	idem_stats_begin(IDEM_OP_UPSERT_MANY);
+	memset(&b, 0, sizeof(b));
+	b.fname = "idempotent_upsert_many";
+	b.callcxt = CurrentMemoryContext;
+	/* a first argument that is no table's row type is 42809, not XX000 */
+	b.rel = upsert_call_begin(fcinfo, b.fname, true);
+	InitMaterializedSRF(fcinfo, 0);
+	b.arr = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(b.arr) || JB_ROOT_IS_SCALAR(b.arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("vals must be a JSON array of objects"),
+				 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", b.fname)));
+	upsert_keycols_of(b.rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), b.keycols);
+
+	batch_split(&b);
+	batch_check_null_keys(&b);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (g = 0; g < b.ngroups; g++)
+		batch_run_group(&b, &b.groups[g]);
+	SPI_finish();
+	relation_close(b.rel, NoLock);
+
+	MemoryContextSwitchTo(b.callcxt);
+	batch_emit(&b, (ReturnSetInfo *) fcinfo->resultinfo);
 	idem_stats_end(IDEM_OC_NONE);
 	return (Datum) 0;
+}
+
+/* The entry point of 0.1.0's SQL objects, served until they are updated. */
+Datum
+idem_upsert_many(PG_FUNCTION_ARGS)
+{
+	return idempotency_idempotent_upsert_many(fcinfo);
+}
+
+Datum
+idem_upsert(PG_FUNCTION_ARGS)
+{
+	return idempotency_idempotent_upsert(fcinfo);
+}
+
+Datum
+idem_get_or_create(PG_FUNCTION_ARGS)
+{
+	return idempotency_get_or_create(fcinfo);
+}
+
+Datum
+idem_update_or_create(PG_FUNCTION_ARGS)
+{
+	return idempotency_update_or_create(fcinfo);
 }
