@@ -44,6 +44,37 @@ ALTER SCHEMA idempotency OWNER TO CURRENT_USER;
 ALTER EXTENSION idempotency ADD SCHEMA idempotency;
 
 ---------------------------------------------------------------------------
+-- Upsert: the entry points under their 0.2.0 C names (the library keeps the
+-- 0.1.0 names for databases not updated yet).
+---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert(tbl anyelement, vals jsonb,
+                                                         key_cols text[] DEFAULT NULL)
+    RETURNS anyelement
+    AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE OR REPLACE FUNCTION idempotency.get_or_create(tbl anyelement, vals jsonb,
+                                                     key_cols text[] DEFAULT NULL,
+                                                     OUT item anyelement, OUT created boolean)
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'idempotency_get_or_create'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE OR REPLACE FUNCTION idempotency.update_or_create(tbl anyelement, vals jsonb,
+                                                        key_cols text[] DEFAULT NULL,
+                                                        OUT item anyelement, OUT created boolean)
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'idempotency_update_or_create'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert_many(tbl anyelement, vals jsonb,
+                                                              key_cols text[] DEFAULT NULL)
+    RETURNS SETOF anyelement
+    AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_many'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+---------------------------------------------------------------------------
 -- processed_events: read-only for everyone but its owner.
 ---------------------------------------------------------------------------
 
