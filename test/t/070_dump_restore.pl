@@ -42,32 +42,13 @@ sub run_client
 	return ($? >> 8, $err);
 }
 
+# test/fixtures/rows.sql as ROLE, keys starting with TAG.
+my $rows_sql = slurp_file('test/fixtures/rows.sql');
+
 sub write_rows
 {
 	my ($role, $db, $tag) = @_;
-	as($role, $db, qq{
-DO \$rows\$
-DECLARE
-    tag text := '$tag';
-    t uuid;
-BEGIN
-    FOR g IN 1..3 LOOP
-        PERFORM idempotency.mark_processed(tag || '-mark-' || g, 'marks');
-    END LOOP;
-    FOR g IN 1..3 LOOP
-        SELECT c.token INTO t FROM idempotency.claim(tag || '-done-' || g, jsonb_build_object('g', g), 'orders') c;
-        PERFORM idempotency.complete(tag || '-done-' || g, jsonb_build_object('paid', g), 'orders', t);
-    END LOOP;
-    PERFORM idempotency.claim(tag || '-open', '{"a": 1}', 'orders', lease => '1 hour');
-    SELECT c.token INTO t FROM idempotency.claim(tag || '-failed', NULL, 'orders') c;
-    PERFORM idempotency.fail(tag || '-failed', '{"why": "declined"}', false, 'orders', t);
-    FOR r IN 1..3 LOOP
-        SELECT a.token INTO t FROM idempotency.lease_acquire(tag || '-lease', '1 minute', 'w' || r) a;
-        PERFORM idempotency.lease_release(tag || '-lease', t);
-    END LOOP;
-    PERFORM idempotency.lease_acquire(tag || '-held', '1 hour', 'holder');
-END
-\$rows\$});
+	as($role, $db, "SET idem.tag = '$tag';\n$rows_sql");
 	return;
 }
 
@@ -123,7 +104,7 @@ for my $install ('superuser', 'owner')
 		'3 24', "$install: rows of three owners");
 	my $before = max_fencing($src);
 	my $lease_before = $node->safe_psql($src,
-		"SELECT fencing_token FROM idempotency.leases WHERE key = '$install-a-lease'");
+		"SELECT fencing_token FROM idempotency.leases WHERE key = '$install-a-lease-1'");
 	cmp_ok($lease_before, '>', 1, "$install: lease fencing counter advanced to $lease_before");
 
 	my @restorers = ([ 'superuser', $su ]);
@@ -161,7 +142,7 @@ for my $install ('superuser', 'owner')
 			$ok = cmp_ok($claim, '>', $before,
 				"$cell: new claim's fencing token $claim > $before (largest before)") && $ok;
 			my $lease = as('writer_b', $dst,
-				"SELECT status || ' ' || (fencing_token > $lease_before) FROM idempotency.lease_acquire('$install-a-lease')");
+				"SELECT status || ' ' || (fencing_token > $lease_before) FROM idempotency.lease_acquire('$install-a-lease-1')");
 			$ok = is($lease, 'acquired true',
 				"$cell: lease acquired again with fencing token above $lease_before") && $ok;
 			# Privileges as a fresh install by the restoring role has them:
