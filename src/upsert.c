@@ -351,6 +351,12 @@ static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fna
 static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
 static Relation upsert_call_begin(FunctionCallInfo fcinfo, const char *fname,
 								  bool many);
+struct UpsertBatch;
+struct UpsertGroup;
+static void batch_split(struct UpsertBatch *b);
+static void batch_check_null_keys(struct UpsertBatch *b);
+static void batch_run_group(struct UpsertBatch *b, struct UpsertGroup *grp);
+static void batch_emit(struct UpsertBatch *b, ReturnSetInfo *rsinfo);
 static int	bitmap_count(const uint64 *bits);
 static bool bitmap_empty(const uint64 *bits);
 
