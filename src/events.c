@@ -56,6 +56,17 @@
  * key; row locks taken by UPDATE/DELETE serialize complete/fail/forget/purge
  * against each other and against claims; the list is backend-local.
  *
+ * Statements.  They run as the table's owner (idem_spi_begin, src/plans.c):
+ * nobody else may write the table.  The caller's role is read first and is
+ * a parameter of every statement ($1 owner), so a role acts on its own
+ * records only; purge() passes the caller for its membership test.
+ *
+ * Memory and lifetime.  The saved plans (event_saved_plans) live for the
+ * backend.  The claims of the transaction (xact_claims) live in
+ * TopTransactionContext; the transaction callbacks reset the list at every
+ * end of transaction, so it never points to freed memory.  Everything else
+ * lives in the calling function's memory context for one call.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

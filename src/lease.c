@@ -61,6 +61,14 @@
  * LEASE_WAIT advisory ShareLocks only advertise waiters.  Saved SPI plans
  * are backend-local.
  *
+ * Privileges.  The statements run as the table's owner (idem_spi_begin,
+ * src/plans.c): nobody else may read or write idempotency.leases directly,
+ * so a fencing counter only ever moves forward, by these functions.
+ *
+ * Memory and lifetime.  The saved plans (lease_saved_plans) live for the
+ * backend; rows read are copied into the calling function's context and
+ * live for one call.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

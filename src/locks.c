@@ -64,7 +64,13 @@
  * and LockTimeout take; a longer wait simply sleeps again.
  *
  * Locking.  The lock manager's own partition locks protect the tags; the
- * pending-notify list is backend-local and lives in TopTransactionContext.
+ * pending-notify list is backend-local.
+ *
+ * Memory and lifetime.  The pending-notify list lives in
+ * TopTransactionContext; the transaction callback empties it at commit,
+ * abort and prepare, before that context goes.  Locks taken here belong to
+ * the current (sub)transaction's resource owner, session locks to the
+ * session.
  *
  *-------------------------------------------------------------------------
  */

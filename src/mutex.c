@@ -31,6 +31,10 @@
  * Locking.  The lock manager's partition locks protect everything; the
  * pending marker is backend-local.
  *
+ * Memory and lifetime.  Nothing outlives a call but the locks themselves
+ * (transaction or session scope) and the pending marker's tag, a static
+ * that is only meaningful while a session lock is being acquired.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -237,7 +237,8 @@ typedef struct UpsertEntry
 	Oid			relid;
 	Oid			owner;			/* table owner (RLS probe) */
 	Oid			rowtype;
-	char	   *relname;		/* for messages */
+	char	   *relname;		/* quoted and qualified, for SQL */
+	char	   *relmsg;			/* qualified, for messages */
 	TupleDesc	tupdesc;		/* copy of the table's descriptor */
 	Datum		emptyrow;		/* non-null row, every field NULL */
 	FmgrInfo	populate;		/* jsonb_populate_record, fn_expr set */
@@ -350,6 +351,12 @@ static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fna
 static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
 static Relation upsert_call_begin(FunctionCallInfo fcinfo, const char *fname,
 								  bool many);
+struct UpsertBatch;
+struct UpsertGroup;
+static void batch_split(struct UpsertBatch *b);
+static void batch_check_null_keys(struct UpsertBatch *b);
+static void batch_run_group(struct UpsertBatch *b, struct UpsertGroup *grp);
+static void batch_emit(struct UpsertBatch *b, ReturnSetInfo *rsinfo);
 static int	bitmap_count(const uint64 *bits);
 static bool bitmap_empty(const uint64 *bits);
 
@@ -499,7 +506,7 @@ upsert_unpin(UpsertEntry *e)
 			return;
 		}
 	}
-	elog(ERROR, "upsert cache entry of table %s is not pinned", e->relname);
+	elog(ERROR, "upsert cache entry of table \"%s\" is not pinned", e->relmsg);
 }
 
 /*
@@ -736,6 +743,8 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->rowtype = rel->rd_rel->reltype;
 	e->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											RelationGetRelationName(rel));
+	e->relmsg = psprintf("%s.%s", get_namespace_name(RelationGetNamespace(rel)),
+						 RelationGetRelationName(rel));
 	e->tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
 
 	/* present columns, ascending attnum */
@@ -834,27 +843,27 @@ upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	if (ncandidates == 0 && infer)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
-				 errmsg("there is no unique index on table %s whose columns are all given in vals",
-						e->relname),
+				 errmsg("there is no unique index on table \"%s\" whose columns are all given in vals",
+						e->relmsg),
 				 errdetail("Unique indexes of the table: %s.", upsert_index_list(rel, false)),
-				 errhint("Give every column of one valid, non-partial, non-expression, non-deferrable unique index of table %s in vals, or create such an index.",
-						 e->relname)));
+				 errhint("Give every column of one valid, non-partial, non-expression, non-deferrable unique index of table \"%s\" in vals, or create such an index.",
+						 e->relmsg)));
 	if (ncandidates == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
-				 errmsg("there is no unique index on table %s matching key_cols",
-						e->relname),
+				 errmsg("there is no unique index on table \"%s\" matching key_cols",
+						e->relmsg),
 				 errdetail("Usable unique indexes of the table: %s.", upsert_index_list(rel, true)),
-				 errhint("Name exactly the columns of one valid, non-partial, non-expression, non-deferrable unique index of table %s in key_cols.",
-						 e->relname)));
+				 errhint("Name exactly the columns of one valid, non-partial, non-expression, non-deferrable unique index of table \"%s\" in key_cols.",
+						 e->relmsg)));
 	if (ncandidates > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
-				 errmsg("more than one unique index on table %s matches the columns given in vals",
-						e->relname),
+				 errmsg("more than one unique index on table \"%s\" matches the columns given in vals",
+						e->relmsg),
 				 errdetail("Matching unique indexes: %s.", upsert_index_list(rel, true)),
-				 errhint("Pass key_cols to say which columns identify the row in table %s.",
-						 e->relname)));
+				 errhint("Pass key_cols to say which columns identify the row in table \"%s\".",
+						 e->relmsg)));
 
 	return chosen;
 }
@@ -904,9 +913,9 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 		if (!OidIsValid(eq) || !OidIsValid(lt))
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("unique index %s of table %s is not a btree index",
-							quote_identifier(get_rel_name(chosen)), e->relname),
-					 errhint("Use a btree unique index as the key of table %s.", e->relname)));
+					 errmsg("unique index \"%s\" of table \"%s\" is not a btree index",
+							get_rel_name(chosen), e->relmsg),
+					 errhint("Use a btree unique index as the key of table \"%s\".", e->relmsg)));
 		e->keyeq[i] = operator_sql(eq);
 		e->keyproc[i] = get_opcode(eq);
 		e->keylt[i] = operator_sql(lt);
@@ -929,9 +938,9 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 		if (e->keyparam[i] < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("key column %s is not given in vals",
-							quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname))),
-					 errhint("Every key column of table %s needs a value in vals.", e->relname)));
+					 errmsg("key column \"%s\" is not given in vals",
+							NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname)),
+					 errhint("Every key column of table \"%s\" needs a value in vals.", e->relmsg)));
 	}
 	ReleaseSysCache(itup);
 }
@@ -1333,11 +1342,11 @@ upsert_check_keys(UpsertEntry *e, const char *nulls)
 		if (!e->nulls_not_distinct)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("key column %s of table %s is null",
-							colname(e, e->cols[e->keyparam[i]]), e->relname),
+					 errmsg("key column \"%s\" of table \"%s\" is null",
+							NameStr(TupleDescAttr(e->tupdesc, e->cols[e->keyparam[i]] - 1)->attname), e->relmsg),
 					 errdetail("A unique index treats NULLs as distinct, so a NULL key would insert a new row on every call."),
-					 errhint("Give a non-null value for every key column, or make the unique index of table %s NULLS NOT DISTINCT.",
-							 e->relname)));
+					 errhint("Give a non-null value for every key column, or make the unique index of table \"%s\" NULLS NOT DISTINCT.",
+							 e->relmsg)));
 		if (i >= 32)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1580,11 +1589,11 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 				if (++unchanged_misses >= UPSERT_MAX_ATTEMPTS_XACT)
 					ereport(ERROR,
 							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							 errmsg("the existing row of table %s with this key cannot be updated by role %s",
-									e->relname, GetUserNameFromId(GetUserId(), false)),
+							 errmsg("the existing row of table \"%s\" with this key cannot be updated by role \"%s\"",
+									e->relmsg, GetUserNameFromId(GetUserId(), false)),
 							 errdetail("A row level security policy lets the role see the row but not update it."),
-							 errhint("Change the UPDATE policies of table %s, or use get_or_create.",
-									 e->relname)));
+							 errhint("Change the UPDATE policies of table \"%s\", or use get_or_create.",
+									 e->relmsg)));
 			}
 			else
 			{
@@ -1632,11 +1641,11 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 				ItemPointerEquals(&probe1.tid, &probe2.tid))
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("a row of table %s with this key exists but is hidden from role %s by row level security",
-								e->relname, GetUserNameFromId(GetUserId(), false)),
+						 errmsg("a row of table \"%s\" with this key exists but is hidden from role \"%s\" by row level security",
+								e->relmsg, GetUserNameFromId(GetUserId(), false)),
 						 errdetail("The row cannot be returned and a second row cannot be inserted."),
-						 errhint("Change the SELECT policies of table %s so that the role can see the row, or use a different key.",
-								 e->relname)));
+						 errhint("Change the SELECT policies of table \"%s\" so that the role can see the row, or use a different key.",
+								 e->relmsg)));
 		}
 
 		if (upsert_exec(e, STMT_INSERT, nullmask, values, nulls, 1) > 0)
@@ -1649,11 +1658,11 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			if (isnull || !same_key)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("the row inserted into table %s does not have the key that was asked for",
-								e->relname),
+						 errmsg("the row inserted into table \"%s\" does not have the key that was asked for",
+								e->relmsg),
 						 errdetail("A BEFORE INSERT trigger changed the key columns of the new row."),
-						 errhint("The key must survive the triggers of table %s: change the trigger, or pass the key it produces.",
-								 e->relname)));
+						 errhint("The key must survive the triggers of table \"%s\": change the trigger, or pass the key it produces.",
+								 e->relmsg)));
 			*created = true;
 			idem_stats_note(IDEM_OC_INSERTED);
 			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1675,11 +1684,11 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("could not insert or find the row of table %s with this key after %d attempts",
-					e->relname, attempt),
+			 errmsg("could not insert or find the row of table \"%s\" with this key after %d attempts",
+					e->relmsg, attempt),
 			 errdetail("The INSERT reported a conflicting row each time, but no row with this key was visible afterwards."),
-			 errhint("A BEFORE INSERT trigger on table %s may suppress the row or change its key; the key must survive the triggers.",
-					 e->relname)));
+			 errhint("A BEFORE INSERT trigger on table \"%s\" may suppress the row or change its key; the key must survive the triggers.",
+					 e->relmsg)));
 	return (Datum) 0;			/* keep compiler quiet */
 }
 
