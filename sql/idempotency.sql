@@ -39,7 +39,7 @@ GRANT USAGE ON SCHEMA idempotency TO PUBLIC;
 ---------------------------------------------------------------------------
 
 CREATE FUNCTION idempotency.version()
-    RETURNS text
+    RETURNS pg_catalog.text
     AS 'MODULE_PATHNAME', 'idempotency_version'
     LANGUAGE C STRICT STABLE PARALLEL SAFE;
 
@@ -54,42 +54,42 @@ COMMENT ON FUNCTION idempotency.version() IS
 -- object column -> value.  Not STRICT: the first argument is normally NULL.
 -- SECURITY INVOKER: the caller's privileges, column privileges and RLS apply.
 
-CREATE FUNCTION idempotency.idempotent_upsert(tbl anyelement, vals jsonb,
-                                              key_cols text[] DEFAULT NULL)
-    RETURNS anyelement
+CREATE FUNCTION idempotency.idempotent_upsert(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                              key_cols pg_catalog.text[] DEFAULT NULL)
+    RETURNS pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.idempotent_upsert(anyelement, jsonb, text[]) IS
+COMMENT ON FUNCTION idempotency.idempotent_upsert(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'insert the row unless a row with its key exists; return the row with this key (never raises 23505 for the key)';
 
-CREATE FUNCTION idempotency.get_or_create(tbl anyelement, vals jsonb,
-                                          key_cols text[] DEFAULT NULL,
-                                          OUT item anyelement, OUT created boolean)
-    RETURNS record
+CREATE FUNCTION idempotency.get_or_create(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                          key_cols pg_catalog.text[] DEFAULT NULL,
+                                          OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
+    RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_get_or_create'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.get_or_create(anyelement, jsonb, text[]) IS
+COMMENT ON FUNCTION idempotency.get_or_create(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'idempotent_upsert with a flag: created is true when this call inserted the row';
 
-CREATE FUNCTION idempotency.update_or_create(tbl anyelement, vals jsonb,
-                                             key_cols text[] DEFAULT NULL,
-                                             OUT item anyelement, OUT created boolean)
-    RETURNS record
+CREATE FUNCTION idempotency.update_or_create(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                             key_cols pg_catalog.text[] DEFAULT NULL,
+                                             OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
+    RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_update_or_create'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.update_or_create(anyelement, jsonb, text[]) IS
+COMMENT ON FUNCTION idempotency.update_or_create(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'set the given non-key columns of the row with this key (writing nothing when they are equal already), or insert it';
 
-CREATE FUNCTION idempotency.idempotent_upsert_many(tbl anyelement, vals jsonb,
-                                                   key_cols text[] DEFAULT NULL)
-    RETURNS SETOF anyelement
+CREATE FUNCTION idempotency.idempotent_upsert_many(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                                   key_cols pg_catalog.text[] DEFAULT NULL)
+    RETURNS SETOF pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_many'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
-COMMENT ON FUNCTION idempotency.idempotent_upsert_many(anyelement, jsonb, text[]) IS
+COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'idempotent_upsert for a JSON array of rows, as set operations; one result row per element, in input order';
 
 
@@ -186,7 +186,7 @@ CREATE FUNCTION idempotency.complete(key pg_catalog.text,
         result pg_catalog.jsonb DEFAULT NULL,
         scope pg_catalog.text DEFAULT '',
         token pg_catalog.uuid DEFAULT NULL)
-    RETURNS void
+    RETURNS pg_catalog.void
     AS 'MODULE_PATHNAME', 'idempotency_complete'
     LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
 
@@ -198,7 +198,7 @@ CREATE FUNCTION idempotency.fail(key pg_catalog.text,
         retryable pg_catalog.bool DEFAULT true,
         scope pg_catalog.text DEFAULT '',
         token pg_catalog.uuid DEFAULT NULL)
-    RETURNS void
+    RETURNS pg_catalog.void
     AS 'MODULE_PATHNAME', 'idempotency_fail'
     LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER;
 
@@ -235,63 +235,63 @@ COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
 -- The C functions check their arguments themselves (NULL key -> 22004), so
 -- none is STRICT: a NULL timeout means "as lock_timeout says".
 
-CREATE FUNCTION idempotency.mutex_lock(key text, timeout interval DEFAULT NULL,
-                                       shared boolean DEFAULT false)
-    RETURNS boolean
+CREATE FUNCTION idempotency.mutex_lock(key pg_catalog.text, timeout pg_catalog.interval DEFAULT NULL,
+                                       shared pg_catalog.bool DEFAULT false)
+    RETURNS pg_catalog.bool
     AS 'MODULE_PATHNAME', 'idempotency_mutex_lock'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.mutex_lock(text, interval, boolean) IS
+COMMENT ON FUNCTION idempotency.mutex_lock(pg_catalog.text, pg_catalog.interval, pg_catalog.bool) IS
     'lock the mutex named key until the end of the transaction; false only when timeout ran out';
 
-CREATE FUNCTION idempotency.mutex_try_lock(key text, shared boolean DEFAULT false)
-    RETURNS boolean
+CREATE FUNCTION idempotency.mutex_try_lock(key pg_catalog.text, shared pg_catalog.bool DEFAULT false)
+    RETURNS pg_catalog.bool
     AS 'MODULE_PATHNAME', 'idempotency_mutex_try_lock'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.mutex_try_lock(text, boolean) IS
+COMMENT ON FUNCTION idempotency.mutex_try_lock(pg_catalog.text, pg_catalog.bool) IS
     'lock the mutex named key until the end of the transaction if it is free now';
 
-CREATE FUNCTION idempotency.mutex_session_lock(key text, timeout interval DEFAULT NULL,
-                                               shared boolean DEFAULT false)
-    RETURNS boolean
+CREATE FUNCTION idempotency.mutex_session_lock(key pg_catalog.text, timeout pg_catalog.interval DEFAULT NULL,
+                                               shared pg_catalog.bool DEFAULT false)
+    RETURNS pg_catalog.bool
     AS 'MODULE_PATHNAME', 'idempotency_mutex_session_lock'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.mutex_session_lock(text, interval, boolean) IS
+COMMENT ON FUNCTION idempotency.mutex_session_lock(pg_catalog.text, pg_catalog.interval, pg_catalog.bool) IS
     'lock the mutex named key until unlocked or the session ends (unsafe behind transaction poolers)';
 
-CREATE FUNCTION idempotency.mutex_session_try_lock(key text, shared boolean DEFAULT false)
-    RETURNS boolean
+CREATE FUNCTION idempotency.mutex_session_try_lock(key pg_catalog.text, shared pg_catalog.bool DEFAULT false)
+    RETURNS pg_catalog.bool
     AS 'MODULE_PATHNAME', 'idempotency_mutex_session_try_lock'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.mutex_session_try_lock(text, boolean) IS
+COMMENT ON FUNCTION idempotency.mutex_session_try_lock(pg_catalog.text, pg_catalog.bool) IS
     'lock the mutex named key for the session if it is free now';
 
-CREATE FUNCTION idempotency.mutex_session_unlock(key text, shared boolean DEFAULT false)
-    RETURNS boolean
+CREATE FUNCTION idempotency.mutex_session_unlock(key pg_catalog.text, shared pg_catalog.bool DEFAULT false)
+    RETURNS pg_catalog.bool
     AS 'MODULE_PATHNAME', 'idempotency_mutex_session_unlock'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.mutex_session_unlock(text, boolean) IS
+COMMENT ON FUNCTION idempotency.mutex_session_unlock(pg_catalog.text, pg_catalog.bool) IS
     'release one count of a session mutex; false if none was held';
 
 CREATE FUNCTION idempotency.mutex_session_unlock_all()
-    RETURNS void
+    RETURNS pg_catalog.void
     AS 'MODULE_PATHNAME', 'idempotency_mutex_session_unlock_all'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION idempotency.mutex_session_unlock_all() IS
     'release every session mutex of this session (not other advisory locks)';
 
-CREATE FUNCTION idempotency.mutex_holders(key text)
-    RETURNS TABLE (pid integer, mode text, granted boolean, scope text,
-                   waiting_since timestamptz)
+CREATE FUNCTION idempotency.mutex_holders(key pg_catalog.text)
+    RETURNS TABLE (pid pg_catalog.int4, mode pg_catalog.text, granted pg_catalog.bool, scope pg_catalog.text,
+                   waiting_since pg_catalog.timestamptz)
     AS 'MODULE_PATHNAME', 'idempotency_mutex_holders'
     LANGUAGE C VOLATILE PARALLEL SAFE ROWS 4;
 
-COMMENT ON FUNCTION idempotency.mutex_holders(text) IS
+COMMENT ON FUNCTION idempotency.mutex_holders(pg_catalog.text) IS
     'who holds and who waits for the mutex named key (from the lock manager, like pg_locks)';
 
 
@@ -303,12 +303,12 @@ COMMENT ON FUNCTION idempotency.mutex_holders(text) IS
 -- server.  Rows are kept after release (token NULL) because they carry the
 -- key's fencing counter; see src/lease.c.
 CREATE TABLE idempotency.leases (
-    key           text PRIMARY KEY,
-    token         uuid,
-    fencing_token bigint NOT NULL,
-    holder        text,
-    acquired_at   timestamptz,
-    expires_at    timestamptz,
+    key           pg_catalog.text PRIMARY KEY,
+    token         pg_catalog.uuid,
+    fencing_token pg_catalog.int8 NOT NULL,
+    holder        pg_catalog.text,
+    acquired_at   pg_catalog.timestamptz,
+    expires_at    pg_catalog.timestamptz,
     CONSTRAINT leases_held_has_expiry
         CHECK ((token IS NULL) OR (expires_at IS NOT NULL AND acquired_at IS NOT NULL)),
     CONSTRAINT leases_fencing_positive
@@ -330,50 +330,50 @@ SELECT pg_catalog.pg_extension_config_dump('idempotency.leases', '');
 REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
 
 CREATE FUNCTION idempotency.lease_acquire(
-        key text,
-        ttl interval DEFAULT '30 seconds',
-        holder text DEFAULT NULL,
-        if_match uuid DEFAULT NULL,
-        wait interval DEFAULT '0')
-    RETURNS TABLE (status text, token uuid, fencing_token bigint, holder text,
-                   acquired_at timestamptz, expires_at timestamptz)
+        key pg_catalog.text,
+        ttl pg_catalog.interval DEFAULT '30 seconds',
+        holder pg_catalog.text DEFAULT NULL,
+        if_match pg_catalog.uuid DEFAULT NULL,
+        wait pg_catalog.interval DEFAULT '0')
+    RETURNS TABLE (status pg_catalog.text, token pg_catalog.uuid, fencing_token pg_catalog.int8, holder pg_catalog.text,
+                   acquired_at pg_catalog.timestamptz, expires_at pg_catalog.timestamptz)
     AS 'MODULE_PATHNAME', 'idempotency_lease_acquire'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
 
-COMMENT ON FUNCTION idempotency.lease_acquire(text, interval, text, uuid, interval) IS
+COMMENT ON FUNCTION idempotency.lease_acquire(pg_catalog.text, pg_catalog.interval, pg_catalog.text, pg_catalog.uuid, pg_catalog.interval) IS
     'take the lease on key: acquired (201) / conflict (409, row = holder''s lease) / precondition_failed (412)';
 
-CREATE FUNCTION idempotency.lease_renew(key text, token uuid, ttl interval DEFAULT '30 seconds')
-    RETURNS TABLE (status text, expires_at timestamptz)
+CREATE FUNCTION idempotency.lease_renew(key pg_catalog.text, token pg_catalog.uuid, ttl pg_catalog.interval DEFAULT '30 seconds')
+    RETURNS TABLE (status pg_catalog.text, expires_at pg_catalog.timestamptz)
     AS 'MODULE_PATHNAME', 'idempotency_lease_renew'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
 
-COMMENT ON FUNCTION idempotency.lease_renew(text, uuid, interval) IS
+COMMENT ON FUNCTION idempotency.lease_renew(pg_catalog.text, pg_catalog.uuid, pg_catalog.interval) IS
     'extend your live lease to now + ttl: renewed, or lost once it has expired or changed hands';
 
-CREATE FUNCTION idempotency.lease_release(key text, token uuid DEFAULT NULL)
-    RETURNS text
+CREATE FUNCTION idempotency.lease_release(key pg_catalog.text, token pg_catalog.uuid DEFAULT NULL)
+    RETURNS pg_catalog.text
     AS 'MODULE_PATHNAME', 'idempotency_lease_release'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.lease_release(text, uuid) IS
+COMMENT ON FUNCTION idempotency.lease_release(pg_catalog.text, pg_catalog.uuid) IS
     'end the lease: released (204) / not_found (404) / precondition_failed (412, token given and not current)';
 
-CREATE FUNCTION idempotency.lease_status(key text)
-    RETURNS TABLE (token uuid, fencing_token bigint, holder text,
-                   acquired_at timestamptz, expires_at timestamptz)
+CREATE FUNCTION idempotency.lease_status(key pg_catalog.text)
+    RETURNS TABLE (token pg_catalog.uuid, fencing_token pg_catalog.int8, holder pg_catalog.text,
+                   acquired_at pg_catalog.timestamptz, expires_at pg_catalog.timestamptz)
     AS 'MODULE_PATHNAME', 'idempotency_lease_status'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
 
-COMMENT ON FUNCTION idempotency.lease_status(text) IS
+COMMENT ON FUNCTION idempotency.lease_status(pg_catalog.text) IS
     'the live lease on key (200), or no row when it is free (404)';
 
-CREATE FUNCTION idempotency.lease_assert(key text, token uuid)
-    RETURNS bigint
+CREATE FUNCTION idempotency.lease_assert(key pg_catalog.text, token pg_catalog.uuid)
+    RETURNS pg_catalog.int8
     AS 'MODULE_PATHNAME', 'idempotency_lease_assert'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.lease_assert(text, uuid) IS
+COMMENT ON FUNCTION idempotency.lease_assert(pg_catalog.text, pg_catalog.uuid) IS
     'fencing token of your live lease, locked until commit; 55P03 when the lease is not yours';
 
 
@@ -433,7 +433,7 @@ CREATE FUNCTION idempotency.stats_read(
         OUT p95_ms pg_catalog.float8, OUT p99_ms pg_catalog.float8,
         OUT max_ms pg_catalog.float8, OUT wait_calls pg_catalog.int8,
         OUT wait_ms pg_catalog.float8)
-    RETURNS SETOF record
+    RETURNS SETOF pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_stats_read'
     LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
@@ -451,7 +451,7 @@ COMMENT ON VIEW idempotency.stats IS
 GRANT SELECT ON idempotency.stats TO PUBLIC;
 
 CREATE FUNCTION idempotency.stats_reset()
-    RETURNS void
+    RETURNS pg_catalog.void
     AS 'MODULE_PATHNAME', 'idempotency_stats_reset'
     LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
