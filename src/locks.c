@@ -105,6 +105,8 @@ static bool xact_callback_registered = false;
 
 static void keywait_xact_callback(XactEvent event, void *arg);
 static void keywait_wake(const LOCKTAG *tag);
+static bool lock_wait_body(void *arg);
+static void lock_wait_cleanup(void *arg);
 
 /*
  * 64-bit hash of a key.  The seed separates uses that must not share
@@ -137,19 +139,6 @@ idem_forbid_parallel(const char *what)
 				 errhint("Call it outside parallel queries; it is marked PARALLEL UNSAFE, so a planner will not parallelize it unless that marking was changed.")));
 }
 
-/*
- * Acquire a lock, waiting at most timeout_ms.
- *
- *	timeout_ms < 0	wait as the server's lock_timeout says (its expiry raises
- *					55P03, exactly as pg_advisory_lock does)
- *	timeout_ms = 0	only try
- *	timeout_ms > 0	wait up to that many milliseconds
- *
- * Returns true when the lock was acquired (or was already held: locks are
- * counted, like advisory locks), false when it was not free in time.  Any
- * other way the wait can end (deadlock 40P01, statement_timeout, cancel) is
- * raised.
- */
 /* Argument of lock_wait_body() and lock_wait_cleanup(). */
 typedef struct LockWait
 {
@@ -181,6 +170,19 @@ lock_wait_cleanup(void *arg)
 	LockTimeout = w->save_timeout;
 }
 
+/*
+ * Acquire a lock, waiting at most timeout_ms.
+ *
+ *	timeout_ms < 0	wait as the server's lock_timeout says (its expiry raises
+ *					55P03, exactly as pg_advisory_lock does)
+ *	timeout_ms = 0	only try
+ *	timeout_ms > 0	wait up to that many milliseconds
+ *
+ * Returns true when the lock was acquired (or was already held: locks are
+ * counted, like advisory locks), false when it was not free in time.  Any
+ * other way the wait can end (deadlock 40P01, statement_timeout, cancel) is
+ * raised.
+ */
 bool
 idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_ms)
 {
