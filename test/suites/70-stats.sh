@@ -106,7 +106,7 @@ check reader-reset-denied 42501 \
 # The postgres_exporter block of README.md: its query runs and returns
 # every column its metrics name, and nothing else.
 yaml=$IDEM_SUITE_WORK/exporter.yaml
-awk '/^## Monitoring/ { m = 1 } m && /^```yaml/ { y = 1; next } y && /^```/ { exit } y' \
+awk '/^#+ Monitoring/ { m = 1 } m && /^```yaml/ { y = 1; next } y && /^```/ { exit } y' \
 	"$IDEM_ROOT/README.md" >"$yaml"
 query=$(awk '/^  query: \|/ { q = 1; next } q && /^  [^ ]/ { q = 0 } q { sub(/^    /, ""); print }' "$yaml")
 metrics=$(sed -nE 's/^    - ([a-z_0-9]+):$/\1/p' "$yaml" | sort | tr '\n' ' ')
