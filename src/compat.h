@@ -29,6 +29,7 @@
  * (ProcNumberGetProc) from 17.
  */
 #if PG_VERSION_NUM >= 170000
+#include "storage/procarray.h"	/* ProcNumberGetProc() */
 #include "storage/procnumber.h"
 #define IdemVxidGetProc(vxid) ProcNumberGetProc((vxid).procNumber)
 #else

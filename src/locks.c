@@ -113,6 +113,28 @@ idem_forbid_parallel(const char *what)
 }
 
 /*
+ * LockAcquire() with LockTimeout = timeout_ms for this one wait.  A function
+ * of its own so that its PG_TRY is not nested in idem_lock_acquire()'s (the
+ * nested block's _save_exception_stack would shadow the outer one).
+ */
+static void
+lock_acquire_timeout(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_ms)
+{
+	int			save_timeout = LockTimeout;
+
+	LockTimeout = timeout_ms;
+	PG_TRY();
+	{
+		(void) LockAcquire(tag, mode, session, false);
+	}
+	PG_FINALLY();
+	{
+		LockTimeout = save_timeout;
+	}
+	PG_END_TRY();
+}
+
+/*
  * Acquire a lock, waiting at most timeout_ms.
  *
  *	timeout_ms < 0	wait as the server's lock_timeout says (its expiry raises
@@ -158,18 +180,7 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 
 	PG_TRY();
 	{
-		int			save_timeout = LockTimeout;
-
-		LockTimeout = timeout_ms;
-		PG_TRY();
-		{
-			(void) LockAcquire(tag, mode, session, false);
-		}
-		PG_FINALLY();
-		{
-			LockTimeout = save_timeout;
-		}
-		PG_END_TRY();
+		lock_acquire_timeout(tag, mode, session, timeout_ms);
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
