@@ -14,6 +14,26 @@
 # tree also keeps the source's src/tools/valgrind.supp.  As root, missing
 # build tools (bison, flex, ...) are installed with apt-get.  Build output
 # goes to <dir>.log; IDEM_PG_JOBS sets make -j (default: number of CPUs).
+#
+#   idem_pg_source
+#
+# Sets IDEM_PG_SOURCE to the tarball to build: PG_SOURCE, by default
+# ../shared/pg/postgresql-18.3.tar.xz next to the checkout.  Without that
+# default it prints "skipped: no PostgreSQL source" and exits 0 (a PG_SOURCE
+# that does not exist is an error).
+
+idem_pg_source() {
+	if [ -n "${PG_SOURCE:-}" ]; then
+		[ -f "$PG_SOURCE" ] || idem_die "PG_SOURCE=$PG_SOURCE: no such file"
+		IDEM_PG_SOURCE=$PG_SOURCE
+	else
+		IDEM_PG_SOURCE=$IDEM_ROOT/../shared/pg/postgresql-18.3.tar.xz
+		if [ ! -f "$IDEM_PG_SOURCE" ]; then
+			echo "skipped: no PostgreSQL source (set PG_SOURCE=path/to/postgresql-X.Y.tar.xz)"
+			exit 0
+		fi
+	fi
+}
 
 idem_pg_build_deps() {
 	local pkgs=()
