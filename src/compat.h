@@ -4,9 +4,9 @@
  *	  Every PG_VERSION_NUM difference the extension cares about, in one place.
  *
  * The rest of the source is written against PostgreSQL 15's API.  Where a
- * later server spells something differently, a macro or inline
- * wrapper here maps our spelling to the server's, so porting to another major
- * version touches this file only.  No other file may test PG_VERSION_NUM.
+ * later server spells something differently, a macro or inline wrapper here
+ * maps our spelling to the server's, so porting to another major version
+ * touches this file only.  No other file may test PG_VERSION_NUM.
  *
  *-------------------------------------------------------------------------
  */

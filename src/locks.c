@@ -78,6 +78,8 @@ typedef struct PendingNotify
 static PendingNotify *pending_notifies = NULL;
 static bool xact_callback_registered = false;
 
+static void lock_acquire_timeout(const LOCKTAG *tag, LOCKMODE mode,
+								 bool session, int timeout_ms);
 static void keywait_xact_callback(XactEvent event, void *arg);
 static void keywait_wake(const LOCKTAG *tag);
 
