@@ -86,6 +86,9 @@ idem_pg_build() {
 	mkdir -p "$dir.src"
 	rc=0
 	(
+		# Called from "make test-matrix": a sub-make of ours would skip the
+		# server's generated headers (it builds them at MAKELEVEL 0 only).
+		unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
 		tar xJf "$tarball" -C "$dir.src" --strip-components=1 \
 			&& cd "$dir.src" \
 			&& ./configure --prefix="$dir" "$@" \
