@@ -4,6 +4,10 @@
 #   make install         install into the server found by $(PG_CONFIG)
 #   make test            everything: dependencies, build, install, a throwaway
 #                        cluster, every suite under test/suites/ (see test/run)
+#   make test-matrix     make test's suites against PostgreSQL 18.3 built from
+#                        source, release and assert-enabled (test/run-matrix)
+#   make test-valgrind   regress + isolation with the server under valgrind
+#                        (test/run-valgrind; not part of CI)
 #   make demo            build, install, throwaway cluster, run test/demo/
 #   make bench           full benchmark (test/bench/run)
 #   make installcheck    pg_regress + isolation against a running server
@@ -41,7 +45,7 @@ ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 else
 # No server headers yet: only the targets that install them may run.
-ifneq ($(filter-out test demo bench,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out test test-matrix test-valgrind demo bench,$(or $(MAKECMDGOALS),all)),)
 $(error PGXS not found via '$(PG_CONFIG)'. Install the server headers (apt-get install postgresql-server-dev-NN) or run "make test", which installs them)
 endif
 endif
@@ -52,9 +56,15 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 # The objects embed the version string.
 $(OBJS): $(EXTENSION).control $(wildcard src/*.h)
 
-.PHONY: test demo bench
+.PHONY: test test-matrix test-valgrind demo bench
 test:
 	PG_CONFIG=$(PG_CONFIG) test/run
+
+test-matrix:
+	test/run-matrix
+
+test-valgrind:
+	test/run-valgrind
 
 demo:
 	PG_CONFIG=$(PG_CONFIG) test/run --demo

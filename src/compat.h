@@ -4,9 +4,9 @@
  *	  Every PG_VERSION_NUM difference the extension cares about, in one place.
  *
  * The rest of the source is written against PostgreSQL 15's API.  Where a
- * later (or earlier) server spells something differently, a macro or inline
- * wrapper here maps our spelling to the server's, so porting to another major
- * version touches this file only.  No other file may test PG_VERSION_NUM.
+ * later server spells something differently, a macro or inline wrapper here
+ * maps our spelling to the server's, so porting to another major version
+ * touches this file only.  No other file may test PG_VERSION_NUM.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,13 +15,12 @@
 
 #include "postgres.h"
 
-#if PG_VERSION_NUM < 140000
-#error "idempotency requires PostgreSQL 14 or later"
-#endif
-
-/* MarkGUCPrefixReserved() appeared in 15; 14 only warns about placeholders. */
+/*
+ * 15 is the oldest: the code uses 15's MarkGUCPrefixReserved(),
+ * InitMaterializedSRF() and pg_index.indnullsnotdistinct.
+ */
 #if PG_VERSION_NUM < 150000
-#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
+#error "idempotency requires PostgreSQL 15 or later"
 #endif
 
 /*
@@ -29,6 +28,7 @@
  * (ProcNumberGetProc) from 17.
  */
 #if PG_VERSION_NUM >= 170000
+#include "storage/procarray.h"	/* ProcNumberGetProc() */
 #include "storage/procnumber.h"
 #define IdemVxidGetProc(vxid) ProcNumberGetProc((vxid).procNumber)
 #else
@@ -49,6 +49,25 @@
 #define IdemInstrTimeGetNanosec(t) ((uint64) INSTR_TIME_GET_NANOSEC(t))
 #else
 #define IdemInstrTimeGetNanosec(t) ((uint64) (INSTR_TIME_GET_DOUBLE(t) * 1000000000.0))
+#endif
+
+/*
+ * LockHeldByMe() takes a third argument, orstronger, from 17; ours asks for
+ * exactly the given mode, as 15's does.
+ */
+#if PG_VERSION_NUM >= 170000
+#include "storage/lock.h"
+#define LockHeldByMe(locktag, lockmode) LockHeldByMe((locktag), (lockmode), false)
+#endif
+
+/*
+ * index_beginscan() takes an IndexScanInstrumentation pointer (EXPLAIN's
+ * index search counts) from 18; ours has none to give.
+ */
+#if PG_VERSION_NUM >= 180000
+#include "access/genam.h"
+#define index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
 #endif
 
 #endif							/* IDEMPOTENCY_COMPAT_H */

@@ -92,6 +92,15 @@ idem_ensure_deps() {
 
 idem_build_install() {
 	idem_log "build ($(idem_pg_major), $PG_CONFIG)"
+	# Objects built against another server (another major, or the same one
+	# configured differently) must not be reused: .build-pg names the server
+	# the objects in the checkout were built for.
+	local built_for
+	built_for="$PG_CONFIG $("$PG_CONFIG" --version) $("$PG_CONFIG" --configure)"
+	if [ "$(cat "$IDEM_ROOT/.build-pg" 2>/dev/null)" != "$built_for" ]; then
+		make -C "$IDEM_ROOT" -s PG_CONFIG="$PG_CONFIG" clean >/dev/null || idem_die "make clean failed"
+		printf '%s\n' "$built_for" >"$IDEM_ROOT/.build-pg"
+	fi
 	make -C "$IDEM_ROOT" -s PG_CONFIG="$PG_CONFIG" >/dev/null || idem_die "build failed"
 	local pkglib
 	pkglib=$("$PG_CONFIG" --pkglibdir)

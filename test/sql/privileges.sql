@@ -94,11 +94,14 @@ SET ROLE regress_idem_dbowner;
 CREATE SCHEMA idempotency;
 CREATE FUNCTION idempotency.version(x int) RETURNS text LANGUAGE sql AS 'SELECT ''planted''';
 RESET ROLE;
+-- (no CONTEXT: newer servers add the install script's text to it)
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 CREATE EXTENSION idempotency;                  -- schema owned by another role
 DROP FUNCTION idempotency.version(int);
 ALTER SCHEMA idempotency OWNER TO CURRENT_USER;
 CREATE EXTENSION idempotency;                  -- even empty and a superuser's
+\set SHOW_CONTEXT errors
 \set VERBOSITY terse
 DROP SCHEMA idempotency CASCADE;
 

@@ -1,0 +1,110 @@
+# test/lib/pgbuild.sh -- build PostgreSQL from a source tarball, cached
+# outside the checkout.  Sourced (after common.sh), never executed.
+#
+#   idem_pg_build TARBALL [CONFIGURE ARGS...]
+#
+# Builds and installs the tarball's server with the given configure arguments
+# (--prefix is added) into
+#
+#   ${IDEM_CACHE:-/var/cache/idempotency}/pg-<tarball sha256, 16 hex>-<flags hash>
+#
+# and sets IDEM_PG_PREFIX to that directory.  A build is complete once its
+# stamp file (.complete, written last) exists; then nothing is done, so only
+# the first run on a machine pays.  Concurrent callers wait on a lock.  The
+# tree also keeps the source's src/tools/valgrind.supp.  As root, missing
+# build tools (bison, flex, ...) are installed with apt-get.  Build output
+# goes to <dir>.log; IDEM_PG_JOBS sets make -j (default: number of CPUs).
+#
+#   idem_pg_source
+#
+# Sets IDEM_PG_SOURCE to the tarball to build: PG_SOURCE, by default
+# ../shared/pg/postgresql-18.3.tar.xz next to the checkout.  Without that
+# default it prints "skipped: no PostgreSQL source" and exits 0 (a PG_SOURCE
+# that does not exist is an error).
+
+idem_pg_source() {
+	if [ -n "${PG_SOURCE:-}" ]; then
+		[ -f "$PG_SOURCE" ] || idem_die "PG_SOURCE=$PG_SOURCE: no such file"
+		IDEM_PG_SOURCE=$PG_SOURCE
+	else
+		IDEM_PG_SOURCE=$IDEM_ROOT/../shared/pg/postgresql-18.3.tar.xz
+		if [ ! -f "$IDEM_PG_SOURCE" ]; then
+			echo "skipped: no PostgreSQL source (set PG_SOURCE=path/to/postgresql-X.Y.tar.xz)"
+			exit 0
+		fi
+	fi
+}
+
+idem_pg_build_deps() {
+	local pkgs=()
+	command -v bison >/dev/null || pkgs+=(bison)
+	command -v flex >/dev/null || pkgs+=(flex)
+	command -v make >/dev/null || pkgs+=(make)
+	command -v gcc >/dev/null || pkgs+=(gcc)
+	command -v xz >/dev/null || pkgs+=(xz-utils)
+	[ -f /usr/include/zlib.h ] || pkgs+=(zlib1g-dev)
+	perl -MIPC::Run -e 1 2>/dev/null || pkgs+=(libipc-run-perl)
+	[ ${#pkgs[@]} -eq 0 ] && return 0
+	if idem_is_root; then
+		idem_log "installing: ${pkgs[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null \
+				&& apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null; } \
+			|| idem_die "apt-get install ${pkgs[*]} failed"
+	else
+		printf '%s\n' "Missing packages. Run this, then try again:" >&2
+		printf '%s\n' "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${pkgs[*]}" >&2
+		exit 2
+	fi
+}
+
+idem_pg_build() {
+	local tarball=$1 sum key dir log src rc
+	shift
+	[ -f "$tarball" ] || idem_die "no PostgreSQL source at $tarball"
+	sum=$(sha256sum "$tarball" | cut -c1-16)
+	key=$(printf '%s\n' "$@" | sha256sum | cut -c1-8)
+	dir=${IDEM_CACHE:-/var/cache/idempotency}/pg-$sum-$key
+	IDEM_PG_PREFIX=$dir
+	export IDEM_PG_PREFIX
+	[ -f "$dir/.complete" ] && return 0
+
+	mkdir -p "$(dirname "$dir")" || idem_die "cannot create $(dirname "$dir") (set IDEM_CACHE)"
+	# One builder per cache entry; the others wait for it, then find the stamp.
+	exec {lockfd}>"$dir.lock"
+	flock "$lockfd"
+	if [ -f "$dir/.complete" ]; then
+		exec {lockfd}>&-
+		return 0
+	fi
+	idem_pg_build_deps
+	log=$dir.log
+	idem_log "building PostgreSQL from $(basename "$tarball") ($*) into $dir; log in $log"
+	local t0=$SECONDS
+	rm -rf "$dir" "$dir.src"
+	mkdir -p "$dir.src"
+	rc=0
+	(
+		# Called from "make test-matrix": a sub-make of ours would skip the
+		# server's generated headers (it builds them at MAKELEVEL 0 only).
+		unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
+		tar xJf "$tarball" -C "$dir.src" --strip-components=1 \
+			&& cd "$dir.src" \
+			&& ./configure --prefix="$dir" "$@" \
+			&& make -j"${IDEM_PG_JOBS:-$(nproc)}" -s \
+			&& make -s install \
+			&& cp src/tools/valgrind.supp "$dir/valgrind.supp"
+	) >"$log" 2>&1 || rc=$?
+	if [ $rc -ne 0 ]; then
+		tail -n 40 "$log" >&2
+		rm -rf "$dir.src"
+		exec {lockfd}>&-
+		idem_die "PostgreSQL build failed (log: $log)"
+	fi
+	rm -rf "$dir.src"
+	printf '%s\n' "$(basename "$tarball")" "$@" >"$dir/.configure-args"
+	: >"$dir/.complete"
+	exec {lockfd}>&-
+	idem_log "built $dir in $((SECONDS - t0)) s"
+}
