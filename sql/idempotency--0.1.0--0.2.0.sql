@@ -48,29 +48,29 @@ ALTER EXTENSION idempotency ADD SCHEMA idempotency;
 -- 0.1.0 names for databases not updated yet).
 ---------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert(tbl anyelement, vals jsonb,
-                                                         key_cols text[] DEFAULT NULL)
-    RETURNS anyelement
+CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                                         key_cols pg_catalog.text[] DEFAULT NULL)
+    RETURNS pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE OR REPLACE FUNCTION idempotency.get_or_create(tbl anyelement, vals jsonb,
-                                                     key_cols text[] DEFAULT NULL,
-                                                     OUT item anyelement, OUT created boolean)
-    RETURNS record
+CREATE OR REPLACE FUNCTION idempotency.get_or_create(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                                     key_cols pg_catalog.text[] DEFAULT NULL,
+                                                     OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
+    RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_get_or_create'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE OR REPLACE FUNCTION idempotency.update_or_create(tbl anyelement, vals jsonb,
-                                                        key_cols text[] DEFAULT NULL,
-                                                        OUT item anyelement, OUT created boolean)
-    RETURNS record
+CREATE OR REPLACE FUNCTION idempotency.update_or_create(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                                        key_cols pg_catalog.text[] DEFAULT NULL,
+                                                        OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
+    RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_update_or_create'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert_many(tbl anyelement, vals jsonb,
-                                                              key_cols text[] DEFAULT NULL)
-    RETURNS SETOF anyelement
+CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert_many(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
+                                                              key_cols pg_catalog.text[] DEFAULT NULL)
+    RETURNS SETOF pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_many'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
