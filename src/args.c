@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include "idempotency.h"
 #include "args.h"
 
 #include "common/int.h"

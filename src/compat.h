@@ -37,6 +37,14 @@
 #endif
 
 /*
+ * The varlena macros (VARSIZE_ANY_EXHDR ...) moved from postgres.h to
+ * varatt.h in 16.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+/*
  * Shared memory is requested from shmem_request_hook from 15 on; before, in
  * _PG_init itself.
  */
