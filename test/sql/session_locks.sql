@@ -82,12 +82,14 @@ SET idempotency.session_locks = off;
 \c - postgres
 GRANT SET ON PARAMETER idempotency.session_locks TO regress_direct_app;
 ALTER ROLE regress_direct_app CREATEROLE;
+-- (from 16 on, CREATEROLE alone no longer lets it alter other roles)
+GRANT regress_pooled_app TO regress_direct_app WITH ADMIN OPTION;
 ALTER ROLE regress_pooled_app RESET idempotency.session_locks;
 \c - regress_direct_app
 SET idempotency.session_locks = off;
 SELECT idempotency.mutex_session_try_lock('k');
 \echo :LAST_ERROR_SQLSTATE
--- ... and, with CREATEROLE, to set it for another role.
+-- ... and, with CREATEROLE and ADMIN on the role, to set it for another role.
 ALTER ROLE regress_pooled_app SET idempotency.session_locks = off;
 \c - regress_pooled_app
 SELECT idempotency.mutex_session_try_lock('k');
