@@ -4,7 +4,9 @@
 # phase of known reproducers.  Fails on a crash, FATAL/PANIC/TRAP, leaked
 # locks, a transaction left open by a call, internal errors, suspicious
 # WARNINGs.
-#   IDEM_FUZZ_SEED=N      replay a seed (the seed is always printed)
+#   IDEM_FUZZ_SEED=N      replay a seed (the seed is always printed; in CI,
+#                         CI=true, the default is taken from the commit, so
+#                         that a CI failure replays from its commit alone)
 #   IDEM_FUZZ_SECONDS=N   budget of the random phase (default 60, max 120;
 #                         IDEM_QUICK=1: 20)
 #   IDEM_FUZZ_SESSIONS=N  concurrent sessions (default 4)
@@ -21,6 +23,10 @@ secs=${IDEM_FUZZ_SECONDS:-}
 [ -n "$secs" ] || { [ "${IDEM_QUICK:-0}" = 1 ] && secs=20 || secs=60; }
 [ "$secs" -gt 120 ] 2>/dev/null && secs=120
 export IDEM_FUZZ_SECONDS=$secs
+if [ -z "${IDEM_FUZZ_SEED:-}" ] && [ "${CI:-}" = true ]; then
+	commit=$(git -C "$IDEM_ROOT" rev-parse HEAD 2>/dev/null || true)
+	[ -n "$commit" ] && export IDEM_FUZZ_SEED=$((16#${commit:0:7}))
+fi
 export IDEM_FUZZ_LOGDIR=$IDEM_SUITE_WORK/fuzz-logs
 export IDEM_FUZZ_SERVER_LOG=$PGHOST/server.log
 out=$IDEM_SUITE_WORK/fuzz.out
