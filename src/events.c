@@ -647,21 +647,14 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	 */
 	for (attempt = 0; attempt < 3; attempt++)
 	{
-		(void) event_exec(PLAN_MARK_INSERT, values, NULL);
-		if (SPI_processed > 0)
-		{
-			inserted = true;
-			break;
-		}
-		(void) event_exec(PLAN_MARK_REPLACE, values, NULL);
-		if (SPI_processed > 0)
+		if (event_exec(PLAN_MARK_INSERT, values, NULL) > 0 ||
+			event_exec(PLAN_MARK_REPLACE, values, NULL) > 0)
 		{
 			inserted = true;
 			break;
 		}
 		/* Not expired (a duplicate), or gone: look which. */
-		(void) event_exec(PLAN_LOOKUP, values, NULL);
-		if (SPI_processed > 0)
+		if (event_exec(PLAN_LOOKUP, values, NULL) > 0)
 			break;
 	}
 	idem_spi_end(&spi);
@@ -949,6 +942,7 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 			 bool token_null, char status, Datum value, bool value_null,
 			 bool retryable)
 {
+	uint64		changed;
 	IdemSpi		spi;
 	const char *fn = (status == 'c') ? "complete" : "fail";
 	XactClaim  *mine = NULL;
@@ -988,7 +982,7 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 
 	idem_spi_begin(&spi, "processed_events");
 	if (status == 'f' && retryable)
-		(void) event_exec(PLAN_RELEASE, values, nulls);
+		changed = event_exec(PLAN_RELEASE, values, nulls);
 	else
 	{
 		values[4] = CStringGetTextDatum(status == 'c' ? "completed" : "failed");
@@ -997,10 +991,10 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 		values[6] = value;
 		nulls[6] = (status == 'f' && !value_null) ? ' ' : 'n';
 		values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
-		(void) event_exec(PLAN_FINISH, values, nulls);
+		changed = event_exec(PLAN_FINISH, values, nulls);
 	}
 
-	if (SPI_processed == 0)
+	if (changed == 0)
 	{
 		/* Say precisely why. */
 		event_lookup(ek, &row);
@@ -1093,8 +1087,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	values[2] = PointerGetDatum(ek.key);
 
 	idem_spi_begin(&spi, "processed_events");
-	(void) event_exec(PLAN_FORGET, values, NULL);
-	found = SPI_processed > 0;
+	found = event_exec(PLAN_FORGET, values, NULL) > 0;
 	idem_spi_end(&spi);
 
 	if (found)
