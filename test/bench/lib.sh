@@ -187,11 +187,22 @@ bench_round_ratios() {
 	paste -d' ' <(bench_column "$1" "$3" 6) <(bench_column "$2" "$3" 6) | awk '$2 > 0 { print $1 / $2 }'
 }
 
+# Does VARIANT run in REGIME?  Everywhere, except that the smoke run
+# measures the saturation regime for the two variants of the group's first
+# ratio only (a second or two per group).
+bench_runs_in() {
+	[ "${BENCH_SMOKE:-0}" = 1 ] && [ "$2" = saturation ] || return 0
+	[ ${#BENCH_RATIOS[@]} -gt 0 ] || return 1
+	local a b _
+	read -r a b _ <<<"${BENCH_RATIOS[0]}"
+	[ "$1" = "$a" ] || [ "$1" = "$b" ]
+}
+
 bench_run() {
 	local round i n v m runs=()
 	for v in "${BENCH_VARIANTS[@]}"; do
 		for m in "${BENCH_REGIMES[@]}"; do
-			runs+=("$v $m")
+			bench_runs_in "$v" "$m" && runs+=("$v $m")
 		done
 	done
 	n=${#runs[@]}
@@ -211,10 +222,12 @@ bench_table() {
 	local m=$1 v tps wal rec xid clients
 	case $m in
 		latency) echo "-- latency: one client" ;;
-		saturation) echo "-- saturation: at least $(nproc) clients (one per CPU), pgbench -j $(nproc)" ;;
+		saturation) echo "-- saturation: at least $(nproc) clients (one per CPU), pgbench -j $(nproc)$(
+			[ "${BENCH_SMOKE:-0}" = 1 ] && echo " (smoke: the first ratio's variants only)")" ;;
 	esac
 	printf '%-28s %7s %14s %12s %12s %10s\n' variant clients "tps (median)" "WAL B/call" "WAL rec/call" "xids/call"
 	for v in "${BENCH_VARIANTS[@]}"; do
+		bench_runs_in "$v" "$m" || continue
 		tps=$(bench_column "$v" "$m" 6 | bench_median)
 		wal=$(bench_column "$v" "$m" 8 | bench_median)
 		rec=$(bench_column "$v" "$m" 9 | bench_median)
@@ -238,6 +251,7 @@ bench_table() {
 	local spec a b target sat_target ratio lo hi met
 	for spec in "${BENCH_RATIOS[@]}"; do
 		read -r a b target sat_target <<<"$spec"
+		bench_runs_in "$a" "$m" && bench_runs_in "$b" "$m" || continue
 		[ "$m" = saturation ] && target=$sat_target
 		# Median of the per-round ratios: each round measures both variants
 		# back to back, so pairing them cancels slow drifts of the machine.
