@@ -301,6 +301,7 @@ bench_chart() {
 	gnuplot >"$dir/ratios.gnuplot.log" 2>&1 <<GNUPLOT
 set terminal $term
 set output '$dir/ratios.png'
+set termoption noenhanced
 set datafile separator "\t"
 set datafile missing "?"
 set title "idempotency: ours / alternative, median of rounds, bars min-max of the per-round ratios\n$subtitle"
@@ -310,13 +311,13 @@ set grid ytics
 set yrange [0:*]
 set xrange [0:$((n + 1))]
 set bmargin 22
-set key top left
+set key tmargin center horizontal
 set style fill solid 0.6 noborder
 set boxwidth 0.7
 set arrow from 0, 1 to $((n + 1)), 1 nohead dt 2 lc rgb "#555555"
 plot '$dir/ratios.dat' using 1:(\$7 == 0 ? \$3 : 1/0):xtic(2) with boxes lc rgb "#4477aa" title "one client / as declared", \
      '' using 1:(\$7 == 1 ? \$3 : 1/0) with boxes lc rgb "#ee6677" title "CPU saturation", \
-     '' using 1:3:4:5 with yerrorbars lc rgb "black" pt -1 title "min-max of rounds", \
+     '' using 1:3:4:5 with yerrorbars lc rgb "black" ps 0 title "min-max of rounds", \
      '' using 1:6 with points pt 7 ps 0.8 lc rgb "#228833" title "target"
 GNUPLOT
 }
