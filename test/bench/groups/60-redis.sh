@@ -95,23 +95,16 @@ SH
 redis_variant() {
 	bench_command "$1" "$3" <<<"bash '$BENCH_GROUP_DIR/redis-run.sh' $2"
 }
-cat >"$BENCH_GROUP_DIR/claim.pgb" <<'PGB'
-\set k random(1, 9000000000000000000)
-BEGIN;
-SELECT status FROM idempotency.claim('req-' || :k, '{"amount": 10}', 'bench-redis');
-SELECT idempotency.complete('req-' || :k, '{"ok": true}', 'bench-redis');
-COMMIT;
-PGB
 if [ "${BENCH_SMOKE:-0}" = 1 ]; then
 	redis_variant redis_always_32 "$port_always" 32
-	bench_variant claim_sync_32 32 --guc=synchronous_commit=on <"$BENCH_GROUP_DIR/claim.pgb"
+	bench_variant claim_sync_32 32 --guc=synchronous_commit=on -D scope=bench-redis <"$IDEM_ROOT/test/bench/claim-complete.pgb"
 	bench_ratio claim_sync_32 redis_always_32
 else
 	for n in 1 32; do
 		redis_variant redis_always_$n "$port_always" $n
 		redis_variant redis_everysec_$n "$port_everysec" $n
-		bench_variant claim_sync_$n $n --guc=synchronous_commit=on <"$BENCH_GROUP_DIR/claim.pgb"
-		bench_variant claim_async_$n $n --guc=synchronous_commit=off <"$BENCH_GROUP_DIR/claim.pgb"
+		bench_variant claim_sync_$n $n --guc=synchronous_commit=on -D scope=bench-redis <"$IDEM_ROOT/test/bench/claim-complete.pgb"
+		bench_variant claim_async_$n $n --guc=synchronous_commit=off -D scope=bench-redis <"$IDEM_ROOT/test/bench/claim-complete.pgb"
 	done
 	bench_ratio claim_sync_32 redis_always_32
 	bench_ratio claim_sync_1 redis_always_1
