@@ -90,6 +90,24 @@ idem_ensure_deps() {
 	fi
 }
 
+# What only the benchmark uses: gnuplot (its chart) and redis-server (the
+# redis group).  Best effort: without them the benchmark prints a "skipped"
+# line for the chart or the group and goes on.
+idem_ensure_bench_tools() {
+	local pkgs=()
+	command -v gnuplot >/dev/null || pkgs+=(gnuplot-nox)
+	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || pkgs+=(redis-server)
+	[ ${#pkgs[@]} -eq 0 ] && return 0
+	if idem_is_root; then
+		idem_log "installing: ${pkgs[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; } >/dev/null 2>&1 \
+			|| idem_log "apt-get install ${pkgs[*]} failed: the benchmark skips what needs them"
+	else
+		idem_log "not installed: ${pkgs[*]} (sudo apt-get install -y ${pkgs[*]}); the benchmark skips what needs them"
+	fi
+}
+
 idem_build_install() {
 	idem_log "build ($(idem_pg_major), $PG_CONFIG)"
 	# Objects built against another server (another major, or the same one

@@ -1,6 +1,8 @@
 # Contention: 32 clients on ONE existing key.  Ours and the plain SELECT
 # only read; the DO UPDATE trick writes a new version of the same row on
-# every call, so its callers queue on the row lock.
+# every call, so its callers queue on the row lock.  Saturation regime: the
+# 32 clients (pgbench -j <CPUs>); latency regime: the same statements from
+# one client (the one key stays hot, nothing waits).
 bench_title "upsert contention: 32 clients, one key"
 bench_setup <"$IDEM_ROOT/test/bench/upsert-setup.sql"
 bench_setup <<'SQL'
@@ -19,6 +21,7 @@ PGB
 bench_variant plpgsql 32 <<'PGB'
 SELECT * FROM upsert_bench_plpgsql('hot@example.com');
 PGB
+bench_regimes latency saturation
 bench_ratio ours select 0.90
 bench_ratio ours do_update 1.5
 bench_ratio ours plpgsql
