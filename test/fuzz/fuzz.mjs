@@ -1010,12 +1010,16 @@ class Session {
     }
     const end = r.wpick([[50, 'COMMIT'], [45, 'ROLLBACK'], [5, 'disconnect']]);
     if (end === 'disconnect') { this.disconnect('before COMMIT'); return; }
-    await this.run({ fn: end.toLowerCase(), sql: end }, { expectTx: true });
+    const endRes = await this.run({ fn: end.toLowerCase(), sql: end }, { expectTx: true });
     this.inTx = false;
-    if (!this.c.dead && this.c.txStatus !== 'I') {
-      finding('transaction left open', `session ${this.idx}: state '${this.c.txStatus}' after ${end}`, end, this);
-      await this.run({ fn: 'rollback', sql: 'ROLLBACK' }, { expectTx: true });
+    // A COMMIT cancelled (statement_timeout, cancel) before it started leaves
+    // the block failed, as the server does for any statement: not a finding.
+    const cancelled = endRes && !endRes.ok && ['57014', '55P03'].includes(endRes.code);
+    if (!this.c.dead && this.c.txStatus !== 'I' && !cancelled) {
+      finding('transaction left open', `session ${this.idx}: state '${this.c.txStatus}' after ${end}${endRes && !endRes.ok ? ' (error ' + endRes.code + ')' : ''}`, end, this);
     }
+    if (!this.c.dead && this.c.txStatus !== 'I')
+      await this.run({ fn: 'rollback', sql: 'ROLLBACK' }, { expectTx: true });
   }
 
   // PL/pgSQL with exception handlers: errors caught inside the server.
