@@ -1,0 +1,202 @@
+/*-------------------------------------------------------------------------
+ *
+ * citus.c
+ *	  Recognising Citus and its tables.
+ *
+ * Citus keeps one row per table it manages in pg_catalog.pg_dist_partition
+ * (logicalrelid, partmethod, ..., repmodel).  The table exists only where
+ * the citus extension has been created, on the coordinator and on every
+ * worker that has metadata.  We read it by name, with the same catalog
+ * access functions Citus uses, so this library has no link-time or
+ * load-order dependency on Citus.
+ *
+ *	  partmethod 'h', 'r', 'a'		distributed (hash, range, append)
+ *	  partmethod 'n', repmodel 't'	reference table
+ *	  partmethod 'n', otherwise		Citus local table
+ *
+ * Callers on hot paths (upsert, events, lease) ask idem_citus_table_kind()
+ * for a table on every call; the answer is cached per backend, per table.
+ *
+ * What protects what.  The cache is backend-local.  Citus sends a relcache
+ * invalidation for a table whenever its pg_dist_partition row changes
+ * (create_distributed_table, create_reference_table, undistribute_table,
+ * metadata sync to a worker), and our relcache callback drops that table's
+ * entry, or every entry on a full reset; the next call reads the catalog
+ * again.  CREATE/DROP EXTENSION citus changes pg_class, which resets every
+ * relcache entry and therefore this cache too.
+ *
+ * Memory and lifetime.  The cache (an HTAB keyed by table OID) lives in
+ * its own context under CacheMemoryContext for the life of the backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "idempotency.h"
+#include "citus.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+typedef struct CitusKindEntry
+{
+	Oid			relid;			/* hash key */
+	IdemCitusKind kind;
+} CitusKindEntry;
+
+static HTAB *citus_kind_cache = NULL;
+
+static void citus_inval_callback(Datum arg, Oid relid);
+static IdemCitusKind citus_read_kind(Oid relid);
+
+/*
+ * Is the citus extension created in this database?  (Its catalog table
+ * exists exactly then.)  One syscache probe.
+ */
+bool
+idem_citus_present(void)
+{
+	return OidIsValid(get_relname_relid("pg_dist_partition",
+										PG_CATALOG_NAMESPACE));
+}
+
+const char *
+idem_citus_kind_name(IdemCitusKind kind)
+{
+	switch (kind)
+	{
+		case IDEM_CITUS_NONE:
+			return "plain table";
+		case IDEM_CITUS_LOCAL:
+			return "Citus local table";
+		case IDEM_CITUS_REFERENCE:
+			return "reference table";
+		case IDEM_CITUS_DISTRIBUTED:
+			return "distributed table";
+	}
+	return "unknown";
+}
+
+/* What Citus makes of table relid (IDEM_CITUS_NONE without Citus). */
+IdemCitusKind
+idem_citus_table_kind(Oid relid)
+{
+	CitusKindEntry *e;
+	bool		found;
+
+	if (citus_kind_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CitusKindEntry);
+		ctl.hcxt = AllocSetContextCreate(CacheMemoryContext,
+										 "idempotency Citus table kinds",
+										 ALLOCSET_SMALL_SIZES);
+		citus_kind_cache = hash_create("idempotency Citus table kinds", 16,
+									   &ctl,
+									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(citus_inval_callback, (Datum) 0);
+	}
+
+	e = hash_search(citus_kind_cache, &relid, HASH_FIND, NULL);
+	if (e != NULL)
+		return e->kind;
+
+	/*
+	 * Read first, then enter: an error while reading leaves no half-made
+	 * entry behind.  An invalidation that arrives while we read (catalog
+	 * access may process the queue) concerns the state we are reading.
+	 */
+	{
+		IdemCitusKind kind = citus_read_kind(relid);
+
+		e = hash_search(citus_kind_cache, &relid, HASH_ENTER, &found);
+		e->kind = kind;
+		return kind;
+	}
+}
+
+static void
+citus_inval_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	CitusKindEntry *e;
+
+	if (citus_kind_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		hash_search(citus_kind_cache, &relid, HASH_REMOVE, NULL);
+		return;
+	}
+	hash_seq_init(&seq, citus_kind_cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		hash_search(citus_kind_cache, &e->relid, HASH_REMOVE, NULL);
+}
+
+/* Look relid up in pg_dist_partition. */
+static IdemCitusKind
+citus_read_kind(Oid relid)
+{
+	Oid			catid;
+	Oid			indexid;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	IdemCitusKind kind = IDEM_CITUS_NONE;
+
+	catid = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+	if (!OidIsValid(catid))
+		return IDEM_CITUS_NONE;
+	indexid = get_relname_relid("pg_dist_partition_logical_relid_index",
+								PG_CATALOG_NAMESPACE);
+
+	rel = table_open(catid, AccessShareLock);
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		AttrNumber	att_relid = get_attnum(catid, "logicalrelid");
+		AttrNumber	att_method = get_attnum(catid, "partmethod");
+		AttrNumber	att_repmodel = get_attnum(catid, "repmodel");
+
+		if (att_relid == InvalidAttrNumber || att_method == InvalidAttrNumber ||
+			att_repmodel == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("unrecognized Citus metadata layout in pg_catalog.pg_dist_partition"),
+					 errhint("This release of idempotency supports Citus 13.")));
+
+		ScanKeyInit(&key, att_relid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(relid));
+		scan = systable_beginscan(rel, indexid, OidIsValid(indexid), NULL,
+								  1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+		{
+			bool		isnull;
+			char		method;
+			char		repmodel;
+
+			method = DatumGetChar(heap_getattr(tup, att_method, desc, &isnull));
+			repmodel = DatumGetChar(heap_getattr(tup, att_repmodel, desc, &isnull));
+			if (method == 'n')
+				kind = (repmodel == 't') ? IDEM_CITUS_REFERENCE : IDEM_CITUS_LOCAL;
+			else
+				kind = IDEM_CITUS_DISTRIBUTED;
+		}
+		systable_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+	return kind;
+}

@@ -1,0 +1,29 @@
+/*-------------------------------------------------------------------------
+ *
+ * citus.h
+ *	  What the extension needs to know about Citus (src/citus.c): is Citus
+ *	  installed in this database, and is a given table one of its tables.
+ *
+ * Nothing here links against Citus: its metadata is read from its catalog
+ * table (pg_catalog.pg_dist_partition) by name, so the library loads and
+ * runs the same with or without Citus.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDEMPOTENCY_CITUS_H
+#define IDEMPOTENCY_CITUS_H
+
+/* What Citus makes of a table. */
+typedef enum IdemCitusKind
+{
+	IDEM_CITUS_NONE = 0,		/* no Citus here, or a plain PostgreSQL table */
+	IDEM_CITUS_LOCAL,			/* a Citus local table (coordinator only) */
+	IDEM_CITUS_REFERENCE,		/* a reference table (copy on every node) */
+	IDEM_CITUS_DISTRIBUTED		/* distributed (hash, range or append) */
+} IdemCitusKind;
+
+extern bool idem_citus_present(void);
+extern IdemCitusKind idem_citus_table_kind(Oid relid);
+extern const char *idem_citus_kind_name(IdemCitusKind kind);
+
+#endif							/* IDEMPOTENCY_CITUS_H */
