@@ -99,13 +99,15 @@ COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg
 
 -- One row per (owner, scope, key).  The owner is part of the key, so roles
 -- sharing a database cannot collide with, or probe for, each other's keys.
+-- It is the role's name, not its OID: on a Citus cluster a role has a
+-- different OID on every node, but the same name.  Renaming a role leaves
+-- its records under the old name (see the README).
 -- status: 'in_progress' (claimed; locked_until is the end of the lease),
 -- 'completed' (result), 'failed' (error, not retryable).  expires_at: when
 -- the row may be purged and the key becomes new again; for an in_progress
 -- row it is locked_until + ttl, so that complete() can recover the ttl.
 CREATE TABLE idempotency.processed_events (
-    owner          pg_catalog.regrole NOT NULL
-                   DEFAULT pg_catalog.current_user()::pg_catalog.regrole,
+    owner          pg_catalog.name NOT NULL DEFAULT CURRENT_USER,
     scope          pg_catalog.text NOT NULL,
     key            pg_catalog.text NOT NULL,
     status         pg_catalog.text NOT NULL,
@@ -295,6 +297,38 @@ COMMENT ON FUNCTION idempotency.mutex_holders(pg_catalog.text) IS
     'who holds and who waits for the mutex named key (from the lock manager, like pg_locks)';
 
 
+-- On a Citus cluster (after citus_distribute()) a mutex is locked on the
+-- node that owns the key's slot: mutex_lock() sends a router query on
+-- idempotency.mutex_slots, and these two run there (src/mutex.c).  They
+-- give nobody more than mutex_lock() and mutex_holders() do.
+CREATE TABLE idempotency.mutex_slots (
+    slot pg_catalog.int4 PRIMARY KEY
+);
+
+COMMENT ON TABLE idempotency.mutex_slots IS
+    'one row per mutex slot; empty until citus_distribute() fills and distributes it, so that each mutex is locked on the node owning its slot';
+
+REVOKE ALL ON TABLE idempotency.mutex_slots FROM PUBLIC;
+
+CREATE FUNCTION idempotency.mutex_lock_here(slot pg_catalog.int4, hash pg_catalog.int8,
+                                            shared pg_catalog.bool, timeout_ms pg_catalog.int4)
+    RETURNS pg_catalog.bool
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_lock_here'
+    LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION idempotency.mutex_lock_here(pg_catalog.int4, pg_catalog.int8, pg_catalog.bool, pg_catalog.int4) IS
+    'internal: the lock a distributed mutex_lock() takes on the node owning the slot';
+
+CREATE FUNCTION idempotency.mutex_holders_here(slot pg_catalog.int4, hash pg_catalog.int8)
+    RETURNS TABLE (pid pg_catalog.int4, mode pg_catalog.text, granted pg_catalog.bool, scope pg_catalog.text,
+                   waiting_since pg_catalog.timestamptz)
+    AS 'MODULE_PATHNAME', 'idempotency_mutex_holders_here'
+    LANGUAGE C STRICT VOLATILE PARALLEL SAFE ROWS 4;
+
+COMMENT ON FUNCTION idempotency.mutex_holders_here(pg_catalog.int4, pg_catalog.int8) IS
+    'internal: mutex_holders() on the node owning the slot';
+
+
 ---------------------------------------------------------------------------
 -- 4. Durable leases
 ---------------------------------------------------------------------------
@@ -378,6 +412,103 @@ COMMENT ON FUNCTION idempotency.lease_assert(pg_catalog.text, pg_catalog.uuid) I
 
 
 ---------------------------------------------------------------------------
+-- 4b. Scaling out with Citus
+---------------------------------------------------------------------------
+
+-- One-way: distributes processed_events and leases by key (hash), and
+-- mutex_slots by slot, so that every node of the cluster sees the same
+-- records, leases and mutexes.  See the README, "Scaling out with Citus".
+CREATE FUNCTION idempotency.citus_distribute(colocate_with pg_catalog.regclass DEFAULT NULL)
+    RETURNS pg_catalog.text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    ev_owner pg_catalog.oid;
+    is_coord pg_catalog.bool;
+    done pg_catalog.int4;
+    dist_type pg_catalog.oid;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
+                    WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'Citus is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Run CREATE EXTENSION citus and add the worker nodes first; without Citus there is nothing to distribute.';
+    END IF;
+    EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO is_coord;
+    IF NOT is_coord THEN
+        RAISE EXCEPTION 'idempotency.citus_distribute() must be called on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Connect to the coordinator node and call it there; the workers then see the distributed tables through the metadata.';
+    END IF;
+    SELECT c.relowner INTO ev_owner FROM pg_catalog.pg_class c
+     WHERE c.oid OPERATOR(pg_catalog.=) 'idempotency.processed_events'::pg_catalog.regclass;
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       AND NOT pg_catalog.pg_has_role(CURRENT_USER, ev_owner, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to distribute the tables of extension "idempotency"'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = pg_catalog.format('Only a superuser or role %I, the owner of idempotency.processed_events, may distribute it.', ev_owner::pg_catalog.regrole),
+                  HINT = 'Call idempotency.citus_distribute() as a superuser or as the role that installed the extension.';
+    END IF;
+    IF colocate_with IS NOT NULL THEN
+        EXECUTE 'SELECT a.atttypid FROM pg_catalog.pg_dist_partition p'
+                ' JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.logicalrelid'
+                '  AND a.attname OPERATOR(pg_catalog.=) pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)'
+                ' WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.partmethod OPERATOR(pg_catalog.=) ''h'''
+            INTO dist_type USING colocate_with;
+        IF dist_type IS NULL THEN
+            RAISE EXCEPTION 'table % is not a hash-distributed table', colocate_with
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass a table distributed with create_distributed_table() on a text column, or omit colocate_with.';
+        END IF;
+        IF dist_type OPERATOR(pg_catalog.<>) 'pg_catalog.text'::pg_catalog.regtype THEN
+            RAISE EXCEPTION 'table % is not distributed by a text column', colocate_with
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = pg_catalog.format('processed_events and leases are distributed by their key (text); %s is distributed by a column of type %s.', colocate_with, dist_type::pg_catalog.regtype),
+                      HINT = 'Colocate with a table distributed by a text column whose values are the idempotency keys or lease keys, or omit colocate_with.';
+        END IF;
+    END IF;
+
+    EXECUTE 'SELECT pg_catalog.count(*)::pg_catalog.int4 FROM pg_catalog.pg_dist_partition'
+            ' WHERE logicalrelid OPERATOR(pg_catalog.=) ANY (ARRAY[''idempotency.processed_events'','
+            ' ''idempotency.leases'', ''idempotency.mutex_slots'']::pg_catalog.regclass[])'
+        INTO done;
+    IF done OPERATOR(pg_catalog.=) 3 THEN
+        RAISE NOTICE 'the tables of extension "idempotency" are distributed already';
+        RETURN 'already distributed';
+    END IF;
+
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid OPERATOR(pg_catalog.=) 'idempotency.processed_events'::pg_catalog.regclass) THEN
+        PERFORM pg_catalog.create_distributed_table('idempotency.processed_events', 'key',
+                    colocate_with => COALESCE(colocate_with::pg_catalog.text, 'default'));
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('idempotency.processed_events');
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid OPERATOR(pg_catalog.=) 'idempotency.leases'::pg_catalog.regclass) THEN
+        PERFORM pg_catalog.create_distributed_table('idempotency.leases', 'key',
+                    colocate_with => 'idempotency.processed_events');
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('idempotency.leases');
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid OPERATOR(pg_catalog.=) 'idempotency.mutex_slots'::pg_catalog.regclass) THEN
+        DELETE FROM idempotency.mutex_slots;
+        INSERT INTO idempotency.mutex_slots (slot)
+            SELECT pg_catalog.generate_series(0, 255);  -- IDEM_CITUS_MUTEX_SLOTS (src/citus.h)
+        PERFORM pg_catalog.create_distributed_table('idempotency.mutex_slots', 'slot');
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('idempotency.mutex_slots');
+    END IF;
+    RETURN 'distributed';
+END
+$fn$;
+
+COMMENT ON FUNCTION idempotency.citus_distribute(pg_catalog.regclass) IS
+    'one-way: distribute processed_events and leases by key (optionally colocated with a table distributed by a text column) and the mutex slots, on a Citus coordinator';
+
+REVOKE EXECUTE ON FUNCTION idempotency.citus_distribute(pg_catalog.regclass) FROM PUBLIC;
+
+
+---------------------------------------------------------------------------
 -- Ownership of the tables
 ---------------------------------------------------------------------------
 
@@ -401,6 +532,7 @@ BEGIN
         EXECUTE pg_catalog.format('ALTER TABLE idempotency.processed_events OWNER TO %I', installer);
         EXECUTE pg_catalog.format('ALTER SEQUENCE idempotency.processed_events_fencing_seq OWNER TO %I', installer);
         EXECUTE pg_catalog.format('ALTER TABLE idempotency.leases OWNER TO %I', installer);
+        EXECUTE pg_catalog.format('ALTER TABLE idempotency.mutex_slots OWNER TO %I', installer);
     END IF;
 END
 $owner$;
@@ -417,6 +549,7 @@ REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
 GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;
 REVOKE ALL ON SEQUENCE idempotency.processed_events_fencing_seq FROM PUBLIC;
 REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
+REVOKE ALL ON TABLE idempotency.mutex_slots FROM PUBLIC;
 
 
 ---------------------------------------------------------------------------

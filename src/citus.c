@@ -86,6 +86,42 @@ idem_citus_kind_name(IdemCitusKind kind)
 	return "unknown";
 }
 
+/*
+ * Is idempotency.<table> a distributed table?  Without Citus this costs one
+ * syscache probe; with it, two more and a hash lookup.
+ */
+bool
+idem_citus_distributed(const char *table)
+{
+	Oid			nsp;
+	Oid			relid;
+
+	if (!idem_citus_present())
+		return false;
+	nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, true);
+	if (!OidIsValid(nsp))
+		return false;
+	relid = get_relname_relid(table, nsp);
+	return OidIsValid(relid) &&
+		idem_citus_table_kind(relid) == IDEM_CITUS_DISTRIBUTED;
+}
+
+/*
+ * A random (version 4) UUID, as gen_random_uuid() makes: tokens are made
+ * here and passed to the statements, because Citus refuses volatile
+ * functions in an UPDATE of a distributed table.
+ */
+void
+idem_random_uuid(pg_uuid_t *uuid)
+{
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;	/* version 4 */
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+}
+
 /* What Citus makes of table relid (IDEM_CITUS_NONE without Citus). */
 IdemCitusKind
 idem_citus_table_kind(Oid relid)

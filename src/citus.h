@@ -13,6 +13,8 @@
 #ifndef IDEMPOTENCY_CITUS_H
 #define IDEMPOTENCY_CITUS_H
 
+#include "utils/uuid.h"
+
 /* What Citus makes of a table. */
 typedef enum IdemCitusKind
 {
@@ -25,5 +27,17 @@ typedef enum IdemCitusKind
 extern bool idem_citus_present(void);
 extern IdemCitusKind idem_citus_table_kind(Oid relid);
 extern const char *idem_citus_kind_name(IdemCitusKind kind);
+extern bool idem_citus_distributed(const char *table);
+extern void idem_random_uuid(pg_uuid_t *uuid);
+
+/*
+ * On a distributed table, a release on one node cannot wake a waiter on
+ * another (the key waits of locks.c are node-local), so waits there also
+ * look again at least this often.
+ */
+#define IDEM_CITUS_POLL_MS	100
+
+/* Rows of idempotency.mutex_slots made by citus_distribute() (0 .. n-1). */
+#define IDEM_CITUS_MUTEX_SLOTS	256
 
 #endif							/* IDEMPOTENCY_CITUS_H */

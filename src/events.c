@@ -75,6 +75,7 @@
 #include "locks.h"
 #include "args.h"
 #include "plans.h"
+#include "citus.h"
 
 #include <math.h>
 
@@ -88,9 +89,12 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "catalog/namespace.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -113,7 +117,9 @@ PG_FUNCTION_INFO_V1(idempotency_purge);
 /* The key a call works on. */
 typedef struct EventKey
 {
-	Oid			owner;
+	Oid			owner;			/* the caller's role */
+	NameData	owner_name;		/* its name: what the table stores */
+	Datum		owner_datum;	/* $1 of the statements */
 	text	   *scope;
 	text	   *key;
 	uint64		hash;
@@ -148,7 +154,8 @@ typedef struct EventRow
 	TimestampTz locked_until;
 	bool		locked_null;
 	TimestampTz expires_at;
-	TransactionId xmin;			/* row version read */
+	TransactionId xmin;			/* row version read (plain table) */
+	TimestampTz updated_at;		/* the same, on a distributed table */
 } EventRow;
 
 /* claim()'s result row. */
@@ -211,6 +218,37 @@ enum
 
 static SPIPlanPtr event_saved_plans[NUM_PLANS];
 
+/*
+ * On a Citus-distributed processed_events, the statements that differ
+ * (src/citus.c decides per call).  Citus refuses volatile functions in an
+ * UPDATE, stable functions of columns and non-immutable functions in CASE,
+ * and FOR UPDATE in a multi-shard query; and a node-local sequence or a
+ * row's xmin means nothing on another node.  So tokens, times and fencing
+ * tokens come from here as parameters, a claim's compare-and-swap is on
+ * (updated_at, fencing_token, status), complete() reads the row first and
+ * computes the new expiry here, and purge() reads a batch of keys and
+ * deletes them by key.
+ */
+enum
+{
+	CPLAN_LOOKUP,
+	CPLAN_INSERT_CLAIM,
+	CPLAN_RECLAIM,
+	CPLAN_FINISH,
+	CPLAN_PURGE_KEYS,
+	CPLAN_PURGE_DELETE,
+	CPLAN_MEMBER_OF,
+	NUM_CPLANS
+};
+
+static SPIPlanPtr event_citus_saved_plans[NUM_CPLANS];
+
+/*
+ * Is processed_events distributed by Citus?  Set by every entry point for
+ * the duration of its call (event_begin_call()).
+ */
+static bool event_citus = false;
+
 static XactClaim *xact_claims = NULL;
 
 static void event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo,
@@ -218,6 +256,9 @@ static void event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo,
 static bytea *event_fingerprint(Jsonb *payload);
 static bool event_fingerprint_mismatch(bytea *stored, bytea *given);
 static uint64 event_exec(int which, Datum *values, const char *nulls);
+static void event_table_kind(void);
+static int64 event_purge_citus(Oid caller, bool all, int32 batch);
+static Datum event_member_of(Oid caller);
 static void event_lookup(EventKey *ek, EventRow *row);
 static bool event_claim_matches(XactClaim *c, EventKey *ek);
 static XactClaim *event_find_claim(EventKey *ek, bool only_open);
@@ -249,7 +290,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" locked_until, expires_at, xmin FROM idempotency.processed_events"
 	" WHERE owner OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2"
 	" AND key OPERATOR(pg_catalog.=) $3",
-		3, {REGROLEOID, TEXTOID, TEXTOID}
+		3, {NAMEOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_INSERT_CLAIM] = {
 	/* $4 fingerprint, $5 now, $6 locked_until, $7 expires_at */
@@ -260,7 +301,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
 	" 1, $5, $5, $6, $7) ON CONFLICT DO NOTHING"
 	" RETURNING p.token, p.fencing_token, p.attempts",
-		7, {REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+		7, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
 			TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[PLAN_RECLAIM] = {
@@ -282,7 +323,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" AND p.key OPERATOR(pg_catalog.=) $3"
 	" AND p.xmin OPERATOR(pg_catalog.=) $9"
 	" RETURNING p.token, p.fencing_token, p.attempts",
-		9, {REGROLEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+		9, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
 			TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, XIDOID}
 	},
 	[PLAN_FINISH] = {
@@ -300,7 +341,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",
-		8, {REGROLEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+		8, {NAMEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
 			TIMESTAMPTZOID}
 	},
 	[PLAN_RELEASE] = {
@@ -309,20 +350,20 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",
-		4, {REGROLEOID, TEXTOID, TEXTOID, UUIDOID}
+		4, {NAMEOID, TEXTOID, TEXTOID, UUIDOID}
 	},
 	[PLAN_FORGET] = {
 	"DELETE FROM idempotency.processed_events AS p"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3",
-		3, {REGROLEOID, TEXTOID, TEXTOID}
+		3, {NAMEOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_MARK_INSERT] = {
 	/* $4 now, $5 expires_at */
 	"INSERT INTO idempotency.processed_events (owner, scope, key, status,"
 	" created_at, updated_at, expires_at)"
 	" VALUES ($1, $2, $3, 'completed', $4, $4, $5) ON CONFLICT DO NOTHING",
-		5, {REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+		5, {NAMEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[PLAN_MARK_REPLACE] = {
 	/* $4 now, $5 expires_at; only an expired row */
@@ -332,26 +373,132 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" locked_until = NULL, expires_at = $5"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.expires_at OPERATOR(pg_catalog.<=) $4",
-		5, {REGROLEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+		5, {NAMEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[PLAN_PURGE] = {
 	/*
-	 * The exception to the parameter rule: $1 now, $2 the caller, $3 every
-	 * row (else only rows of roles the caller is a member of), $4 batch.
+	 * The exception to the parameter rule: $1 now, $2 the names of the
+	 * roles the caller is a member of, $3 every row (else only rows of
+	 * those roles), $4 batch.  owner::text is the name for both column
+	 * types (regrole in 0.1.0).
 	 */
 	"DELETE FROM idempotency.processed_events AS p"
 	" WHERE p.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 	"  SELECT v.ctid FROM idempotency.processed_events AS v"
 	"  WHERE v.expires_at OPERATOR(pg_catalog.<=) $1"
-	"  AND ($3 OR pg_catalog.pg_has_role($2, v.owner::pg_catalog.oid, 'MEMBER'))"
+	"  AND ($3 OR v.owner::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2))"
 	"  LIMIT $4 FOR UPDATE SKIP LOCKED))"
 	" AND p.expires_at OPERATOR(pg_catalog.<=) $1",
-		4, {TIMESTAMPTZOID, OIDOID, BOOLOID, INT4OID}
+		4, {TIMESTAMPTZOID, TEXTARRAYOID, BOOLOID, INT4OID}
 	},
 };
 
 static const IdemPlanSet event_plans = {
 	"processed events", event_plan_defs, event_saved_plans, NUM_PLANS
+};
+
+/*
+ * A database not yet updated from 0.1.0 stores the owner as regrole: the
+ * same statements with $1 of that type (built from event_plan_defs on
+ * first use), and the owner passed as its OID.
+ */
+static IdemPlanDef event_legacy_defs[NUM_PLANS];
+static SPIPlanPtr event_legacy_saved_plans[NUM_PLANS];
+static bool event_legacy_ready = false;
+static const IdemPlanSet event_legacy_plans = {
+	"processed events (0.1.0)", event_legacy_defs, event_legacy_saved_plans,
+	NUM_PLANS
+};
+static bool event_legacy = false;
+
+/* The statements for a distributed table; $1 owner, $2 scope, $3 key. */
+static const IdemPlanDef event_citus_plan_defs[NUM_CPLANS] = {
+	[CPLAN_LOOKUP] = {
+	/* updated_at identifies the row version read, for CPLAN_RECLAIM */
+	"SELECT status, fingerprint, result, error, fencing_token, attempts,"
+	" locked_until, expires_at, updated_at FROM idempotency.processed_events"
+	" WHERE owner OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2"
+	" AND key OPERATOR(pg_catalog.=) $3",
+		3, {NAMEOID, TEXTOID, TEXTOID}
+	},
+	[CPLAN_INSERT_CLAIM] = {
+	/* $4 fingerprint, $5 now, $6 locked_until, $7 expires_at, $8 token, $9 fencing */
+	"INSERT INTO idempotency.processed_events AS p (owner, scope, key, status,"
+	" fingerprint, token, fencing_token, attempts, created_at, updated_at,"
+	" locked_until, expires_at) VALUES ($1, $2, $3, 'in_progress', $4, $8, $9,"
+	" 1, $5, $5, $6, $7) ON CONFLICT DO NOTHING"
+	" RETURNING p.token, p.fencing_token, p.attempts",
+		9, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+			TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT8OID}
+	},
+	[CPLAN_RECLAIM] = {
+	/*
+	 * $4 fingerprint, $5 now, $6 locked_until, $7 expires_at, $8 takeover,
+	 * $9 updated_at, $10 fencing_token and $11 status read (the
+	 * compare-and-swap: every write of the row sets updated_at, every claim
+	 * a new fencing token), $12 the new token, $13 the clock in
+	 * microseconds: the fencing token is one more than the row's, and at
+	 * least the clock, so that it also grows over a purge and re-insert.
+	 */
+	"UPDATE idempotency.processed_events AS p SET status = 'in_progress',"
+	" fingerprint = CASE WHEN $8 AND $4 IS NULL THEN p.fingerprint ELSE $4 END,"
+	" result = NULL, error = NULL, token = $12,"
+	" fencing_token = GREATEST(COALESCE(p.fencing_token, 0) OPERATOR(pg_catalog.+) 1, $13),"
+	" attempts = CASE WHEN $8 THEN p.attempts OPERATOR(pg_catalog.+) 1 ELSE 1 END,"
+	" created_at = CASE WHEN $8 THEN p.created_at ELSE $5 END,"
+	" updated_at = $5, locked_until = $6, expires_at = $7"
+	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
+	" AND p.key OPERATOR(pg_catalog.=) $3"
+	" AND p.updated_at OPERATOR(pg_catalog.=) $9"
+	" AND p.fencing_token IS NOT DISTINCT FROM $10"
+	" AND p.status OPERATOR(pg_catalog.=) $11"
+	" RETURNING p.token, p.fencing_token, p.attempts",
+		13, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+			 TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID, INT8OID,
+			 TEXTOID, UUIDOID, INT8OID}
+	},
+	[CPLAN_FINISH] = {
+	/*
+	 * $4 token, $5 status, $6 result, $7 error, $8 now, $9 new expires_at,
+	 * computed from $10 locked_until and $11 expires_at as read (a claim's
+	 * token never comes back with other values).
+	 */
+	"UPDATE idempotency.processed_events AS p SET status = $5, result = $6,"
+	" error = $7, updated_at = $8, locked_until = NULL, expires_at = $9"
+	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
+	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
+	" AND p.token OPERATOR(pg_catalog.=) $4"
+	" AND p.locked_until OPERATOR(pg_catalog.=) $10"
+	" AND p.expires_at OPERATOR(pg_catalog.=) $11",
+		11, {NAMEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+			 TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[CPLAN_PURGE_KEYS] = {
+	/* $1 now, $2 every row, $3 the roles whose rows we may purge, $4 batch */
+	"SELECT v.key FROM idempotency.processed_events AS v"
+	" WHERE v.expires_at OPERATOR(pg_catalog.<=) $1"
+	" AND ($2 OR v.owner::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3)) LIMIT $4",
+		4, {TIMESTAMPTZOID, BOOLOID, TEXTARRAYOID, INT4OID}
+	},
+	[CPLAN_PURGE_DELETE] = {
+	/* $1 keys; the conditions of CPLAN_PURGE_KEYS are checked again */
+	"DELETE FROM idempotency.processed_events AS p"
+	" WHERE p.key OPERATOR(pg_catalog.=) ANY ($1)"
+	" AND p.expires_at OPERATOR(pg_catalog.<=) $2"
+	" AND ($3 OR p.owner::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($4))",
+		4, {TEXTARRAYOID, TIMESTAMPTZOID, BOOLOID, TEXTARRAYOID}
+	},
+	[CPLAN_MEMBER_OF] = {
+	/* the roles $1 is a member of (local catalogs; names match on every node) */
+	"SELECT pg_catalog.array_agg(r.rolname::pg_catalog.text) FROM pg_catalog.pg_roles AS r"
+	" WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER')",
+		1, {OIDOID}
+	},
+};
+
+static const IdemPlanSet event_citus_plans = {
+	"processed events (Citus)", event_citus_plan_defs, event_citus_saved_plans,
+	NUM_CPLANS
 };
 
 /* Called once from _PG_init(). */
@@ -383,6 +530,10 @@ event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo, int keyarg,
 	ek->key = idem_arg_text(fcinfo, keyarg, &keyspec);
 	ek->scope = idem_arg_text(fcinfo, scopearg, &scopespec);
 	ek->owner = GetUserId();
+	namestrcpy(&ek->owner_name, GetUserNameFromId(ek->owner, false));
+	event_table_kind();
+	ek->owner_datum = event_legacy ? ObjectIdGetDatum(ek->owner)
+		: NameGetDatum(&ek->owner_name);
 	h = idem_hash_key(VARDATA_ANY(ek->scope), VARSIZE_ANY_EXHDR(ek->scope),
 					  EVENT_HASH_SEED ^ (uint64) ek->owner);
 	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), VARSIZE_ANY_EXHDR(ek->key), h);
@@ -424,7 +575,48 @@ event_fingerprint(Jsonb *payload)
 static uint64
 event_exec(int which, Datum *values, const char *nulls)
 {
-	return idem_plan_exec(&event_plans, which, values, nulls, 0);
+	return idem_plan_exec(event_legacy ? &event_legacy_plans : &event_plans,
+						  which, values, nulls, 0);
+}
+
+/*
+ * What processed_events is, for this call: distributed by Citus
+ * (event_citus), or still 0.1.0's with a regrole owner (event_legacy).
+ */
+static void
+event_table_kind(void)
+{
+	Oid			nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);
+	Oid			relid = get_relname_relid("processed_events", nsp);
+	AttrNumber	att;
+
+	event_citus = idem_citus_distributed("processed_events");
+	att = OidIsValid(relid) ? get_attnum(relid, "owner") : InvalidAttrNumber;
+	event_legacy = (att != InvalidAttrNumber &&
+					get_atttype(relid, att) == REGROLEOID);
+	if (event_legacy && !event_legacy_ready)
+	{
+		int			i;
+
+		memcpy(event_legacy_defs, event_plan_defs, sizeof(event_legacy_defs));
+		for (i = 0; i < NUM_PLANS; i++)
+			if (event_legacy_defs[i].argtypes[0] == NAMEOID)
+				event_legacy_defs[i].argtypes[0] = REGROLEOID;
+		event_legacy_ready = true;
+	}
+}
+
+static uint64
+event_cexec(int which, Datum *values, const char *nulls)
+{
+	return idem_plan_exec(&event_citus_plans, which, values, nulls, 0);
+}
+
+/* The clock in microseconds since 2000: the floor of a Citus fencing token. */
+static int64
+event_clock_fencing(TimestampTz now)
+{
+	return Max((int64) now, (int64) 1);
 }
 
 /* Read the row of ek (fresh snapshot) into row, copied to the upper context. */
@@ -438,10 +630,13 @@ event_lookup(EventKey *ek, EventRow *row)
 	Datum		d;
 	char	   *status;
 
-	values[0] = ObjectIdGetDatum(ek->owner);
+	values[0] = ek->owner_datum;
 	values[1] = PointerGetDatum(ek->scope);
 	values[2] = PointerGetDatum(ek->key);
-	(void) event_exec(PLAN_LOOKUP, values, NULL);
+	if (event_citus)
+		(void) event_cexec(CPLAN_LOOKUP, values, NULL);
+	else
+		(void) event_exec(PLAN_LOOKUP, values, NULL);
 
 	memset(row, 0, sizeof(EventRow));
 	if (SPI_processed == 0)
@@ -466,7 +661,10 @@ event_lookup(EventKey *ek, EventRow *row)
 	d = SPI_getbinval(tup, desc, 7, &row->locked_null);
 	row->locked_until = row->locked_null ? 0 : DatumGetTimestampTz(d);
 	row->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
-	row->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 9, &isnull));
+	if (event_citus)
+		row->updated_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
+	else
+		row->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 9, &isnull));
 }
 
 static bool
@@ -632,7 +830,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "mark_processed", false);
 
 	now = GetCurrentTimestamp();
-	values[0] = ObjectIdGetDatum(ek.owner);
+	values[0] = ek.owner_datum;
 	values[1] = PointerGetDatum(ek.scope);
 	values[2] = PointerGetDatum(ek.key);
 	values[3] = TimestampTzGetDatum(now);
@@ -654,7 +852,8 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 			break;
 		}
 		/* Not expired (a duplicate), or gone: look which. */
-		if (event_exec(PLAN_LOOKUP, values, NULL) > 0)
+		if ((event_citus ? event_cexec(CPLAN_LOOKUP, values, NULL)
+			 : event_exec(PLAN_LOOKUP, values, NULL)) > 0)
 			break;
 	}
 	idem_spi_end(&spi);
@@ -810,8 +1009,13 @@ claim_examine(ClaimState *st, bool *takeover)
 	if (!row->locked_null && row->locked_until > now)
 	{
 		/* A live lease: give up, or wait for it to end or change. */
+		TimestampTz until = Min(st->deadline, row->locked_until);
+
+		/* A finish on another node does not wake us: look again soon. */
+		if (event_citus)
+			until = Min(until, TimestampTzPlusMilliseconds(now, IDEM_CITUS_POLL_MS));
 		if (now >= st->deadline ||
-			!idem_keywait_sleep(&st->kw, Min(st->deadline, row->locked_until)))
+			!idem_keywait_sleep(&st->kw, until))
 		{
 			claim_result_from_row(st, "in_progress", IDEM_OC_IN_PROGRESS);
 			return CLAIM_DONE;
@@ -834,11 +1038,13 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	ClaimResult *r = &st->res;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz locked_until;
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[13];
+	char		nulls[13];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	pg_uuid_t	newtok;
+	uint64		n;
 
 	if (!event_lock(&st->tag, idem_timeout_ms(st->deadline - now)))
 	{
@@ -854,7 +1060,7 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	locked_until = now + st->lease;
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = ObjectIdGetDatum(st->ek.owner);
+	values[0] = st->ek.owner_datum;
 	values[1] = PointerGetDatum(st->ek.scope);
 	values[2] = PointerGetDatum(st->ek.key);
 	values[3] = PointerGetDatum(st->fingerprint);
@@ -865,8 +1071,29 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	values[7] = BoolGetDatum(takeover);
 	values[8] = TransactionIdGetDatum(st->row.xmin);
 
-	if (event_exec(st->row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
-				   values, nulls) == 0)
+	if (!event_citus)
+		n = event_exec(st->row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
+					   values, nulls);
+	else if (!st->row.found)
+	{
+		idem_random_uuid(&newtok);
+		values[7] = UUIDPGetDatum(&newtok);
+		values[8] = Int64GetDatum(event_clock_fencing(now));
+		n = event_cexec(CPLAN_INSERT_CLAIM, values, nulls);
+	}
+	else
+	{
+		idem_random_uuid(&newtok);
+		values[8] = TimestampTzGetDatum(st->row.updated_at);
+		values[9] = Int64GetDatum(st->row.fencing_token);
+		nulls[9] = st->row.fencing_null ? 'n' : ' ';
+		values[10] = CStringGetTextDatum(st->row.status == 'i' ? "in_progress" :
+										 st->row.status == 'c' ? "completed" : "failed");
+		values[11] = UUIDPGetDatum(&newtok);
+		values[12] = Int64GetDatum(event_clock_fencing(now));
+		n = event_cexec(CPLAN_RECLAIM, values, nulls);
+	}
+	if (n == 0)
 	{
 		/*
 		 * The row changed since we read it (the claim we waited for
@@ -975,7 +1202,7 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 		memcpy(&tok, DatumGetUUIDP(token), sizeof(pg_uuid_t));
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = ObjectIdGetDatum(ek->owner);
+	values[0] = ek->owner_datum;
 	values[1] = PointerGetDatum(ek->scope);
 	values[2] = PointerGetDatum(ek->key);
 	values[3] = UUIDPGetDatum(&tok);
@@ -991,7 +1218,32 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 		values[6] = value;
 		nulls[6] = (status == 'f' && !value_null) ? ' ' : 'n';
 		values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
-		changed = event_exec(PLAN_FINISH, values, nulls);
+		if (!event_citus)
+			changed = event_exec(PLAN_FINISH, values, nulls);
+		else
+		{
+			/*
+			 * Read the row, compute the expiry here (see CPLAN_FINISH), and
+			 * write only if the row is still as read.
+			 */
+			TimestampTz now = DatumGetTimestampTz(values[7]);
+			Datum		cvalues[11];
+			char		cnulls[11];
+
+			changed = 0;
+			event_lookup(ek, &row);
+			if (row.found && row.status == 'i' && !row.locked_null)
+			{
+				memcpy(cvalues, values, sizeof(Datum) * 8);
+				memcpy(cnulls, nulls, 8);
+				memset(cnulls + 8, ' ', 3);
+				cvalues[8] = TimestampTzGetDatum(row.locked_until > now ? row.expires_at
+												 : now + (row.expires_at - row.locked_until));
+				cvalues[9] = TimestampTzGetDatum(row.locked_until);
+				cvalues[10] = TimestampTzGetDatum(row.expires_at);
+				changed = event_cexec(CPLAN_FINISH, cvalues, cnulls);
+			}
+		}
 	}
 
 	if (changed == 0)
@@ -1082,7 +1334,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	idem_check_writable("forget");
 	idem_forbid_parallel("idempotency.forget()");
 	event_key_from_args(&ek, fcinfo, 0, 1, "forget");
-	values[0] = ObjectIdGetDatum(ek.owner);
+	values[0] = ek.owner_datum;
 	values[1] = PointerGetDatum(ek.scope);
 	values[2] = PointerGetDatum(ek.key);
 
@@ -1096,6 +1348,90 @@ idempotency_forget(PG_FUNCTION_ARGS)
 		idem_keywait_notify(IDEM_LOCKSPACE_EVENT_WAIT, ek.hash);
 	}
 	PG_RETURN_BOOL(found);
+}
+
+/*
+ * The names of the roles caller is a member of, as a text[] (local
+ * catalogs: role names are the same on every node of a Citus cluster), or
+ * 0 if none.  Called connected to SPI.
+ */
+static Datum
+event_member_of(Oid caller)
+{
+	Datum		values[1];
+	Datum		roles = (Datum) 0;
+	bool		isnull = true;
+
+	values[0] = ObjectIdGetDatum(caller);
+	if (idem_plan_exec(&event_citus_plans, CPLAN_MEMBER_OF, values, NULL, 0) == 1)
+		roles = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+							  1, &isnull);
+	return isnull ? (Datum) 0 : SPI_datumTransfer(roles, false, -1);
+}
+
+/*
+ * purge() on a distributed table: read up to batch keys of expired rows
+ * the caller may purge (a multi-shard SELECT, no lock), then delete the
+ * rows with those keys that are still expired and purgeable (a multi-shard
+ * DELETE by key, which waits for a concurrent claim's row lock instead of
+ * skipping it, and then sees the claimed row no longer expired).  The
+ * caller's roles are passed by name.  Called as the table owner.
+ */
+static int64
+event_purge_citus(Oid caller, bool all, int32 batch)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		roles = (Datum) 0;
+	bool		roles_null = true;
+	int64		total = 0;
+	uint64		found;
+
+	if (!all)
+	{
+		roles = event_member_of(caller);
+		roles_null = (roles == (Datum) 0);
+		if (roles_null)
+			return 0;
+	}
+	do
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		Datum	   *keys;
+		ArrayType  *arr;
+		uint64		i;
+
+		CHECK_FOR_INTERRUPTS();
+		values[0] = TimestampTzGetDatum(now);
+		values[1] = BoolGetDatum(all);
+		values[2] = roles;
+		nulls[2] = all ? 'n' : ' ';
+		values[3] = Int32GetDatum(batch);
+		found = idem_plan_exec(&event_citus_plans, CPLAN_PURGE_KEYS, values, nulls, 0);
+		if (found == 0)
+			break;
+		keys = palloc(sizeof(Datum) * found);
+		for (i = 0; i < found; i++)
+		{
+			bool		isnull;
+
+			keys[i] = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 1,
+													  &isnull), false, -1);
+		}
+		arr = construct_array(keys, (int) found, TEXTOID, -1, false,
+							  TYPALIGN_INT);
+		values[0] = PointerGetDatum(arr);
+		values[1] = TimestampTzGetDatum(now);
+		values[2] = BoolGetDatum(all);
+		values[3] = roles;
+		nulls[2] = ' ';
+		nulls[3] = all ? 'n' : ' ';
+		total += idem_plan_exec(&event_citus_plans, CPLAN_PURGE_DELETE, values, nulls, 0);
+		pfree(keys);
+		pfree(arr);
+	} while (found >= (uint64) batch);
+	return total;
 }
 
 /*
@@ -1133,19 +1469,29 @@ idempotency_purge(PG_FUNCTION_ARGS)
 	idem_check_writable("purge");
 	idem_stats_begin(IDEM_OP_PURGE);
 
+	event_table_kind();
 	idem_spi_begin(&spi, "processed_events");
 	/* GetUserId() is the table owner now. */
 	all = superuser_arg(caller) || has_privs_of_role(caller, GetUserId());
-	values[1] = ObjectIdGetDatum(caller);
+	if (event_citus)
+		total = event_purge_citus(caller, all, batch);
+	else
+	{
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[1] = all ? (Datum) 0 : event_member_of(caller);
+	nulls[1] = all ? 'n' : ' ';
 	values[2] = BoolGetDatum(all);
 	values[3] = Int32GetDatum(batch);
 	do
 	{
 		CHECK_FOR_INTERRUPTS();
 		values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-		n = idem_plan_exec(&event_plans, PLAN_PURGE, values, NULL, 0);
+		n = all || values[1] != (Datum) 0
+			? event_exec(PLAN_PURGE, values, nulls) : 0;
 		total += n;
 	} while (n >= (uint64) batch);
+	}
 	idem_spi_end(&spi);
 	/* purge counts the rows it deleted: calls = rows */
 	if (total > 0)

@@ -77,6 +77,7 @@
 #include "locks.h"
 #include "args.h"
 #include "plans.h"
+#include "citus.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -279,12 +280,7 @@ lease_new_token(void)
 {
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
-	if (!pg_strong_random(uuid->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
-	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;	/* version 4 */
-	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	idem_random_uuid(uuid);
 	return uuid;
 }
 
@@ -466,6 +462,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	bool		nulls[6];
 	int			retries = 0;
+	bool		distributed;
 
 	idem_stats_begin(IDEM_OP_LEASE_ACQUIRE);
 	idempotency_check_version();
@@ -492,6 +489,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
+	distributed = (wait > 0) && idem_citus_distributed("leases");
 	idem_spi_begin(&spi, "leases");
 
 	for (;;)
@@ -523,6 +521,9 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 		if (now >= deadline)
 			break;
 		until = Min(deadline, DatumGetTimestampTz(row.values[LR_EXPIRES]));
+		/* A release on another node does not wake us: look again soon. */
+		if (distributed)
+			until = Min(until, TimestampTzPlusMilliseconds(now, IDEM_CITUS_POLL_MS));
 		(void) idem_keywait_sleep(&w, until);
 	}
 

@@ -28,6 +28,33 @@
  * idempotency.session_locks = off (idempotency.c) refuses new session
  * mutexes with 55000; unlocking still works, so nothing can be stranded.
  *
+ * On a Citus cluster.  Citus does not forward advisory locks, so a mutex
+ * taken on one node would not exclude a session on another.  Once
+ * idempotency.citus_distribute() has filled and distributed
+ * idempotency.mutex_slots (IDEM_CITUS_MUTEX_SLOTS rows, distributed by
+ * slot), a key's slot is its hash modulo the slot count, and the node that
+ * holds the slot's shard is where the key is locked: mutex_lock() and
+ * mutex_try_lock() run, as the table's owner,
+ *
+ *	SELECT idempotency.mutex_lock_here($1, $2, $3, $4)
+ *	  FROM idempotency.mutex_slots WHERE slot = $1 FOR KEY SHARE
+ *
+ * a router query that Citus sends to that node inside the caller's
+ * distributed transaction (the row lock makes Citus open a remote
+ * transaction block even outside BEGIN ... COMMIT, in a function), or
+ * executes in the caller's own backend when the shard is local.  There
+ * mutex_lock_here() takes the same lock as above, with the timeout, in
+ * the worker backend that belongs to the distributed transaction, so the
+ * mutex is released when that transaction commits or aborts, and its wait
+ * is a lock-manager wait of a backend with a distributed transaction id,
+ * which Citus's distributed deadlock detection sees.  The full 64-bit hash
+ * is locked, so keys sharing a slot do not exclude each other.  Session
+ * mutexes are refused on a distributed cluster (the worker connection of a
+ * session lock would keep it with whichever transaction uses that
+ * connection next), and mutex_holders() reports the owning node's lock
+ * table (pids there).  Without Citus, or before citus_distribute(), the
+ * cost of the check is one syscache probe per call.
+ *
  * Locking.  The lock manager's partition locks protect everything; the
  * pending marker is backend-local.
  *
@@ -42,8 +69,12 @@
 #include "idempotency.h"
 #include "locks.h"
 #include "args.h"
+#include "citus.h"
+#include "plans.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -85,6 +116,7 @@ static void mutex_xact_callback(XactEvent event, void *arg);
 static void mutex_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 static const char *mutex_mode_name(LOCKMODE mode);
+static Datum mutex_holders_local(FunctionCallInfo fcinfo, uint64 hash);
 
 PG_FUNCTION_INFO_V1(idempotency_mutex_lock);
 PG_FUNCTION_INFO_V1(idempotency_mutex_try_lock);
@@ -93,6 +125,78 @@ PG_FUNCTION_INFO_V1(idempotency_mutex_session_try_lock);
 PG_FUNCTION_INFO_V1(idempotency_mutex_session_unlock);
 PG_FUNCTION_INFO_V1(idempotency_mutex_session_unlock_all);
 PG_FUNCTION_INFO_V1(idempotency_mutex_holders);
+PG_FUNCTION_INFO_V1(idempotency_mutex_lock_here);
+PG_FUNCTION_INFO_V1(idempotency_mutex_holders_here);
+
+/* The statements that send a mutex to the node owning its slot. */
+enum
+{
+	MPLAN_LOCK,
+	MPLAN_HOLDERS,
+	NUM_MPLANS
+};
+
+static SPIPlanPtr mutex_saved_plans[NUM_MPLANS];
+
+static const IdemPlanDef mutex_plan_defs[NUM_MPLANS] = {
+	[MPLAN_LOCK] = {
+	/* $1 slot, $2 hash, $3 shared, $4 timeout in ms (-1: lock_timeout) */
+	"SELECT idempotency.mutex_lock_here($1, $2, $3, $4)"
+	" FROM idempotency.mutex_slots WHERE slot OPERATOR(pg_catalog.=) $1"
+	" FOR KEY SHARE",
+		4, {INT4OID, INT8OID, BOOLOID, INT4OID}
+	},
+	[MPLAN_HOLDERS] = {
+	"SELECT h.pid, h.mode, h.granted, h.scope, h.waiting_since"
+	" FROM idempotency.mutex_slots AS s,"
+	" idempotency.mutex_holders_here($1, $2) AS h"
+	" WHERE s.slot OPERATOR(pg_catalog.=) $1",
+		2, {INT4OID, INT8OID}
+	},
+};
+
+static const IdemPlanSet mutex_plans = {
+	"mutexes (Citus)", mutex_plan_defs, mutex_saved_plans, NUM_MPLANS
+};
+
+/* The slot of a key hash. */
+static int32
+mutex_slot(uint64 hash)
+{
+	return (int32) ((hash >> 32) % IDEM_CITUS_MUTEX_SLOTS);
+}
+
+/*
+ * Take the mutex on the node owning its slot (see the file header).  The
+ * caller has checked that mutex_slots is distributed.
+ */
+static bool
+mutex_acquire_citus(uint64 hash, bool shared, int timeout)
+{
+	IdemSpi		spi;
+	Datum		values[4];
+	bool		acquired = false;
+	bool		isnull = true;
+
+	values[0] = Int32GetDatum(mutex_slot(hash));
+	values[1] = Int64GetDatum((int64) hash);
+	values[2] = BoolGetDatum(shared);
+	values[3] = Int32GetDatum(timeout);
+	idem_spi_begin(&spi, "mutex_slots");
+	if (idem_plan_exec(&mutex_plans, MPLAN_LOCK, values, NULL, 0) == 1)
+		acquired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1,
+											  &isnull));
+	idem_spi_end(&spi);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("mutex slot %d is missing from idempotency.mutex_slots",
+						mutex_slot(hash)),
+				 errhint("The table must hold the slots 0 to %d that idempotency.citus_distribute() made; do not change it.",
+						 IDEM_CITUS_MUTEX_SLOTS - 1)));
+	return acquired;
+}
 
 /*
  * The key argument: NULL -> 22004, empty -> 22023.  Returns its hash.
@@ -216,6 +320,20 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	timeout = timeout_arg < 0 ? 0 : mutex_arg_timeout(fcinfo, timeout_arg, fn);
 	shared = mutex_arg_bool(fcinfo, shared_arg, "shared");
 	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
+
+	if (idem_citus_distributed("mutex_slots"))
+	{
+		if (session)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("session mutexes are not supported on a Citus cluster"),
+					 errdetail("On a distributed cluster a mutex is locked on the node owning its slot, in the worker connection of the current distributed transaction, which cannot keep a lock beyond the transaction."),
+					 errhint("Use idempotency.mutex_lock() or idempotency.mutex_try_lock() inside the transaction that needs the mutex, or idempotency.lease_acquire() for a lock that outlives transactions.")));
+		acquired = mutex_acquire_citus(hash, shared, timeout_arg < 0 ? 0 : timeout);
+		idem_stats_end(acquired ? IDEM_OC_ACQUIRED
+					   : timeout_arg < 0 ? IDEM_OC_NOT_ACQUIRED : IDEM_OC_TIMED_OUT);
+		return acquired;
+	}
 
 	ctx.key = key;
 	ctx.len = len;
@@ -380,13 +498,81 @@ idempotency_mutex_holders(PG_FUNCTION_ARGS)
 	char	   *key;
 	int			len;
 	uint64		hash;
+
+	idempotency_check_version();
+	hash = mutex_key_hash(fcinfo, 0, &key, &len);
+
+	if (idem_citus_distributed("mutex_slots"))
+	{
+		IdemSpi		spi;
+		Datum		values[2];
+		uint64		n;
+		uint64		r;
+		MemoryContext callcxt = CurrentMemoryContext;
+
+		InitMaterializedSRF(fcinfo, 0);
+		values[0] = Int32GetDatum(mutex_slot(hash));
+		values[1] = Int64GetDatum((int64) hash);
+		idem_spi_begin(&spi, "mutex_slots");
+		n = idem_plan_exec(&mutex_plans, MPLAN_HOLDERS, values, NULL, 0);
+		MemoryContextSwitchTo(callcxt);
+		for (r = 0; r < n; r++)
+		{
+			Datum		v[5];
+			bool		nl[5];
+			int			c;
+
+			for (c = 0; c < 5; c++)
+				v[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+									 c + 1, &nl[c]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+		}
+		idem_spi_end(&spi);
+		return (Datum) 0;
+	}
+	return mutex_holders_local(fcinfo, hash);
+}
+
+/*
+ * mutex_lock_here(slot int, hash bigint, shared boolean, timeout_ms int)
+ *
+ * The lock of a distributed mutex, taken by the node owning the slot (see
+ * the file header): transaction scope, timeout_ms < 0 follows lock_timeout,
+ * 0 only tries.
+ */
+Datum
+idempotency_mutex_lock_here(PG_FUNCTION_ARGS)
+{
+	uint64		hash = (uint64) PG_GETARG_INT64(1);
+	bool		shared = PG_GETARG_BOOL(2);
+	int32		timeout = PG_GETARG_INT32(3);
+	LOCKTAG		tag;
+
+	idempotency_check_version();
+	idem_forbid_parallel("mutex_lock_here");
+	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
+	PG_RETURN_BOOL(idem_lock_acquire(&tag, MUTEX_MODE(shared), false,
+									 timeout < 0 ? -1 : timeout));
+}
+
+/* mutex_holders_here(slot int, hash bigint): mutex_holders() on this node. */
+Datum
+idempotency_mutex_holders_here(PG_FUNCTION_ARGS)
+{
+	idempotency_check_version();
+	return mutex_holders_local(fcinfo, (uint64) PG_GETARG_INT64(1));
+}
+
+/* The holders and waiters of the mutex with this hash in this node's lock table. */
+static Datum
+mutex_holders_local(FunctionCallInfo fcinfo, uint64 hash)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	LOCKTAG		tag;
 	LOCKTAG		marker;
 	LockData   *data;
 	int			i;
 
-	idempotency_check_version();
-	hash = mutex_key_hash(fcinfo, 0, &key, &len);
 	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
 	idem_locktag(&marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
 

@@ -11,7 +11,7 @@
 
 #include "executor/spi.h"
 
-#define IDEM_PLAN_MAX_ARGS	10
+#define IDEM_PLAN_MAX_ARGS	14
 
 /* One statement: its SQL text and parameter types ($1 ... $nargs). */
 typedef struct IdemPlanDef

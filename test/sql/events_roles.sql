@@ -22,8 +22,8 @@ SELECT idempotency.complete('shared-key', '"bob"', token => (SELECT token FROM a
 SELECT idempotency.fail('shared-key', '"bob"', false, token => (SELECT token FROM alice_claim));
 SELECT idempotency.forget('alice-event') AS forgot, idempotency.forget('alice-event') AS again;
 -- ... nor change them with plain SQL, nor plant rows in her name
-UPDATE idempotency.processed_events SET result = '"bob"' WHERE owner = 'regress_ev_alice'::regrole;
-DELETE FROM idempotency.processed_events WHERE owner = 'regress_ev_alice'::regrole;
+UPDATE idempotency.processed_events SET result = '"bob"' WHERE owner = 'regress_ev_alice';
+DELETE FROM idempotency.processed_events WHERE owner = 'regress_ev_alice';
 INSERT INTO idempotency.processed_events (owner, scope, key, status, expires_at)
     VALUES ('regress_ev_alice', '', 'planted', 'completed', now() + '1 day');
 -- purge only reaches the caller's own expired rows
@@ -33,7 +33,7 @@ SELECT idempotency.purge();
 SET ROLE regress_ev_admin;
 SELECT owner, key, status FROM idempotency.processed_events ORDER BY owner::text, key;
 -- ... but not rewrite them (a forged result would be replayed to alice)
-UPDATE idempotency.processed_events SET result = '"forged"' WHERE owner = 'regress_ev_alice'::regrole;
+UPDATE idempotency.processed_events SET result = '"forged"' WHERE owner = 'regress_ev_alice';
 -- nor lock the table against other roles' claims, nor draw fencing tokens
 BEGIN;
 LOCK TABLE idempotency.processed_events IN ACCESS EXCLUSIVE MODE;

@@ -129,9 +129,9 @@ SELECT created AS update_or_create FROM idempotency.update_or_create(NULL::upg_a
 SELECT count(*) AS idempotent_upsert_many FROM idempotency.idempotent_upsert_many(NULL::upg_acct, '[{"k": "c", "n": 4}, {"k": "a", "n": 1}]');
 SELECT idempotency.mark_processed('upg-call-mark', 'calls') AS mark_processed;
 SELECT status AS claim FROM idempotency.claim('upg-call-claim', '{"x": 1}', 'calls');
-SELECT idempotency.complete('upg-call-claim', '{"ok": true}', 'calls', (SELECT token FROM idempotency.processed_events WHERE key = 'upg-call-claim' AND owner = current_user::regrole)) AS complete;
+SELECT idempotency.complete('upg-call-claim', '{"ok": true}', 'calls', (SELECT token FROM idempotency.processed_events WHERE key = 'upg-call-claim' AND owner::text = current_user)) AS complete;
 SELECT status AS claim2 FROM idempotency.claim('upg-call-fail', NULL, 'calls');
-SELECT idempotency.fail('upg-call-fail', '{"e": 1}', false, 'calls', (SELECT token FROM idempotency.processed_events WHERE key = 'upg-call-fail' AND owner = current_user::regrole)) AS fail;
+SELECT idempotency.fail('upg-call-fail', '{"e": 1}', false, 'calls', (SELECT token FROM idempotency.processed_events WHERE key = 'upg-call-fail' AND owner::text = current_user)) AS fail;
 SELECT idempotency.mark_processed('upg-call-forget', 'calls') AS mark_processed2;
 SELECT idempotency.forget('upg-call-forget', 'calls') AS forget;
 SELECT idempotency.purge() >= 0 AS purge;

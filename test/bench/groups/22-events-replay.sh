@@ -15,7 +15,7 @@ PGB
 bench_variant plain_select 1 <<'PGB'
 \set k random(1, 10000)
 SELECT status, result FROM idempotency.processed_events
- WHERE owner = current_user::regrole AND scope = 'bench-replay' AND key = 'req-' || :k;
+ WHERE owner = current_user AND scope = 'bench-replay' AND key = 'req-' || :k;
 PGB
 bench_ratio ours plain_select 0.85
 bench_run
