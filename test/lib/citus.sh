@@ -196,7 +196,7 @@ idem_citus_psql() {
 	local n=$1 port
 	shift
 	port=IDEM_CITUS_PORT$n
-	PGHOST=127.0.0.1 PGPORT=${!port} idem_psql -U "${PGUSER:-postgres}" "$@"
+	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${PGDATABASE:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
 }
 
 idem_citus_start() {
