@@ -131,6 +131,7 @@
 #include "postgres.h"
 
 #include "idempotency.h"
+#include "citus.h"
 #include "locks.h"
 
 #include "access/genam.h"
@@ -157,6 +158,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -209,6 +211,7 @@ typedef enum UpsertStmt
 	STMT_MANY_SELECT,
 	STMT_MANY_INSERT,
 	STMT_PROBE,
+	STMT_MANY_ORDER,
 	STMT_COUNT
 } UpsertStmt;
 
@@ -252,6 +255,9 @@ typedef struct UpsertEntry
 	char	  **keyeq;			/* "OPERATOR(nsp.=)" per key */
 	RegProcedure *keyproc;		/* ... its function, for the direct lookup */
 	bool		plain;			/* plain table without children */
+	bool		citus;			/* a Citus table (see "Citus" in the header) */
+	int			rowcols;		/* result columns holding the row: 1, or the
+								 * live columns when citus */
 	char	  **keylt;			/* "OPERATOR(nsp.<)" per key */
 	char	  **keycoll;		/* " COLLATE x" per key, or "" */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
@@ -324,6 +330,10 @@ static void upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols);
 static Oid	upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols);
 static void upsert_build_keys(UpsertEntry *e, Relation rel);
 static void upsert_build_populate(UpsertEntry *e);
+static void upsert_build_citus(UpsertEntry *e);
+static void upsert_citus_check(UpsertEntry *e, const char *fname);
+static void append_row(StringInfo buf, UpsertEntry *e, const char *alias);
+static Datum upsert_result_row(UpsertEntry *e, HeapTuple tup, TupleDesc desc, int first);
 static void upsert_free_entry(UpsertEntry *e);
 static char *upsert_index_list(Relation rel, bool usable_only);
 static char *upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask);
@@ -354,6 +364,8 @@ static Relation upsert_call_begin(FunctionCallInfo fcinfo, const char *fname,
 struct UpsertBatch;
 struct UpsertGroup;
 static void batch_split(struct UpsertBatch *b);
+static void batch_citus_group(struct UpsertBatch *b, struct UpsertGroup *grp,
+							  UpsertEntry *e);
 static void batch_check_null_keys(struct UpsertBatch *b);
 static void batch_run_group(struct UpsertBatch *b, struct UpsertGroup *grp);
 static void batch_emit(struct UpsertBatch *b, ReturnSetInfo *rsinfo);
@@ -746,6 +758,7 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->relmsg = psprintf("%s.%s", get_namespace_name(RelationGetNamespace(rel)),
 						 RelationGetRelationName(rel));
 	e->tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
+	upsert_build_citus(e);
 
 	/* present columns, ascending attnum */
 	e->ncols = bitmap_count(cols);
@@ -969,6 +982,135 @@ upsert_build_populate(UpsertEntry *e)
 }
 
 /* ---------------------------------------------------------------------
+ * Citus (see "Citus" in the header)
+ * --------------------------------------------------------------------- */
+
+/*
+ * Decided once per entry: is the table one Citus manages (local, reference
+ * or distributed)?  Then the statements name every column instead of the
+ * whole row (Citus deparses a whole-row reference with the shard's name on
+ * the node that runs it), and the direct index probe is never used (it
+ * would read this node's shell table, not the shards).
+ */
+static void
+upsert_build_citus(UpsertEntry *e)
+{
+	int			i;
+
+	e->citus = idem_citus_table_kind(e->relid) != IDEM_CITUS_NONE;
+	e->rowcols = 1;
+	if (!e->citus)
+		return;
+	e->rowcols = 0;
+	for (i = 0; i < e->tupdesc->natts; i++)
+		if (!TupleDescAttr(e->tupdesc, i)->attisdropped)
+			e->rowcols++;
+}
+
+/*
+ * Per call on a Citus table: refuse what cannot be right there, before
+ * anything is read or written.
+ */
+static void
+upsert_citus_check(UpsertEntry *e, const char *fname)
+{
+	const char *app = GetConfigOption("application_name", true, false);
+
+	/*
+	 * A connection Citus opened to run part of a distributed query (a shard
+	 * query calling this function, pushed down): a nested distributed
+	 * statement from there would not belong to the caller's distributed
+	 * transaction.
+	 */
+	if (app != NULL && strncmp(app, "citus_internal", 14) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s cannot run inside a query that Citus runs on a shard", fname),
+				 errdetail("Table \"%s\" is a %s; this call came over a Citus internal connection.",
+						   e->relmsg, idem_citus_kind_name(idem_citus_table_kind(e->relid))),
+				 errhint("Call %s at the top level of a statement (SELECT %s(...)), not from a query over a distributed table.",
+						 fname, fname)));
+
+	/*
+	 * Row level security: the checks that tell a row hidden by a policy from
+	 * a concurrent delete read system columns as the table owner, which
+	 * Citus does not carry over to the shards.
+	 */
+	if (check_enable_rls(e->relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s does not support row level security on Citus table \"%s\"",
+						fname, e->relmsg),
+				 errdetail("Row level security applies to role \"%s\" on this %s.",
+						   GetUserNameFromId(GetUserId(), false),
+						   idem_citus_kind_name(idem_citus_table_kind(e->relid))),
+				 errhint("Call %s as a role that bypasses row level security on table \"%s\", or disable it there.",
+						 fname, e->relmsg)));
+}
+
+/* The row in a select list: "alias", or "alias.c1, alias.c2, ..." on Citus. */
+static void
+append_row(StringInfo buf, UpsertEntry *e, const char *alias)
+{
+	int			i;
+	bool		first = true;
+
+	if (!e->citus)
+	{
+		appendStringInfoString(buf, alias);
+		return;
+	}
+	for (i = 0; i < e->tupdesc->natts; i++)
+	{
+		if (TupleDescAttr(e->tupdesc, i)->attisdropped)
+			continue;
+		appendStringInfo(buf, "%s%s.%s", first ? "" : ", ", alias, colname(e, i + 1));
+		first = false;
+	}
+}
+
+/*
+ * The row from a result tuple whose columns first .. first + rowcols - 1
+ * are what append_row() listed: that column, or a row formed from the
+ * columns (dropped ones NULL) in the current memory context.
+ */
+static Datum
+upsert_result_row(UpsertEntry *e, HeapTuple tup, TupleDesc desc, int first)
+{
+	Datum	   *values;
+	bool	   *isnull;
+	HeapTuple	row;
+	Datum		res;
+	int			i,
+				c;
+
+	if (!e->citus)
+	{
+		bool		null;
+
+		return SPI_getbinval(tup, desc, first, &null);
+	}
+	values = palloc0(sizeof(Datum) * e->tupdesc->natts);
+	isnull = palloc(sizeof(bool) * e->tupdesc->natts);
+	for (i = 0, c = first; i < e->tupdesc->natts; i++)
+	{
+		if (TupleDescAttr(e->tupdesc, i)->attisdropped)
+		{
+			isnull[i] = true;
+			continue;
+		}
+		values[i] = SPI_getbinval(tup, desc, c++, &isnull[i]);
+	}
+	row = heap_form_tuple(e->tupdesc, values, isnull);
+	/* flattens any TOAST pointer, as a row datum must */
+	res = heap_copy_tuple_as_datum(row, e->tupdesc);
+	heap_freetuple(row);
+	pfree(values);
+	pfree(isnull);
+	return res;
+}
+
+/* ---------------------------------------------------------------------
  * SQL generation
  * --------------------------------------------------------------------- */
 
@@ -1109,7 +1251,9 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 	{
 		case STMT_SELECT:
 			/* column 2: would update_or_create have to change it? */
-			appendStringInfo(&buf, "SELECT %s, ", alias);
+			appendStringInfoString(&buf, "SELECT ");
+			append_row(&buf, e, alias);
+			appendStringInfoString(&buf, ", ");
 			if (e->key.op == UPSERT_UPDATE)
 				append_differs(&buf, e, alias);
 			else
@@ -1134,7 +1278,9 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
 								 colname(e, e->cols[e->keyparam[i]]));
 			/* column 2: does the row still have the key asked for? */
-			appendStringInfo(&buf, ") DO NOTHING RETURNING %s, ", alias);
+			appendStringInfoString(&buf, ") DO NOTHING RETURNING ");
+			append_row(&buf, e, alias);
+			appendStringInfoString(&buf, ", ");
 			append_key_match(&buf, e, alias, nullmask);
 			break;
 		case STMT_UPDATE:
@@ -1150,7 +1296,20 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			append_key_match(&buf, e, alias, nullmask);
 			appendStringInfoString(&buf, " AND (");
 			append_differs(&buf, e, alias);
-			appendStringInfo(&buf, ") RETURNING %s", alias);
+			appendStringInfoString(&buf, ") RETURNING ");
+			append_row(&buf, e, alias);
+			break;
+		case STMT_MANY_ORDER:
+			/* Citus batches: the ordinals $3 in key order (no table read) */
+			appendStringInfoString(&buf,
+								   "SELECT w.o FROM pg_catalog.unnest($3) AS w(o) ORDER BY ");
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf,
+								 "(pg_catalog.jsonb_populate_record($2, $1 OPERATOR(pg_catalog.->) "
+								 "CAST(w.o OPERATOR(pg_catalog.-) 1 AS pg_catalog.int4))).%s%s USING %s, ",
+								 colname(e, e->cols[e->keyparam[i]]),
+								 e->keycoll[i], e->keylt[i]);
+			appendStringInfoString(&buf, "w.o");
 			break;
 		case STMT_MANY_SELECT:
 		case STMT_MANY_INSERT:
@@ -1219,7 +1378,8 @@ upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask, Datum *values,
 	Oid		   *argtypes;
 	int			rc;
 
-	if (stmt == STMT_MANY_SELECT || stmt == STMT_MANY_INSERT)
+	if (stmt == STMT_MANY_SELECT || stmt == STMT_MANY_INSERT ||
+		stmt == STMT_MANY_ORDER)
 	{
 		batchtypes[0] = JSONBOID;
 		batchtypes[1] = e->rowtype;
@@ -1369,7 +1529,7 @@ upsert_check_keys(UpsertEntry *e, const char *nulls)
 static bool
 upsert_direct_ok(UpsertEntry *e, UpsertOp op)
 {
-	if (op == UPSERT_UPDATE || !e->plain || IsolationIsSerializable() ||
+	if (op == UPSERT_UPDATE || !e->plain || e->citus || IsolationIsSerializable() ||
 		e->nkeys > INDEX_MAX_KEYS)
 		return false;
 	if (pg_class_aclcheck(e->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
@@ -1504,8 +1664,8 @@ upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
 		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	seen->row = SPI_getbinval(tup, desc, 1, &isnull);
-	seen->differs = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+	seen->row = upsert_result_row(e, tup, desc, 1);
+	seen->differs = DatumGetBool(SPI_getbinval(tup, desc, e->rowcols + 1, &isnull));
 	return true;
 }
 
@@ -1550,7 +1710,7 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 				 * grants do not give.)
 				 */
 				*created = false;
-				if (insert_missed)
+				if (insert_missed && !e->citus)
 				{
 					UpsertProbe p = upsert_probe(e, nullmask, values, nulls);
 
@@ -1566,11 +1726,10 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			/* update_or_create and some given value differs: set it */
 			if (upsert_exec(e, STMT_UPDATE, nullmask, values, nulls, 1) > 0)
 			{
-				bool		isnull;
-
 				*created = false;
 				idem_stats_note(IDEM_OC_UPDATED);
-				return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+				return upsert_result_row(e, SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1);
 			}
 
 			/*
@@ -1654,7 +1813,8 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			bool		same_key;
 
 			same_key = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 2, &isnull));
+												  SPI_tuptable->tupdesc,
+												  e->rowcols + 1, &isnull));
 			if (isnull || !same_key)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1665,7 +1825,8 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 								 e->relmsg)));
 			*created = true;
 			idem_stats_note(IDEM_OC_INSERTED);
-			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			return upsert_result_row(e, SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1);
 		}
 		insert_missed = true;
 
@@ -1897,6 +2058,8 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
 	e = upsert_entry(rel, op, cols, keycols);
 	relation_close(rel, NoLock);
+	if (e->citus)
+		upsert_citus_check(e, fname);
 
 	values = palloc(sizeof(Datum) * (e->ncols + 1));
 	nulls = palloc(sizeof(char) * (e->ncols + 1));
@@ -2085,6 +2248,55 @@ batch_check_null_keys(UpsertBatch *b)
 }
 
 /*
+ * A batch group on a Citus table (inside SPI): every element through the
+ * one-row path, in the key order of the arbiter index (so that two batches
+ * with overlapping keys wait for each other in the same order, as the
+ * set INSERT orders them on a plain table).  The set statements are not
+ * used: they carry the table's row type through a CTE that Citus would
+ * have to ship to the shards.
+ */
+static void
+batch_citus_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
+{
+	Datum		args[3];
+	Datum	   *ords = palloc(sizeof(Datum) * grp->n);
+	int64	   *order = palloc(sizeof(int64) * grp->n);
+	uint64		k;
+	int			i;
+
+	upsert_citus_check(e, b->fname);
+	for (i = 0; i < grp->n; i++)
+		ords[i] = Int64GetDatum(grp->ords[i]);
+	args[0] = JsonbPGetDatum(b->arr);
+	args[1] = e->emptyrow;
+	args[2] = PointerGetDatum(construct_array(ords, grp->n, INT8OID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	upsert_exec(e, STMT_MANY_ORDER, 0, args, "   ", 0);
+	if (SPI_processed != (uint64) grp->n)
+		elog(ERROR, "batch ordering returned " UINT64_FORMAT " rows for %d elements",
+			 SPI_processed, grp->n);
+	for (k = 0; k < SPI_processed; k++)
+	{
+		bool		isnull;
+
+		order[k] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (i = 0; i < grp->n; i++)
+	{
+		UpsertEntry *one = upsert_entry(b->rel, UPSERT_GET, grp->cols, b->keycols);
+		bool		created;
+		Datum		row;
+
+		CHECK_FOR_INTERRUPTS();
+		row = upsert_one(one, b->elems[order[i] - 1], UPSERT_GET, &created);
+		b->rows[order[i] - 1] = SPI_datumTransfer(row, false, -1);
+		upsert_unpin(one);
+	}
+	upsert_unpin(e);
+}
+
+/*
  * Find or insert the rows of one group (inside SPI): direct probes where
  * they apply, then the set statements (SELECT, INSERT in key order, SELECT
  * again), then the one-row path for what is still missing (concurrent
@@ -2101,6 +2313,12 @@ batch_run_group(UpsertBatch *b, UpsertGroup *grp)
 	int			nmissing = 0;
 	int			i;
 	MemoryContext spicxt;
+
+	if (e->citus)
+	{
+		batch_citus_group(b, grp, e);
+		return;
+	}
 
 	/* rows found directly are kept in the caller's memory, like the rest */
 	spicxt = MemoryContextSwitchTo(b->callcxt);

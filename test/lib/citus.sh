@@ -1,0 +1,259 @@
+# test/lib/citus.sh -- Citus for the tests: build it (cached outside the
+# checkout), install it into the PostgreSQL under test, and run a 3-node
+# cluster (coordinator + 2 workers) on 127.0.0.1.  Sourced after common.sh,
+# never executed.
+#
+# Source and support
+#   IDEM_CITUS_TARBALL   ${CITUS_SOURCE:-$IDEM_ROOT/../shared/citus/citus-13.2.2.tar.xz}
+#   idem_citus_source    sets IDEM_CITUS_TARBALL; returns 1 (after printing
+#                        nothing) when the tarball is absent
+#   idem_citus_supported returns 0 when $PG_CONFIG's major is one Citus 13.2.2
+#                        builds against (15, 16, 17)
+#
+# Build and install
+#   idem_citus_install   verifies the tarball's sha256, builds it once into
+#       ${IDEM_CACHE:-/var/cache/idempotency}/citus-<sha256, 16 hex>-<pg key>
+#   where <pg key> hashes what the binary depends on: pg_config --version,
+#   --configure, --cflags and the server's pg_config.h -- not its paths, so
+#   every private copy of the same server (/opt/pg15-NAME) shares one build.
+#   The build is "make install DESTDIR=<cache>/stage" (after the documented
+#   rename of Citus's static have_createdb_privilege() copy, which collides
+#   with the one PostgreSQL 15.20 exports, and "./configure --without-libcurl");
+#   a stamp file (.complete, written last) marks it done, concurrent callers
+#   wait on <dir>.lock, and the log is <dir>.log.  Installing copies the
+#   staged files under the build's --pkglibdir and --sharedir into the
+#   target's (whichever tree $PG_CONFIG names), then checks that citus.so and
+#   citus.control are there.  As root, missing packages (liblz4-dev,
+#   libzstd-dev, libkrb5-dev) are installed with apt-get.  Only the first
+#   run on a machine pays the build (about 80 s on 2 cores).
+#
+# Cluster
+#   idem_citus_start DIR   three data directories DIR/node0 (coordinator),
+#       DIR/node1, DIR/node2 (workers), each listening on 127.0.0.1 and on a
+#       socket in its directory, on free ports; shared_preload_libraries =
+#       'citus,idempotency', max_prepared_transactions = 100; "CREATE
+#       EXTENSION citus" on each, then on the coordinator
+#       citus_set_coordinator_host() and citus_add_node() for the workers
+#       (metadata is synced to them, so clients may use any node).  Exports
+#       IDEM_CITUS_DIR and IDEM_CITUS_PORT0..2.  Database "postgres",
+#       superuser "postgres", trust authentication.
+#   idem_citus_stop DIR    stops the three servers (fast, then immediate)
+#   idem_citus_psql N [psql args...]   psql (idem_psql options) on node N,
+#       0 = coordinator
+#   idem_citus_conninfo N  a libpq connection string for node N
+#
+# Test files
+#   test/citus/NN-name.sh, run in file-name order by test/suites/35-citus.sh
+#   against one cluster shared by all of them.  Each runs with bash, with
+#   common.sh and this file sourced, IDEM_CITUS_DIR / IDEM_CITUS_PORTn set,
+#   the idempotency extension NOT yet created (create it, and anything else,
+#   in your own database or schema: see test/citus/00-setup.sh), and a
+#   scratch directory in IDEM_CITUS_WORK; it records each test with
+#   idem_pass / idem_fail and prints what a reader needs on failure.  A file
+#   that exits non-zero without recording a failure counts as one failure.
+
+idem_citus_source() {
+	IDEM_CITUS_TARBALL=${CITUS_SOURCE:-$IDEM_ROOT/../shared/citus/citus-13.2.2.tar.xz}
+	IDEM_CITUS_SHA256=6ffb1af003e08550f20e34a1544d77d82cf92ed896293d44676e2547d1d3372f
+	[ -f "$IDEM_CITUS_TARBALL" ]
+}
+
+idem_citus_supported() {
+	case $(idem_pg_major) in
+		15|16|17) return 0 ;;
+		*) return 1 ;;
+	esac
+}
+
+idem_citus_build_deps() {
+	local pkgs=() p
+	for p in liblz4-dev libzstd-dev libkrb5-dev; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")
+	done
+	command -v xz >/dev/null || pkgs+=(xz-utils)
+	command -v make >/dev/null || pkgs+=(make)
+	command -v gcc >/dev/null || pkgs+=(gcc)
+	[ ${#pkgs[@]} -eq 0 ] && return 0
+	if idem_is_root; then
+		idem_log "installing: ${pkgs[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null \
+				&& apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null; } \
+			|| idem_die "apt-get install ${pkgs[*]} failed"
+	else
+		printf '%s\n' "Missing packages. Run this, then try again:" >&2
+		printf '%s\n' "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${pkgs[*]}" >&2
+		exit 2
+	fi
+}
+
+# The cache directory for $PG_CONFIG (sets IDEM_CITUS_BUILD).
+idem_citus_cache_dir() {
+	local sum key
+	sum=$(sha256sum "$IDEM_CITUS_TARBALL" | cut -d' ' -f1)
+	[ "$sum" = "$IDEM_CITUS_SHA256" ] \
+		|| idem_die "$IDEM_CITUS_TARBALL: sha256 $sum, expected $IDEM_CITUS_SHA256"
+	key=$({
+		"$PG_CONFIG" --version
+		"$PG_CONFIG" --configure
+		"$PG_CONFIG" --cflags
+		cat "$("$PG_CONFIG" --includedir-server)/pg_config.h"
+	} | sha256sum | cut -c1-8)
+	IDEM_CITUS_BUILD=${IDEM_CACHE:-/var/cache/idempotency}/citus-${sum:0:16}-$key
+}
+
+idem_citus_build() {
+	local dir log rc t0 major
+	major=$(idem_pg_major)
+	idem_citus_cache_dir
+	dir=$IDEM_CITUS_BUILD
+	[ -f "$dir/.complete" ] && return 0
+	mkdir -p "$(dirname "$dir")" || idem_die "cannot create $(dirname "$dir") (set IDEM_CACHE)"
+	exec {citus_lockfd}>"$dir.lock"
+	flock "$citus_lockfd"
+	if [ -f "$dir/.complete" ]; then
+		exec {citus_lockfd}>&-
+		return 0
+	fi
+	idem_citus_build_deps
+	log=$dir.log
+	idem_log "building Citus from $(basename "$IDEM_CITUS_TARBALL") against $("$PG_CONFIG" --version) into $dir; log in $log"
+	t0=$SECONDS
+	rm -rf "$dir" "$dir.src"
+	mkdir -p "$dir.src" "$dir/stage"
+	rc=0
+	(
+		set -e
+		unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
+		tar xJf "$IDEM_CITUS_TARBALL" -C "$dir.src" --strip-components=1
+		cd "$dir.src"
+		# PostgreSQL 15.20 exports have_createdb_privilege(); for servers
+		# before 16 Citus defines a static copy of the same name in
+		# src/include/pg_version_compat.h, which then no longer compiles.
+		# Rename Citus's copy and its callers (on 16+ Citus uses the
+		# server's, and the name must stay).
+		if [ "$major" = 15 ]; then
+			grep -q '^have_createdb_privilege(void)' src/include/pg_version_compat.h \
+				|| { echo "citus.sh: have_createdb_privilege(void) not found in src/include/pg_version_compat.h" >&2; exit 1; }
+			grep -rl --include='*.[ch]' -w have_createdb_privilege src \
+				| xargs sed -i 's/\bhave_createdb_privilege\b/citus_have_createdb_privilege/g'
+			! grep -rqw --include='*.[ch]' have_createdb_privilege src
+		fi
+		./configure --without-libcurl PG_CONFIG="$PG_CONFIG"
+		make -j"${IDEM_CITUS_JOBS:-2}" -s
+		make -s install DESTDIR="$dir/stage"
+	) >"$log" 2>&1 || rc=$?
+	if [ $rc -ne 0 ]; then
+		tail -n 40 "$log" >&2
+		rm -rf "$dir.src"
+		exec {citus_lockfd}>&-
+		idem_die "Citus build failed (log: $log)"
+	fi
+	rm -rf "$dir.src"
+	# Where the staged files sit: the build server's directories.
+	"$PG_CONFIG" --pkglibdir >"$dir/pkglibdir"
+	"$PG_CONFIG" --sharedir >"$dir/sharedir"
+	: >"$dir/.complete"
+	exec {citus_lockfd}>&-
+	idem_log "built Citus in $((SECONDS - t0)) s"
+}
+
+# Copy the staged build into $PG_CONFIG's tree (whichever copy it is).
+idem_citus_install() {
+	local dir from_lib from_share to_lib to_share
+	idem_citus_build
+	dir=$IDEM_CITUS_BUILD
+	from_lib=$dir/stage$(cat "$dir/pkglibdir")
+	from_share=$dir/stage$(cat "$dir/sharedir")
+	to_lib=$("$PG_CONFIG" --pkglibdir)
+	to_share=$("$PG_CONFIG" --sharedir)
+	[ -f "$from_lib/citus.so" ] || idem_die "no citus.so in $from_lib (remove $dir and try again)"
+	[ -w "$to_lib" ] || idem_die "cannot write to $to_lib: run as root, or point PG_CONFIG at a PostgreSQL tree you own"
+	cp -a "$from_lib"/. "$to_lib"/ || idem_die "copying Citus libraries into $to_lib failed"
+	cp -a "$from_share"/. "$to_share"/ || idem_die "copying Citus extension files into $to_share failed"
+	cmp -s "$from_lib/citus.so" "$to_lib/citus.so" && [ -f "$to_share/extension/citus.control" ] \
+		|| idem_die "Citus is not installed in $to_lib / $to_share after copying"
+}
+
+idem_citus_free_port() {
+	python3 - <<'EOF' 2>/dev/null || echo $((20000 + RANDOM % 20000))
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+EOF
+}
+
+idem_citus_conninfo() {
+	local n=$1 port
+	port=IDEM_CITUS_PORT$n
+	echo "host=127.0.0.1 port=${!port} dbname=${2:-postgres}"
+}
+
+idem_citus_psql() {
+	local n=$1 port
+	shift
+	port=IDEM_CITUS_PORT$n
+	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${PGDATABASE:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
+}
+
+idem_citus_start() {
+	local dir=$1 n port ports=() used
+	IDEM_CITUS_DIR=$dir
+	export IDEM_CITUS_DIR
+	mkdir -p "$dir"
+	idem_is_root && chown "$(idem_server_user)" "$dir"
+	chmod 755 "$dir"
+	for n in 0 1 2; do
+		# Free, and not one we already picked.
+		while :; do
+			port=$(idem_citus_free_port)
+			used=0
+			for p in "${ports[@]}"; do [ "$p" = "$port" ] && used=1; done
+			[ $used = 0 ] && break
+		done
+		ports+=("$port")
+		eval "IDEM_CITUS_PORT$n=$port; export IDEM_CITUS_PORT$n"
+		mkdir -p "$dir/node$n"
+		idem_is_root && chown "$(idem_server_user)" "$dir/node$n"
+		chmod 700 "$dir/node$n"
+		idem_as_server_user "$PGBINDIR/initdb" -D "$dir/node$n/data" -A trust -U postgres \
+			-E UTF8 --locale=C --no-sync >"$dir/node$n/initdb.log" 2>&1 \
+			|| { cat "$dir/node$n/initdb.log" >&2; idem_die "initdb failed (node $n)"; }
+		idem_as_server_user tee -a "$dir/node$n/data/postgresql.conf" >/dev/null <<EOF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir/node$n'
+port = $port
+shared_preload_libraries = 'citus,idempotency'
+max_prepared_transactions = 100
+max_connections = 150
+shared_buffers = 32MB
+fsync = off
+full_page_writes = off
+synchronous_commit = off
+log_min_messages = warning
+log_line_prefix = '%m [%p] node$n %q%a '
+EOF
+		idem_as_server_user "$PGBINDIR/pg_ctl" -D "$dir/node$n/data" -l "$dir/node$n/server.log" \
+			-w -t 60 start >/dev/null \
+			|| { tail -n 30 "$dir/node$n/server.log" >&2; idem_die "Citus node $n did not start"; }
+		chmod 755 "$dir/node$n"
+		idem_citus_psql "$n" -c 'CREATE EXTENSION citus' \
+			|| idem_die "CREATE EXTENSION citus failed on node $n"
+	done
+	idem_citus_psql 0 -c "SELECT citus_set_coordinator_host('127.0.0.1', $IDEM_CITUS_PORT0)" >/dev/null \
+		&& idem_citus_psql 0 -c "SELECT citus_add_node('127.0.0.1', $IDEM_CITUS_PORT1)" >/dev/null \
+		&& idem_citus_psql 0 -c "SELECT citus_add_node('127.0.0.1', $IDEM_CITUS_PORT2)" >/dev/null \
+		|| idem_die "adding the Citus workers failed"
+}
+
+idem_citus_stop() {
+	local dir=$1 n
+	for n in 0 1 2; do
+		[ -f "$dir/node$n/data/postmaster.pid" ] || continue
+		idem_as_server_user "$PGBINDIR/pg_ctl" -D "$dir/node$n/data" -m fast -w -t 30 stop >/dev/null 2>&1 \
+			|| idem_as_server_user "$PGBINDIR/pg_ctl" -D "$dir/node$n/data" -m immediate -w stop >/dev/null 2>&1 || true
+	done
+}
