@@ -39,8 +39,9 @@
 #       superuser "postgres", trust authentication.
 #   idem_citus_stop DIR    stops the three servers (fast, then immediate)
 #   idem_citus_psql N [psql args...]   psql (idem_psql options) on node N,
-#       0 = coordinator
-#   idem_citus_conninfo N  a libpq connection string for node N
+#       0 = coordinator, over TCP, as $PGUSER (default postgres), database
+#       ${IDEM_CITUS_DB:-postgres} (PGDATABASE of the caller is ignored)
+#   idem_citus_conninfo N [DB]  a libpq connection string for node N
 #
 # Test files
 #   test/citus/NN-name.sh, run in file-name order by test/suites/35-citus.sh
@@ -196,7 +197,7 @@ idem_citus_psql() {
 	local n=$1 port
 	shift
 	port=IDEM_CITUS_PORT$n
-	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${PGDATABASE:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
+	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${IDEM_CITUS_DB:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
 }
 
 idem_citus_start() {
