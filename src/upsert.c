@@ -59,7 +59,8 @@
  * would otherwise spin forever).
  *
  * Hit path: where it gives the same answer as the SELECT (plain table
- * without inheritance children, table-level SELECT privilege, no RLS for
+ * without inheritance children, not a Citus table (see Citus below),
+ * table-level SELECT privilege, no RLS for
  * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
  * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
  * which is the statement snapshot the SELECT would take), without SPI and
@@ -85,6 +86,24 @@
  * operator family means two batches with overlapping keys wait for each
  * other in the same order and cannot deadlock.  Elements still missing
  * after that go through the one-row path (exact RLS and retry handling).
+ *
+ * Citus.  Whether the table is one Citus manages (a Citus local,
+ * reference or distributed table: idem_citus_table_kind(), src/citus.c) is
+ * decided once, when the entry is built (e->citus); Citus's
+ * create_distributed_table and friends send a relcache invalidation for
+ * the table, which rebuilds the entry.  On such a table every statement
+ * goes through Citus's planner: the direct probe never applies (it would
+ * read this node's shell table: on the coordinator, rows from before the
+ * table was distributed; on a worker, nothing); statements list the live
+ * columns instead of a whole-row reference (Citus deparses that with the
+ * shard's name, whose row type is not the table's) and the row is formed
+ * in C (upsert_result_row); the RLS/trigger probe of (tableoid, ctid, xmin)
+ * after a missed INSERT is skipped (those are a shard's, and a worker's
+ * xid); batches run the one-row path per element in key order
+ * (batch_citus_group).  Refused up front per call (upsert_citus_check,
+ * 0A000): a call over a Citus internal connection (a shard query pushed
+ * down with the call in it) and row level security applying to the caller.
+ * Without Citus the cost is one flag test per statement built and per call.
  *
  * PostgreSQL 19's INSERT ... ON CONFLICT DO SELECT returns the conflicting
  * row from the INSERT itself; on such a server the SELECT after a conflict

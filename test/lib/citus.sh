@@ -39,8 +39,9 @@
 #       superuser "postgres", trust authentication.
 #   idem_citus_stop DIR    stops the three servers (fast, then immediate)
 #   idem_citus_psql N [psql args...]   psql (idem_psql options) on node N,
-#       0 = coordinator
-#   idem_citus_conninfo N  a libpq connection string for node N
+#       0 = coordinator, over TCP, as $PGUSER (default postgres), database
+#       ${IDEM_CITUS_DB:-postgres} (PGDATABASE of the caller is ignored)
+#   idem_citus_conninfo N [DB]  a libpq connection string for node N
 #
 # Test files
 #   test/citus/NN-name.sh, run in file-name order by test/suites/35-citus.sh
@@ -73,19 +74,7 @@ idem_citus_build_deps() {
 	command -v xz >/dev/null || pkgs+=(xz-utils)
 	command -v make >/dev/null || pkgs+=(make)
 	command -v gcc >/dev/null || pkgs+=(gcc)
-	[ ${#pkgs[@]} -eq 0 ] && return 0
-	if idem_is_root; then
-		idem_log "installing: ${pkgs[*]}"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1 \
-			|| { apt-get update -qq >/dev/null \
-				&& apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null; } \
-			|| idem_die "apt-get install ${pkgs[*]} failed"
-	else
-		printf '%s\n' "Missing packages. Run this, then try again:" >&2
-		printf '%s\n' "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${pkgs[*]}" >&2
-		exit 2
-	fi
+	idem_apt_install "${pkgs[@]}"
 }
 
 # The cache directory for $PG_CONFIG (sets IDEM_CITUS_BUILD).
@@ -196,7 +185,7 @@ idem_citus_psql() {
 	local n=$1 port
 	shift
 	port=IDEM_CITUS_PORT$n
-	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${PGDATABASE:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
+	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${IDEM_CITUS_DB:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
 }
 
 idem_citus_start() {

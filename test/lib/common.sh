@@ -90,6 +90,25 @@ idem_ensure_deps() {
 	fi
 }
 
+# idem_apt_install PKG...: build dependencies of a cached build (pgbuild.sh,
+# citus.sh).  As root: apt-get install (after apt-get update if the first
+# try fails).  Otherwise: print the exact command and exit 2.
+idem_apt_install() {
+	[ $# -eq 0 ] && return 0
+	if idem_is_root; then
+		idem_log "installing: $*"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null \
+				&& apt-get install -y -qq --no-install-recommends "$@" >/dev/null; } \
+			|| idem_die "apt-get install $* failed"
+	else
+		printf '%s\n' "Missing packages. Run this, then try again:" >&2
+		printf '%s\n' "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $*" >&2
+		exit 2
+	fi
+}
+
 # What only the benchmark uses: gnuplot (its chart) and redis-server (the
 # redis group).  Best effort: without them the benchmark prints a "skipped"
 # line for the chart or the group and goes on.

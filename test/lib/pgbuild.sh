@@ -44,19 +44,7 @@ idem_pg_build_deps() {
 	command -v xz >/dev/null || pkgs+=(xz-utils)
 	[ -f /usr/include/zlib.h ] || pkgs+=(zlib1g-dev)
 	perl -MIPC::Run -e 1 2>/dev/null || pkgs+=(libipc-run-perl)
-	[ ${#pkgs[@]} -eq 0 ] && return 0
-	if idem_is_root; then
-		idem_log "installing: ${pkgs[*]}"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1 \
-			|| { apt-get update -qq >/dev/null \
-				&& apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null; } \
-			|| idem_die "apt-get install ${pkgs[*]} failed"
-	else
-		printf '%s\n' "Missing packages. Run this, then try again:" >&2
-		printf '%s\n' "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${pkgs[*]}" >&2
-		exit 2
-	fi
+	idem_apt_install "${pkgs[@]}"
 }
 
 idem_pg_build() {
