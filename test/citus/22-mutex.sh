@@ -147,8 +147,10 @@ else
 	wait $p1; r1=$?
 	wait $p2; r2=$?
 	dead=$(cat "$W"/dl-*.out | grep -ci 'deadlock')
-	if [ $((r1 + r2)) -ne 0 ] && { [ $r1 = 0 ] || [ $r2 = 0 ]; } && [ "$dead" -ge 1 ] && [ $((SECONDS - t0)) -lt 30 ]; then
-		idem_pass "$T: a deadlock across two workers ('$a' and '$b') is detected; the other transaction commits ($((SECONDS - t0)) s)"
+	# Citus cancels a transaction of the cycle (sometimes both: each
+	# worker's detector may act); what matters is that nobody hangs.
+	if [ $((r1 + r2)) -ne 0 ] && [ "$dead" -ge 1 ] && [ $((SECONDS - t0)) -lt 30 ]; then
+		idem_pass "$T: a deadlock across two workers ('$a' and '$b') is detected and broken ($((SECONDS - t0)) s, exit statuses $r1 $r2)"
 	else
 		cat "$W"/dl-*.out | sed 's/^/      /'
 		idem_fail "$T: a deadlock across two workers is detected (exit $r1 $r2)"

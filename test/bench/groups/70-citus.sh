@@ -7,6 +7,8 @@
 # routes the statements itself).  "hot": 20 existing keys, every call a hit
 # (target 1.5x); "new": a new key every call (reported, no target).  WAL and
 # xid columns are the benchmark cluster's, not Citus's: ignore them here.
+# "claim": claim + complete on the distributed processed_events against
+# INSERT ... ON CONFLICT DO NOTHING + UPDATE on a colocated table (reported).
 # Skipped in the smoke run (the cluster takes seconds to start; the Citus
 # suite, test/run citus, runs the same calls).
 bench_title "Citus: get_or_create vs INSERT ON CONFLICT DO NOTHING + SELECT, distributed table, clients on coordinator + worker"
@@ -42,6 +44,12 @@ CREATE TABLE citus_bench (
 );
 SELECT create_distributed_table('citus_bench', 'id');
 INSERT INTO citus_bench (id, email) SELECT g, 'u' || g FROM generate_series(1, 20) g;
+SELECT idempotency.citus_distribute();
+CREATE TABLE citus_keys (scope text NOT NULL, key text NOT NULL,
+    status text NOT NULL, fingerprint bytea, result jsonb,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at timestamptz NOT NULL, PRIMARY KEY (scope, key));
+SELECT create_distributed_table('citus_keys', 'key', colocate_with => 'idempotency.processed_events');
 SQL
 
 # citus_variant NAME CLIENTS <<script: pgbench on the coordinator (half the
@@ -91,9 +99,30 @@ citus_variant plain_new 8 <<'PGB'
 INSERT INTO citus_bench (id, email) VALUES (:k, 'u' || :k) ON CONFLICT (id) DO NOTHING;
 SELECT * FROM citus_bench WHERE id = :k;
 PGB
-# Hook: claim + complete on Citus (a citus_variant pair and its
-# bench_ratio) goes here, before bench_run; setup SQL for it goes to
-# idem_citus_psql 0 above.
+# claim + complete in one transaction on the distributed processed_events
+# (after citus_distribute()) against the hand-written pattern on a table of
+# the same shape distributed the same way: INSERT ... ON CONFLICT DO
+# NOTHING, then UPDATE.  A new key every transaction.
+citus_variant ours_claim 8 <<'PGB'
+\set k random(1, 9000000000000000000)
+BEGIN;
+SELECT status FROM idempotency.claim('req-' || :k, '{"amount": 10}', 'bench');
+SELECT idempotency.complete('req-' || :k, '{"ok": true}', 'bench');
+COMMIT;
+PGB
+citus_variant plain_claim 8 <<'PGB'
+\set k random(1, 9000000000000000000)
+BEGIN;
+INSERT INTO citus_keys (scope, key, status, fingerprint, expires_at)
+    VALUES ('bench', 'req-' || :k, 'in_progress',
+            sha256(convert_to('{"amount": 10}'::jsonb::text, 'UTF8')),
+            clock_timestamp() + interval '1 day')
+    ON CONFLICT DO NOTHING RETURNING status;
+UPDATE citus_keys SET status = 'completed', result = '{"ok": true}'
+    WHERE scope = 'bench' AND key = 'req-' || :k;
+COMMIT;
+PGB
+bench_ratio ours_claim plain_claim
 bench_ratio ours_hot plain_hot 1.5
 bench_ratio ours_new plain_new
 bench_run
