@@ -66,4 +66,7 @@ typedef struct IdemSpi
 extern void idem_spi_begin(IdemSpi *spi, const char *table);
 extern void idem_spi_end(IdemSpi *spi);
 
+/* OID of idempotency.<table> and its owner (cached, see src/plans.c). */
+extern Oid	idem_table_lookup(const char *table, Oid *owner);
+
 #endif							/* IDEMPOTENCY_PLANS_H */
