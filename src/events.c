@@ -218,6 +218,7 @@ static void event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo,
 static bytea *event_fingerprint(Jsonb *payload);
 static bool event_fingerprint_mismatch(bytea *stored, bytea *given);
 static uint64 event_exec(int which, Datum *values, const char *nulls);
+static char event_status_code(EventKey *ek, text *status);
 static void event_lookup(EventKey *ek, EventRow *row);
 static bool event_claim_matches(XactClaim *c, EventKey *ek);
 static XactClaim *event_find_claim(EventKey *ek, bool only_open);
@@ -427,6 +428,33 @@ event_exec(int which, Datum *values, const char *nulls)
 	return idem_plan_exec(&event_plans, which, values, nulls, 0);
 }
 
+/*
+ * The status column as 'i', 'c' or 'f'.  The table has no CHECK constraint
+ * on it (it would cost every write to evaluate): the functions write only
+ * these three values, and nobody else may write the table but its owner.
+ * A row the owner wrote by hand with anything else is refused here.
+ */
+static char
+event_status_code(EventKey *ek, text *status)
+{
+	const char *s = VARDATA_ANY(status);
+	int			len = VARSIZE_ANY_EXHDR(status);
+
+	if (len == 11 && memcmp(s, "in_progress", 11) == 0)
+		return 'i';
+	if (len == 9 && memcmp(s, "completed", 9) == 0)
+		return 'c';
+	if (len == 6 && memcmp(s, "failed", 6) == 0)
+		return 'f';
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("idempotency key \"%s\" has an invalid status \"%s\"",
+					text_to_cstring(ek->key), text_to_cstring(status)),
+			 errdetail("The status of a record in idempotency.processed_events is one of in_progress, completed or failed; this row was not written by the idempotency functions."),
+			 errhint("Delete the row, for example with idempotency.forget(), or correct its status.")));
+	return 0;					/* keep the compiler quiet */
+}
+
 /* Read the row of ek (fresh snapshot) into row, copied to the upper context. */
 static void
 event_lookup(EventKey *ek, EventRow *row)
@@ -436,7 +464,6 @@ event_lookup(EventKey *ek, EventRow *row)
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
-	char	   *status;
 
 	values[0] = ObjectIdGetDatum(ek->owner);
 	values[1] = PointerGetDatum(ek->scope);
@@ -450,8 +477,8 @@ event_lookup(EventKey *ek, EventRow *row)
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 
-	status = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
-	row->status = status[0];
+	row->status = event_status_code(ek,
+									DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
 	d = SPI_getbinval(tup, desc, 2, &isnull);
 	row->fingerprint = isnull ? NULL : DatumGetByteaPCopy(d);
 	d = SPI_getbinval(tup, desc, 3, &row->result_null);
