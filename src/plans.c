@@ -198,7 +198,7 @@ idem_table_nsp_inval(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 Oid
-idem_table_lookup(const char *table, Oid *owner)
+idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
 {
 	IdemTable  *t = NULL;
 	Oid			nsp;
@@ -230,6 +230,8 @@ idem_table_lookup(const char *table, Oid *owner)
 	invals = idem_tables_invals;
 	nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);
 	relid = get_relname_relid(table, nsp);
+	if (!OidIsValid(relid) && missing_ok)
+		return InvalidOid;
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -262,7 +264,7 @@ idem_spi_begin(IdemSpi *spi, const char *table)
 {
 	Oid			owner;
 
-	(void) idem_table_lookup(table, &owner);
+	(void) idem_table_lookup(table, false, &owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
