@@ -34,6 +34,7 @@
 
 #include "idempotency.h"
 #include "citus.h"
+#include "plans.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -93,15 +94,12 @@ idem_citus_kind_name(IdemCitusKind kind)
 bool
 idem_citus_distributed(const char *table)
 {
-	Oid			nsp;
+	Oid			owner;
 	Oid			relid;
 
 	if (!idem_citus_present())
 		return false;
-	nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, true);
-	if (!OidIsValid(nsp))
-		return false;
-	relid = get_relname_relid(table, nsp);
+	relid = idem_table_lookup(table, true, &owner);
 	return OidIsValid(relid) &&
 		idem_citus_table_kind(relid) == IDEM_CITUS_DISTRIBUTED;
 }

@@ -61,6 +61,16 @@
  * a parameter of every statement ($1 owner), so a role acts on its own
  * records only; purge() passes the caller for its membership test.
  *
+ * The lookup.  claim() and the error path of complete/fail read the row
+ * with a direct probe of processed_events_pkey (event_probe: index scan
+ * with GetTransactionSnapshot(), no SPI, no executor), which returns what
+ * PLAN_LOOKUP run as the owner would.  event_probe_direct_ok() says where
+ * it is the same thing; elsewhere (a Citus table, SERIALIZABLE, FORCE ROW
+ * LEVEL SECURITY, inheritance children, an index that is not the primary
+ * key we created) PLAN_LOOKUP runs through SPI.  The probe holds the
+ * AccessShareLocks the SELECT would take and releases its buffer pin and
+ * snapshot before it returns; what it read is copied out of the buffer.
+ *
  * Memory and lifetime.  The saved plans (event_saved_plans) live for the
  * backend.  The claims of the transaction (xact_claims) live in
  * TopTransactionContext; the transaction callbacks reset the list at every
@@ -79,12 +89,18 @@
 
 #include <math.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -92,11 +108,14 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "catalog/namespace.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -259,6 +278,7 @@ static uint64 event_exec(int which, Datum *values, const char *nulls);
 static void event_table_kind(void);
 static int64 event_purge_citus(Oid caller, bool all, int32 batch);
 static Datum event_member_of(Oid caller);
+static char event_status_code(EventKey *ek, text *status);
 static void event_lookup(EventKey *ek, EventRow *row);
 static bool event_claim_matches(XactClaim *c, EventKey *ek);
 static XactClaim *event_find_claim(EventKey *ek, bool only_open);
@@ -580,20 +600,46 @@ event_exec(int which, Datum *values, const char *nulls)
 }
 
 /*
+ * The type of processed_events.owner, cached for the table event_kind_relid
+ * until a relcache invalidation of it (ALTER EXTENSION ... UPDATE changes
+ * the column's type).
+ */
+static Oid	event_kind_relid = InvalidOid;
+static bool event_kind_legacy = false;
+static bool event_kind_registered = false;
+
+static void
+event_kind_inval(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == event_kind_relid)
+		event_kind_relid = InvalidOid;
+}
+
+/*
  * What processed_events is, for this call: distributed by Citus
  * (event_citus), or still 0.1.0's with a regrole owner (event_legacy).
  */
 static void
 event_table_kind(void)
 {
-	Oid			nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);
-	Oid			relid = get_relname_relid("processed_events", nsp);
-	AttrNumber	att;
+	Oid			owner;
+	Oid			relid = idem_table_lookup("processed_events", false, &owner);
 
 	event_citus = idem_citus_distributed("processed_events");
-	att = OidIsValid(relid) ? get_attnum(relid, "owner") : InvalidAttrNumber;
-	event_legacy = (att != InvalidAttrNumber &&
-					get_atttype(relid, att) == REGROLEOID);
+	if (relid != event_kind_relid)
+	{
+		AttrNumber	att = get_attnum(relid, "owner");
+
+		if (!event_kind_registered)
+		{
+			CacheRegisterRelcacheCallback(event_kind_inval, (Datum) 0);
+			event_kind_registered = true;
+		}
+		event_kind_legacy = (att != InvalidAttrNumber &&
+							 get_atttype(relid, att) == REGROLEOID);
+		event_kind_relid = relid;
+	}
+	event_legacy = event_kind_legacy;
 	if (event_legacy && !event_legacy_ready)
 	{
 		int			i;
@@ -619,6 +665,220 @@ event_clock_fencing(TimestampTz now)
 	return Max((int64) now, (int64) 1);
 }
 
+/*
+ * The status column as 'i', 'c' or 'f'.  The table has no CHECK constraint
+ * on it (it would cost every write to evaluate): the functions write only
+ * these three values, and nobody else may write the table but its owner.
+ * A row the owner wrote by hand with anything else is refused here.
+ */
+static char
+event_status_code(EventKey *ek, text *status)
+{
+	const char *s = VARDATA_ANY(status);
+	int			len = VARSIZE_ANY_EXHDR(status);
+
+	if (len == 11 && memcmp(s, "in_progress", 11) == 0)
+		return 'i';
+	if (len == 9 && memcmp(s, "completed", 9) == 0)
+		return 'c';
+	if (len == 6 && memcmp(s, "failed", 6) == 0)
+		return 'f';
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("idempotency key \"%s\" has an invalid status \"%s\"",
+					text_to_cstring(ek->key), text_to_cstring(status)),
+			 errdetail("The status of a record in idempotency.processed_events is one of in_progress, completed or failed; this row was not written by the idempotency functions."),
+			 errhint("Delete the row, for example with idempotency.forget(), or correct its status.")));
+	return 0;					/* keep the compiler quiet */
+}
+
+/*
+ * The direct probe: PLAN_LOOKUP without SPI and the executor, a scan of
+ * processed_events_pkey with the snapshot the SELECT would take.  The
+ * columns it reads, by name; their numbers are looked up once and checked
+ * against the table's descriptor on every call.
+ */
+enum
+{
+	EP_OWNER, EP_SCOPE, EP_KEY, EP_STATUS, EP_FINGERPRINT, EP_RESULT,
+	EP_ERROR, EP_FENCING, EP_ATTEMPTS, EP_LOCKED, EP_EXPIRES, EP_NCOLS
+};
+static const char *const event_probe_colnames[EP_NCOLS] = {
+	"owner", "scope", "key", "status", "fingerprint", "result", "error",
+	"fencing_token", "attempts", "locked_until", "expires_at"
+};
+static AttrNumber event_probe_attnums[EP_NCOLS];
+
+/* Find the columns in desc (their numbers in event_probe_attnums). */
+static bool
+event_probe_columns(TupleDesc desc)
+{
+	int			i;
+	int			j;
+
+	for (i = 0; i < EP_NCOLS; i++)
+	{
+		AttrNumber	a = event_probe_attnums[i];
+		Form_pg_attribute att;
+
+		if (a > 0 && a <= desc->natts)
+		{
+			att = TupleDescAttr(desc, a - 1);
+			if (!att->attisdropped &&
+				strcmp(NameStr(att->attname), event_probe_colnames[i]) == 0)
+				continue;
+		}
+		event_probe_attnums[i] = InvalidAttrNumber;
+		for (j = 0; j < desc->natts; j++)
+		{
+			att = TupleDescAttr(desc, j);
+			if (!att->attisdropped &&
+				strcmp(NameStr(att->attname), event_probe_colnames[i]) == 0)
+			{
+				event_probe_attnums[i] = att->attnum;
+				break;
+			}
+		}
+		if (event_probe_attnums[i] == InvalidAttrNumber)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * May the lookup be a direct probe of the primary key, with the same
+ * answer as PLAN_LOOKUP run as the table's owner?  Not for a table that
+ * Citus manages (its rows may live on other nodes), nor under SERIALIZABLE
+ * (the SELECT's predicate locks), nor when the owner is subject to row level
+ * security (FORCE ROW LEVEL SECURITY) or the table has inheritance children
+ * (the SELECT would read those too), nor when the index is not the
+ * (owner, scope, key) primary key that the extension created.
+ */
+static bool
+event_probe_direct_ok(Relation rel, Relation index)
+{
+	Form_pg_index ix = index->rd_index;
+
+	if (IsolationIsSerializable() ||
+		idem_citus_table_kind(RelationGetRelid(rel)) != IDEM_CITUS_NONE ||
+		rel->rd_rel->relforcerowsecurity || rel->rd_rel->relhassubclass)
+		return false;
+	if (ix->indrelid != RelationGetRelid(rel) || !ix->indisprimary ||
+		!ix->indisvalid || !ix->indimmediate || ix->indnatts != 3 ||
+		index->rd_indexprs != NIL || RelationGetIndexPredicate(index) != NIL)
+		return false;
+	if (!event_probe_columns(RelationGetDescr(rel)))
+		return false;
+	return ix->indkey.values[0] == event_probe_attnums[EP_OWNER] &&
+		ix->indkey.values[1] == event_probe_attnums[EP_SCOPE] &&
+		ix->indkey.values[2] == event_probe_attnums[EP_KEY];
+}
+
+/*
+ * The direct probe; false (nothing read) where it does not apply.  Like the
+ * SELECT that SPI would run (read-write, READ COMMITTED or REPEATABLE
+ * READ), it advances the command counter, so that this transaction's own
+ * earlier writes are visible (SPI has already done so after each of our
+ * statements; the caller's may not have), and scans with
+ * GetTransactionSnapshot().
+ */
+static bool
+event_probe(EventKey *ek, EventRow *row)
+{
+	Oid			owner;
+	Oid			relid = idem_table_lookup("processed_events", false, &owner);
+	Oid			indexoid = idem_table_lookup("processed_events_pkey", true, &owner);
+	Relation	rel;
+	Relation	index;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	bool		found;
+
+	if (!OidIsValid(indexoid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	/* index_open(), but falling back if it is not an index */
+	index = relation_open(indexoid, AccessShareLock);
+	if (index->rd_rel->relkind != RELKIND_INDEX ||
+		!event_probe_direct_ok(rel, index))
+	{
+		relation_close(index, NoLock);
+		table_close(rel, NoLock);
+		return false;
+	}
+
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snap, 3, 0);
+	/* owner: a name, or 0.1.0's regrole (an OID) */
+	if (event_legacy)
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(ek->owner));
+	else
+	{
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_NAMEEQ,
+					NameGetDatum(&ek->owner_name));
+		keys[0].sk_collation = index->rd_indcollation[0];
+	}
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(ek->scope));
+	keys[1].sk_collation = index->rd_indcollation[1];
+	ScanKeyInit(&keys[2], 3, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(ek->key));
+	keys[2].sk_collation = index->rd_indcollation[2];
+	index_rescan(scan, keys, 3, NULL, 0);
+
+	memset(row, 0, sizeof(EventRow));
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		should_free;
+		HeapTuple	tup;
+		Datum		d;
+		bool		isnull;
+
+		slot_getallattrs(slot);
+#define EP_VALUE(col, nullp) \
+		(*(nullp) = slot->tts_isnull[event_probe_attnums[col] - 1], \
+		 slot->tts_values[event_probe_attnums[col] - 1])
+
+		row->found = true;
+		row->status = event_status_code(ek,
+										DatumGetTextPP(EP_VALUE(EP_STATUS, &isnull)));
+		d = EP_VALUE(EP_FINGERPRINT, &isnull);
+		row->fingerprint = isnull ? NULL : DatumGetByteaPCopy(d);
+		/* Copied (and detoasted) out of the buffer. */
+		d = EP_VALUE(EP_RESULT, &row->result_null);
+		if (!row->result_null)
+			row->result = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		d = EP_VALUE(EP_ERROR, &row->error_null);
+		if (!row->error_null)
+			row->error = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		d = EP_VALUE(EP_FENCING, &row->fencing_null);
+		row->fencing_token = row->fencing_null ? 0 : DatumGetInt64(d);
+		row->attempts = DatumGetInt32(EP_VALUE(EP_ATTEMPTS, &isnull));
+		d = EP_VALUE(EP_LOCKED, &row->locked_null);
+		row->locked_until = row->locked_null ? 0 : DatumGetTimestampTz(d);
+		row->expires_at = DatumGetTimestampTz(EP_VALUE(EP_EXPIRES, &isnull));
+#undef EP_VALUE
+		/* xmin as the SELECT shows it: the raw xmin of the version read */
+		tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		row->xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
+		if (should_free)
+			heap_freetuple(tup);
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return true;
+}
+
 /* Read the row of ek (fresh snapshot) into row, copied to the upper context. */
 static void
 event_lookup(EventKey *ek, EventRow *row)
@@ -628,7 +888,9 @@ event_lookup(EventKey *ek, EventRow *row)
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
-	char	   *status;
+
+	if (event_probe(ek, row))
+		return;
 
 	values[0] = ek->owner_datum;
 	values[1] = PointerGetDatum(ek->scope);
@@ -645,8 +907,8 @@ event_lookup(EventKey *ek, EventRow *row)
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 
-	status = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
-	row->status = status[0];
+	row->status = event_status_code(ek,
+									DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
 	d = SPI_getbinval(tup, desc, 2, &isnull);
 	row->fingerprint = isnull ? NULL : DatumGetByteaPCopy(d);
 	d = SPI_getbinval(tup, desc, 3, &row->result_null);

@@ -33,8 +33,15 @@
  * objects.  The caller's identity is read before the switch and passed to
  * the statements as a parameter.
  *
+ * The tables' OIDs and owners are looked up once per backend and kept in
+ * a small static array; relcache and schema invalidations (ALTER TABLE ...
+ * OWNER TO, RENAME, DROP, DROP/ALTER SCHEMA) clear it, and the next call
+ * looks them up again.  They are read before any lock on the table, as the
+ * catalog lookups they replace were: the statements lock the table.
+ *
  * Memory and lifetime.  Kept plans live in CacheMemoryContext until the
- * backend exits.  Nothing else here outlives a call.
+ * backend exits; the table cache is static.  Nothing else here outlives a
+ * call.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +54,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -151,15 +159,79 @@ idem_subxact_run(IdemSubxactBody body, IdemSubxactCleanup cleanup, void *arg,
 	return keep;
 }
 
-/* Owner of idempotency.<table>. */
-static Oid
-idem_table_owner(const char *table)
+/*
+ * The extension's own tables (idempotency.<name>): OID and owner, looked up
+ * once per backend.  idem_table_inval() forgets an entry when its table's
+ * relcache entry is invalidated (ALTER TABLE ... OWNER TO, RENAME, DROP, a
+ * reset of every entry) and idem_table_nsp_inval() forgets them all when
+ * any schema changes (the schema renamed or dropped).
+ */
+typedef struct IdemTable
 {
-	Oid			nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);
-	Oid			relid = get_relname_relid(table, nsp);
-	HeapTuple	tup;
+	const char *name;			/* a string literal of the caller */
+	Oid			relid;			/* InvalidOid: look it up again */
 	Oid			owner;
+} IdemTable;
 
+#define IDEM_MAX_TABLES	8
+
+static IdemTable idem_tables[IDEM_MAX_TABLES];
+static int	idem_ntables = 0;
+static bool idem_tables_registered = false;
+static uint64 idem_tables_invals = 0;	/* invalidations seen, for lookups */
+
+static void
+idem_table_inval(Datum arg, Oid relid)
+{
+	int			i;
+
+	idem_tables_invals++;
+	for (i = 0; i < idem_ntables; i++)
+		if (relid == InvalidOid || idem_tables[i].relid == relid)
+			idem_tables[i].relid = InvalidOid;
+}
+
+static void
+idem_table_nsp_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	idem_table_inval(arg, InvalidOid);
+}
+
+Oid
+idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
+{
+	IdemTable  *t = NULL;
+	Oid			nsp;
+	Oid			relid;
+	HeapTuple	tup;
+	uint64		invals;
+	int			i;
+
+	for (i = 0; i < idem_ntables; i++)
+		if (strcmp(idem_tables[i].name, table) == 0)
+		{
+			t = &idem_tables[i];
+			if (OidIsValid(t->relid))
+			{
+				*owner = t->owner;
+				return t->relid;
+			}
+			break;
+		}
+
+	if (!idem_tables_registered)
+	{
+		CacheRegisterRelcacheCallback(idem_table_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, idem_table_nsp_inval,
+									  (Datum) 0);
+		idem_tables_registered = true;
+	}
+
+	invals = idem_tables_invals;
+	nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);
+	relid = get_relname_relid(table, nsp);
+	if (!OidIsValid(relid) && missing_ok)
+		return InvalidOid;
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -170,16 +242,29 @@ idem_table_owner(const char *table)
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	*owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
-	return owner;
+
+	if (t == NULL && idem_ntables < IDEM_MAX_TABLES)
+	{
+		t = &idem_tables[idem_ntables++];
+		t->name = table;
+	}
+	/* Not if an invalidation arrived while we were reading the catalogs. */
+	if (t != NULL && invals == idem_tables_invals)
+	{
+		t->relid = relid;
+		t->owner = *owner;
+	}
+	return relid;
 }
 
 void
 idem_spi_begin(IdemSpi *spi, const char *table)
 {
-	Oid			owner = idem_table_owner(table);
+	Oid			owner;
 
+	(void) idem_table_lookup(table, false, &owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);

@@ -66,4 +66,10 @@ typedef struct IdemSpi
 extern void idem_spi_begin(IdemSpi *spi, const char *table);
 extern void idem_spi_end(IdemSpi *spi);
 
+/*
+ * OID of idempotency.<table> (a table, an index, ...) and its owner, cached
+ * (see src/plans.c).  InvalidOid if there is none and missing_ok.
+ */
+extern Oid	idem_table_lookup(const char *table, bool missing_ok, Oid *owner);
+
 #endif							/* IDEMPOTENCY_PLANS_H */

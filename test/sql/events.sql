@@ -204,6 +204,15 @@ SELECT idempotency.forget(NULL);
 SELECT idempotency.forget(repeat('x', 10 * 1024 * 1024));
 SELECT count(*) AS nothing_stored_by_bad_calls FROM idempotency.processed_events WHERE key IN ('k', '');
 
+-- A status the functions never write (no CHECK constraint; the owner
+-- inserted it by hand) is refused, on the claim's lookup and on
+-- complete's, and forget still deletes the row.
+INSERT INTO idempotency.processed_events (scope, key, status, expires_at)
+    VALUES ('bad', 'bad-status', 'done', now() + interval '1 day');
+SELECT status FROM idempotency.claim('bad-status', scope => 'bad');
+SELECT idempotency.complete('bad-status', '1', 'bad', gen_random_uuid());
+SELECT idempotency.forget('bad-status', 'bad');
+
 -- clean up
 SELECT count(*) > 0 AS had_rows FROM idempotency.processed_events;
 DELETE FROM idempotency.processed_events;
