@@ -71,6 +71,26 @@
  * AccessShareLocks the SELECT would take and releases its buffer pin and
  * snapshot before it returns; what it read is copied out of the buffer.
  *
+ * Owners.  The owner column holds the role's name (0.1.0: a regrole; the
+ * same statements with $1 of that type serve a database not yet updated,
+ * event_table_kind()), so that it means the same on every node of a Citus
+ * cluster, where role OIDs differ.
+ *
+ * On Citus.  When processed_events is distributed (idem_citus_distributed(),
+ * checked per call, cached per table), every statement goes through Citus
+ * (never the direct probe) and the ones Citus would refuse have variants
+ * (event_citus_plan_defs): uuid tokens, times and fencing tokens come from
+ * here (fencing: the row's + 1, at least the clock in microseconds, so it
+ * grows per key across nodes and across a delete and re-insert), the
+ * compare-and-swap of a claim is on (updated_at, fencing_token, status)
+ * instead of xmin, complete/fail read the row and compute the expiry here,
+ * and purge reads a batch of keys then deletes by key.  The EVENT lock
+ * stays node-local: it serializes claims made through one node; claims
+ * through different nodes are serialized by the shard's primary key (the
+ * INSERT waits for the other transaction) and by the row lock of the
+ * UPDATE.  Key waits are node-local too, so on Citus a waiter also looks
+ * again every IDEM_CITUS_POLL_MS.
+ *
  * Memory and lifetime.  The saved plans (event_saved_plans) live for the
  * backend.  The claims of the transaction (xact_claims) live in
  * TopTransactionContext; the transaction callbacks reset the list at every

@@ -47,7 +47,10 @@
  * it registers on the key's LEASE_WAIT tag before its first check, then
  * sleeps until the earliest of its deadline and the holder's expires_at;
  * release, renew and hand-over call idem_keywait_notify(), which wakes the
- * waiters when that transaction commits.  No polling of the table.  While
+ * waiters when that transaction commits.  No polling of the table (on one
+ * server: on a Citus-distributed leases table a release through another
+ * node cannot wake us, key waits being node-local, so a waiter there also
+ * looks again every IDEM_CITUS_POLL_MS).  While
  * waiting, each attempt runs in a subtransaction that is rolled back when it
  * does not win, so a waiter never sleeps on a row lock left behind by a lost
  * race (that would block the holder's release for the whole wait).

@@ -177,6 +177,10 @@ my @calls = (
 	[ 'mutex_session_lock',       1, "SELECT idempotency.mutex_session_lock('sb')" ],
 	[ 'mutex_session_try_lock',   1, "SELECT idempotency.mutex_session_try_lock('sb')" ],
 	[ 'mutex_holders',            1, "SELECT * FROM idempotency.mutex_holders('sb')" ],
+	[ 'mutex_lock_here',          1, "SELECT idempotency.mutex_lock_here(0, 1, false, 0)" ],
+	[ 'mutex_holders_here',       1, "SELECT * FROM idempotency.mutex_holders_here(0, 1)" ],
+	# without Citus it refuses first (and distributing is the primary's job)
+	[ 'citus_distribute',         2, "SELECT idempotency.citus_distribute()" ],
 	[ 'mutex_session_unlock',     1, "SELECT idempotency.mutex_session_unlock('sb')" ],
 	[ 'mutex_session_unlock_all', 1, "SELECT idempotency.mutex_session_unlock_all()" ],
 	[ 'stats_read',               1, "SELECT * FROM idempotency.stats" ],
@@ -209,9 +213,14 @@ for my $c (@calls)
 	my ($out, $err) = ('', '');
 	my $rc = $standby->psql('postgres', "\\set VERBOSITY verbose\n$sql",
 		stdout => \$out, stderr => \$err);
-	if ($works)
+	if ($works == 1)
 	{
 		is($rc, 0, "standby: $fn() works") or diag $err;
+	}
+	elsif ($works == 2)
+	{
+		like($err, qr/ERROR:  0A000: Citus is not installed/,
+			"standby: $fn() says Citus is not installed");
 	}
 	else
 	{
