@@ -211,13 +211,6 @@ out=$(idem_citus_psql 0 -tA -c "SELECT (item).owner, created FROM idempotency.ge
 [ "$out" = "x|t" ] && idem_pass "citus/upsert: a role that bypasses row level security may call it" \
 	|| { echo "      $out"; idem_fail "citus/upsert: a role that bypasses row level security may call it"; }
 
-# pgbench's output FILE says every transaction ran, none failed or aborted.
-pgbench_clean() {
-	grep -qE 'actually processed: ([0-9]+)/\1$' "$1" \
-		&& grep -q 'number of failed transactions: 0 ' "$1" \
-		&& ! grep -qi 'aborted\|error' "$1"
-}
-
 # Concurrency from two nodes: 4 clients on the coordinator and 4 on a worker
 # call get_or_create on the same 20 fresh keys of a distributed table, in
 # rounds (each round starts on new keys, so every key is raced for).  Every
@@ -237,19 +230,8 @@ rounds=${IDEM_QUICK:+3}
 rounds=${rounds:-6}
 pgbench_ok=1
 for r in $(seq 1 "$rounds"); do
-	pids=()
-	for node in 0 1; do
-		port=IDEM_CITUS_PORT$node
-		"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "${!port}" -U postgres -c 4 -j 2 -t 20 \
-			-D base=$((r * 100)) -D node="$node" -f "$W/hot.sql" postgres >"$W/pgbench-$r-$node.out" 2>&1 &
-		pids+=($!)
-	done
-	for i in 0 1; do
-		if ! wait "${pids[$i]}" || ! pgbench_clean "$W/pgbench-$r-$i.out"; then
-			pgbench_ok=0
-			sed 's/^/      /' "$W/pgbench-$r-$i.out" | grep -v '^      $' | head -n 20
-		fi
-	done
+	idem_citus_pgbench_pair "$W/hot-$r" "$W/hot.sql" "$W/hot.sql" -c 4 -j 2 -t 20 -D base=$((r * 100)) \
+		|| pgbench_ok=0
 done
 [ $pgbench_ok = 1 ] && idem_pass "citus/upsert: concurrent get_or_create from two nodes: no error ($rounds rounds, 8 clients, 20 keys)" \
 	|| idem_fail "citus/upsert: concurrent get_or_create from two nodes: no error"
@@ -286,19 +268,8 @@ SELECT * FROM idempotency.update_or_create(NULL::up.hot, jsonb_build_object('id'
 EOF
 uoc_ok=1
 for r in 1 2; do
-	pids=()
-	for node in 0 1; do
-		port=IDEM_CITUS_PORT$node
-		"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "${!port}" -U postgres -c 4 -j 2 -t 30 \
-			-D base=$((50000 + r * 100)) -f "$W/uoc.sql" postgres >"$W/uoc-$r-$node.out" 2>&1 &
-		pids+=($!)
-	done
-	for i in 0 1; do
-		if ! wait "${pids[$i]}" || ! pgbench_clean "$W/uoc-$r-$i.out"; then
-			uoc_ok=0
-			sed 's/^/      /' "$W/uoc-$r-$i.out" | grep -v '^      $' | head -n 20
-		fi
-	done
+	idem_citus_pgbench_pair "$W/uoc-$r" "$W/uoc.sql" "$W/uoc.sql" -c 4 -j 2 -t 30 -D base=$((50000 + r * 100)) \
+		|| uoc_ok=0
 done
 n=$(idem_citus_psql 0 -tA -c "SELECT count(*) FILTER (WHERE node IN (1, 2)) || ' ' || count(*) FROM up.hot WHERE id BETWEEN 50000 AND 60000")
 [ $uoc_ok = 1 ] && [ "$n" = "10 10" ] \
@@ -318,21 +289,8 @@ EOF
 sed 's/ORDER BY g)/ORDER BY g DESC)/' "$W/batch-up.sql" >"$W/batch-down.sql"
 batch_ok=1
 for r in 1 2 3; do
-	pids=()
-	for node in 0 1; do
-		port=IDEM_CITUS_PORT$node
-		script=$W/batch-up.sql
-		[ "$node" = 1 ] && script=$W/batch-down.sql
-		"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "${!port}" -U postgres -c 2 -j 1 -t 1 \
-			-D round="$r" -D node="$node" -f "$script" postgres >"$W/batch-$r-$node.out" 2>&1 &
-		pids+=($!)
-	done
-	for i in 0 1; do
-		if ! wait "${pids[$i]}" || ! pgbench_clean "$W/batch-$r-$i.out"; then
-			batch_ok=0
-			sed 's/^/      /' "$W/batch-$r-$i.out" | grep -v '^      $' | head -n 20
-		fi
-	done
+	idem_citus_pgbench_pair "$W/batch-$r" "$W/batch-up.sql" "$W/batch-down.sql" -c 2 -j 1 -t 1 -D round="$r" \
+		|| batch_ok=0
 done
 n=$(idem_citus_psql 0 -tA -c 'SELECT count(*) FROM up.hot WHERE id > 100000')
 [ $batch_ok = 1 ] && [ "$n" = 60 ] \

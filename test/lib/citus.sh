@@ -42,6 +42,12 @@
 #       0 = coordinator, over TCP, as $PGUSER (default postgres), database
 #       ${IDEM_CITUS_DB:-postgres} (PGDATABASE of the caller is ignored)
 #   idem_citus_conninfo N [DB]  a libpq connection string for node N
+#   idem_citus_pgbench_pair OUT SCRIPT0 SCRIPT1 [PGBENCH OPTIONS...]
+#       pgbench on the coordinator (SCRIPT0) and on worker 1 (SCRIPT1) at
+#       once, as postgres, each with the options and -D node=N; output in
+#       OUT-0.out and OUT-1.out.  Returns 0 when both ran every transaction
+#       with none failed (deadlocks and serialization failures count as
+#       failed) or aborted; otherwise prints their output and returns 1.
 #
 # Test files
 #   test/citus/NN-name.sh, run in file-name order by test/suites/35-citus.sh
@@ -186,6 +192,32 @@ idem_citus_psql() {
 	shift
 	port=IDEM_CITUS_PORT$n
 	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${IDEM_CITUS_DB:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
+}
+
+# Every transaction ran, none failed or aborted, in pgbench output FILE.
+idem_citus_pgbench_clean() {
+	grep -qE 'actually processed: ([0-9]+)/\1$' "$1" \
+		&& grep -q 'number of failed transactions: 0 ' "$1" \
+		&& ! grep -qi 'aborted\|error' "$1"
+}
+
+idem_citus_pgbench_pair() {
+	local out=$1 s0=$2 s1=$3 n rc=0 pids=()
+	shift 3
+	"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "$IDEM_CITUS_PORT0" -U postgres "$@" -D node=0 -f "$s0" postgres \
+		>"$out-0.out" 2>&1 &
+	pids+=($!)
+	"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "$IDEM_CITUS_PORT1" -U postgres "$@" -D node=1 -f "$s1" postgres \
+		>"$out-1.out" 2>&1 &
+	pids+=($!)
+	for n in 0 1; do
+		if ! wait "${pids[$n]}" || ! idem_citus_pgbench_clean "$out-$n.out"; then
+			rc=1
+			echo "      pgbench on node $n:"
+			grep -v '^$' "$out-$n.out" | sed 's/^/      /' | head -n 20
+		fi
+	done
+	return $rc
 }
 
 idem_citus_start() {
