@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Upsert functions on every kind of table a Citus cluster has -- a plain
-# table on the coordinator, a Citus local table, a reference table and a
-# distributed table -- from the coordinator and from a worker, as superuser
-# and as an ordinary role; a table whose rows were in it before it was
-# distributed (the coordinator's shell table keeps them on disk: they must
-# never be returned); every column type, default, generated and domain
-# column, a dropped column; what is refused; and concurrent calls from two
-# nodes on a few hot keys.
+# table on the coordinator, a Citus local table, a reference table and
+# distributed tables (hash, partitioned, without a shard key) -- from the
+# coordinator and from a worker, as superuser and as an ordinary role; a
+# table whose rows were in it before it was distributed (the coordinator's
+# shell table keeps them on disk: they must never be returned); every column
+# type, default, generated and domain column, a dropped column; what is
+# refused; and concurrent calls from two nodes on a few hot keys
+# (get_or_create, update_or_create, batches in opposite key orders).
 . "$IDEM_ROOT/test/lib/common.sh"
 . "$IDEM_ROOT/test/lib/citus.sh"
 W=$IDEM_CITUS_WORK
@@ -35,6 +36,8 @@ CREATE TABLE up.t_part (id bigint PRIMARY KEY, v text, n int DEFAULT 7) PARTITIO
 CREATE TABLE up.t_part_low PARTITION OF up.t_part FOR VALUES FROM (MINVALUE) TO (5100);
 CREATE TABLE up.t_part_high PARTITION OF up.t_part FOR VALUES FROM (5100) TO (MAXVALUE);
 SELECT create_distributed_table('up.t_part', 'id');
+CREATE TABLE up.t_single (id bigint PRIMARY KEY, v text, n int DEFAULT 7);
+SELECT create_distributed_table('up.t_single', NULL);
 
 -- rows written before distributing stay in the coordinator's shell table
 CREATE TABLE up.shell (id bigint PRIMARY KEY, v text);
@@ -79,7 +82,8 @@ idem_pass "citus/upsert: setup"
 
 # The four functions on one table from one node as one role, keys base+1..9.
 # (up.t_part is a distributed partitioned table: the keys used from the
-# coordinator land in one partition, those from the worker in the other.)
+# coordinator land in one partition, those from the worker in the other;
+# up.t_single a distributed table without a shard key, one shard.)
 calls() {
 	local tbl=$1 b=$2
 	cat <<EOF
@@ -117,7 +121,7 @@ EOF
 }
 
 k=0
-for tbl in up.t_plain up.t_local up.t_ref up.t_dist up.t_part; do
+for tbl in up.t_plain up.t_local up.t_ref up.t_dist up.t_part up.t_single; do
 	k=$((k + 1))
 	for node in 0 1; do
 		# a plain table is the coordinator's own: there is none on a worker
