@@ -16,16 +16,18 @@
 #   where <pg key> hashes what the binary depends on: pg_config --version,
 #   --configure, --cflags and the server's pg_config.h -- not its paths, so
 #   every private copy of the same server (/opt/pg15-NAME) shares one build.
-#   The build is "make install DESTDIR=<cache>/stage" (after the documented
-#   rename of Citus's static have_createdb_privilege() copy, which collides
-#   with the one PostgreSQL 15.20 exports, and "./configure --without-libcurl");
+#   The build is "./configure --without-libcurl", make -j2 and "make install
+#   DESTDIR=<cache>/stage"; against a PostgreSQL 15 it first renames Citus's
+#   static have_createdb_privilege() copy (src/include/pg_version_compat.h)
+#   and its callers, since 15.20 exports a function of that name;
 #   a stamp file (.complete, written last) marks it done, concurrent callers
 #   wait on <dir>.lock, and the log is <dir>.log.  Installing copies the
 #   staged files under the build's --pkglibdir and --sharedir into the
 #   target's (whichever tree $PG_CONFIG names), then checks that citus.so and
 #   citus.control are there.  As root, missing packages (liblz4-dev,
 #   libzstd-dev, libkrb5-dev) are installed with apt-get.  Only the first
-#   run on a machine pays the build (about 80 s on 2 cores).
+#   run on a machine pays the build (134 s on 2 idle cores, 336 s on 2 busy
+#   ones).
 #
 # Cluster
 #   idem_citus_start DIR   three data directories DIR/node0 (coordinator),
@@ -51,13 +53,16 @@
 #
 # Test files
 #   test/citus/NN-name.sh, run in file-name order by test/suites/35-citus.sh
-#   against one cluster shared by all of them.  Each runs with bash, with
-#   common.sh and this file sourced, IDEM_CITUS_DIR / IDEM_CITUS_PORTn set,
-#   the idempotency extension NOT yet created (create it, and anything else,
-#   in your own database or schema: see test/citus/00-setup.sh), and a
-#   scratch directory in IDEM_CITUS_WORK; it records each test with
-#   idem_pass / idem_fail and prints what a reader needs on failure.  A file
-#   that exits non-zero without recording a failure counts as one failure.
+#   against one cluster shared by all of them.  Each is run with bash and
+#   sources common.sh and this file itself; it finds IDEM_ROOT,
+#   IDEM_RESULTS, PGBINDIR, IDEM_CITUS_DIR, IDEM_CITUS_PORTn and a scratch
+#   directory of its own, IDEM_CITUS_WORK, in its environment.  00-setup.sh
+#   creates the idempotency extension (Citus creates it on the workers) and
+#   an ordinary login role, idem_app, on every node; later files work in
+#   database postgres, in a schema of their own, grant idem_app what they
+#   need, record each test with idem_pass / idem_fail and print what a
+#   reader needs on failure.  A file that exits non-zero without recording
+#   a failure counts as one failure.
 
 idem_citus_source() {
 	IDEM_CITUS_TARBALL=${CITUS_SOURCE:-$IDEM_ROOT/../shared/citus/citus-13.2.2.tar.xz}
