@@ -16,16 +16,18 @@
 #   where <pg key> hashes what the binary depends on: pg_config --version,
 #   --configure, --cflags and the server's pg_config.h -- not its paths, so
 #   every private copy of the same server (/opt/pg15-NAME) shares one build.
-#   The build is "make install DESTDIR=<cache>/stage" (after the documented
-#   rename of Citus's static have_createdb_privilege() copy, which collides
-#   with the one PostgreSQL 15.20 exports, and "./configure --without-libcurl");
+#   The build is "./configure --without-libcurl", make -j2 and "make install
+#   DESTDIR=<cache>/stage"; against a PostgreSQL 15 it first renames Citus's
+#   static have_createdb_privilege() copy (src/include/pg_version_compat.h)
+#   and its callers, since 15.20 exports a function of that name;
 #   a stamp file (.complete, written last) marks it done, concurrent callers
 #   wait on <dir>.lock, and the log is <dir>.log.  Installing copies the
 #   staged files under the build's --pkglibdir and --sharedir into the
 #   target's (whichever tree $PG_CONFIG names), then checks that citus.so and
 #   citus.control are there.  As root, missing packages (liblz4-dev,
 #   libzstd-dev, libkrb5-dev) are installed with apt-get.  Only the first
-#   run on a machine pays the build (about 80 s on 2 cores).
+#   run on a machine pays the build (134 s on 2 idle cores, 336 s on 2 busy
+#   ones).
 #
 # Cluster
 #   idem_citus_start DIR   three data directories DIR/node0 (coordinator),
@@ -42,16 +44,25 @@
 #       0 = coordinator, over TCP, as $PGUSER (default postgres), database
 #       ${IDEM_CITUS_DB:-postgres} (PGDATABASE of the caller is ignored)
 #   idem_citus_conninfo N [DB]  a libpq connection string for node N
+#   idem_citus_pgbench_pair OUT SCRIPT0 SCRIPT1 [PGBENCH OPTIONS...]
+#       pgbench on the coordinator (SCRIPT0) and on worker 1 (SCRIPT1) at
+#       once, as postgres, each with the options and -D node=N; output in
+#       OUT-0.out and OUT-1.out.  Returns 0 when both ran every transaction
+#       with none failed (deadlocks and serialization failures count as
+#       failed) or aborted; otherwise prints their output and returns 1.
 #
 # Test files
 #   test/citus/NN-name.sh, run in file-name order by test/suites/35-citus.sh
-#   against one cluster shared by all of them.  Each runs with bash, with
-#   common.sh and this file sourced, IDEM_CITUS_DIR / IDEM_CITUS_PORTn set,
-#   the idempotency extension NOT yet created (create it, and anything else,
-#   in your own database or schema: see test/citus/00-setup.sh), and a
-#   scratch directory in IDEM_CITUS_WORK; it records each test with
-#   idem_pass / idem_fail and prints what a reader needs on failure.  A file
-#   that exits non-zero without recording a failure counts as one failure.
+#   against one cluster shared by all of them.  Each is run with bash and
+#   sources common.sh and this file itself; it finds IDEM_ROOT,
+#   IDEM_RESULTS, PGBINDIR, IDEM_CITUS_DIR, IDEM_CITUS_PORTn and a scratch
+#   directory of its own, IDEM_CITUS_WORK, in its environment.  00-setup.sh
+#   creates the idempotency extension (Citus creates it on the workers) and
+#   an ordinary login role, idem_app, on every node; later files work in
+#   database postgres, in a schema of their own, grant idem_app what they
+#   need, record each test with idem_pass / idem_fail and print what a
+#   reader needs on failure.  A file that exits non-zero without recording
+#   a failure counts as one failure.
 
 idem_citus_source() {
 	IDEM_CITUS_TARBALL=${CITUS_SOURCE:-$IDEM_ROOT/../shared/citus/citus-13.2.2.tar.xz}
@@ -186,6 +197,32 @@ idem_citus_psql() {
 	shift
 	port=IDEM_CITUS_PORT$n
 	PGHOST=127.0.0.1 PGPORT=${!port} PGDATABASE=${IDEM_CITUS_DB:-postgres} idem_psql -U "${PGUSER:-postgres}" "$@"
+}
+
+# Every transaction ran, none failed or aborted, in pgbench output FILE.
+idem_citus_pgbench_clean() {
+	grep -qE 'actually processed: ([0-9]+)/\1$' "$1" \
+		&& grep -q 'number of failed transactions: 0 ' "$1" \
+		&& ! grep -qi 'aborted\|error' "$1"
+}
+
+idem_citus_pgbench_pair() {
+	local out=$1 s0=$2 s1=$3 n rc=0 pids=()
+	shift 3
+	"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "$IDEM_CITUS_PORT0" -U postgres "$@" -D node=0 -f "$s0" postgres \
+		>"$out-0.out" 2>&1 &
+	pids+=($!)
+	"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "$IDEM_CITUS_PORT1" -U postgres "$@" -D node=1 -f "$s1" postgres \
+		>"$out-1.out" 2>&1 &
+	pids+=($!)
+	for n in 0 1; do
+		if ! wait "${pids[$n]}" || ! idem_citus_pgbench_clean "$out-$n.out"; then
+			rc=1
+			echo "      pgbench on node $n:"
+			grep -v '^$' "$out-$n.out" | sed 's/^/      /' | head -n 20
+		fi
+	done
+	return $rc
 }
 
 idem_citus_start() {
