@@ -92,12 +92,14 @@ DROP POLICY processed_events_owner ON idempotency.processed_events;
 -- no longer exists keeps the OID as its name (regrole's text output).
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner DROP DEFAULT;
 ALTER TABLE idempotency.processed_events
-    ALTER COLUMN owner TYPE pg_catalog.name USING owner::pg_catalog.text::pg_catalog.name;
+    ALTER COLUMN owner TYPE pg_catalog.text USING owner::pg_catalog.text;
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner SET DEFAULT CURRENT_USER;
 
 CREATE POLICY processed_events_read ON idempotency.processed_events
     FOR SELECT
-    USING (pg_catalog.pg_has_role(owner, 'MEMBER'));
+    USING (owner OPERATOR(pg_catalog.=) ANY (ARRAY(
+        SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
+         WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER'))));
 
 REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
 GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;

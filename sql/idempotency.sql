@@ -111,7 +111,7 @@ COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg
 -- write the table (see below), and the functions refuse to read a row with
 -- any other status (XX001, src/events.c).
 CREATE TABLE idempotency.processed_events (
-    owner          pg_catalog.name NOT NULL DEFAULT CURRENT_USER,
+    owner          pg_catalog.text NOT NULL DEFAULT CURRENT_USER,
     scope          pg_catalog.text NOT NULL,
     key            pg_catalog.text NOT NULL,
     status         pg_catalog.text NOT NULL,
@@ -152,7 +152,9 @@ COMMENT ON TABLE idempotency.processed_events IS
 ALTER TABLE idempotency.processed_events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY processed_events_read ON idempotency.processed_events
     FOR SELECT
-    USING (pg_catalog.pg_has_role(owner, 'MEMBER'));
+    USING (owner OPERATOR(pg_catalog.=) ANY (ARRAY(
+        SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
+         WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER'))));
 
 REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
 GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;

@@ -71,10 +71,11 @@
  * AccessShareLocks the SELECT would take and releases its buffer pin and
  * snapshot before it returns; what it read is copied out of the buffer.
  *
- * Owners.  The owner column holds the role's name (0.1.0: a regrole; the
- * same statements with $1 of that type serve a database not yet updated,
- * event_table_kind()), so that it means the same on every node of a Citus
- * cluster, where role OIDs differ.
+ * Owners.  The owner column holds the role's name as text, so that it
+ * means the same on every node of a Citus cluster, where role OIDs differ
+ * (text rather than name, whose 64 bytes would widen every row and index
+ * entry).  0.1.0 stored a regrole: the same statements with $1 of that
+ * type serve a database not yet updated (event_table_kind()).
  *
  * On Citus.  When processed_events is distributed (idem_citus_distributed(),
  * checked per call, cached per table), every statement goes through Citus
@@ -158,7 +159,7 @@ PG_FUNCTION_INFO_V1(idempotency_purge);
 typedef struct EventKey
 {
 	Oid			owner;			/* the caller's role */
-	NameData	owner_name;		/* its name: what the table stores */
+	text	   *owner_name;		/* its name: what the table stores */
 	Datum		owner_datum;	/* $1 of the statements */
 	text	   *scope;
 	text	   *key;
@@ -331,7 +332,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" locked_until, expires_at, xmin FROM idempotency.processed_events"
 	" WHERE owner OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2"
 	" AND key OPERATOR(pg_catalog.=) $3",
-		3, {NAMEOID, TEXTOID, TEXTOID}
+		3, {TEXTOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_INSERT_CLAIM] = {
 	/* $4 fingerprint, $5 now, $6 locked_until, $7 expires_at */
@@ -342,7 +343,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
 	" 1, $5, $5, $6, $7) ON CONFLICT DO NOTHING"
 	" RETURNING p.token, p.fencing_token, p.attempts",
-		7, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+		7, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
 			TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[PLAN_RECLAIM] = {
@@ -364,7 +365,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" AND p.key OPERATOR(pg_catalog.=) $3"
 	" AND p.xmin OPERATOR(pg_catalog.=) $9"
 	" RETURNING p.token, p.fencing_token, p.attempts",
-		9, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+		9, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
 			TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, XIDOID}
 	},
 	[PLAN_FINISH] = {
@@ -382,7 +383,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",
-		8, {NAMEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+		8, {TEXTOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
 			TIMESTAMPTZOID}
 	},
 	[PLAN_RELEASE] = {
@@ -391,20 +392,20 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",
-		4, {NAMEOID, TEXTOID, TEXTOID, UUIDOID}
+		4, {TEXTOID, TEXTOID, TEXTOID, UUIDOID}
 	},
 	[PLAN_FORGET] = {
 	"DELETE FROM idempotency.processed_events AS p"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3",
-		3, {NAMEOID, TEXTOID, TEXTOID}
+		3, {TEXTOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_MARK_INSERT] = {
 	/* $4 now, $5 expires_at */
 	"INSERT INTO idempotency.processed_events (owner, scope, key, status,"
 	" created_at, updated_at, expires_at)"
 	" VALUES ($1, $2, $3, 'completed', $4, $4, $5) ON CONFLICT DO NOTHING",
-		5, {NAMEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+		5, {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[PLAN_MARK_REPLACE] = {
 	/* $4 now, $5 expires_at; only an expired row */
@@ -414,7 +415,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" locked_until = NULL, expires_at = $5"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.expires_at OPERATOR(pg_catalog.<=) $4",
-		5, {NAMEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+		5, {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[PLAN_PURGE] = {
 	/*
@@ -460,7 +461,7 @@ static const IdemPlanDef event_citus_plan_defs[NUM_CPLANS] = {
 	" locked_until, expires_at, updated_at FROM idempotency.processed_events"
 	" WHERE owner OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2"
 	" AND key OPERATOR(pg_catalog.=) $3",
-		3, {NAMEOID, TEXTOID, TEXTOID}
+		3, {TEXTOID, TEXTOID, TEXTOID}
 	},
 	[CPLAN_INSERT_CLAIM] = {
 	/* $4 fingerprint, $5 now, $6 locked_until, $7 expires_at, $8 token, $9 fencing */
@@ -469,7 +470,7 @@ static const IdemPlanDef event_citus_plan_defs[NUM_CPLANS] = {
 	" locked_until, expires_at) VALUES ($1, $2, $3, 'in_progress', $4, $8, $9,"
 	" 1, $5, $5, $6, $7) ON CONFLICT DO NOTHING"
 	" RETURNING p.token, p.fencing_token, p.attempts",
-		9, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+		9, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
 			TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT8OID}
 	},
 	[CPLAN_RECLAIM] = {
@@ -494,7 +495,7 @@ static const IdemPlanDef event_citus_plan_defs[NUM_CPLANS] = {
 	" AND p.fencing_token IS NOT DISTINCT FROM $10"
 	" AND p.status OPERATOR(pg_catalog.=) $11"
 	" RETURNING p.token, p.fencing_token, p.attempts",
-		13, {NAMEOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+		13, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
 			 TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID, INT8OID,
 			 TEXTOID, UUIDOID, INT8OID}
 	},
@@ -511,7 +512,7 @@ static const IdemPlanDef event_citus_plan_defs[NUM_CPLANS] = {
 	" AND p.token OPERATOR(pg_catalog.=) $4"
 	" AND p.locked_until OPERATOR(pg_catalog.=) $10"
 	" AND p.expires_at OPERATOR(pg_catalog.=) $11",
-		11, {NAMEOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+		11, {TEXTOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
 			 TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[CPLAN_PURGE_KEYS] = {
@@ -571,10 +572,10 @@ event_key_from_args(EventKey *ek, FunctionCallInfo fcinfo, int keyarg,
 	ek->key = idem_arg_text(fcinfo, keyarg, &keyspec);
 	ek->scope = idem_arg_text(fcinfo, scopearg, &scopespec);
 	ek->owner = GetUserId();
-	namestrcpy(&ek->owner_name, GetUserNameFromId(ek->owner, false));
+	ek->owner_name = cstring_to_text(GetUserNameFromId(ek->owner, false));
 	event_table_kind();
 	ek->owner_datum = event_legacy ? ObjectIdGetDatum(ek->owner)
-		: NameGetDatum(&ek->owner_name);
+		: PointerGetDatum(ek->owner_name);
 	h = idem_hash_key(VARDATA_ANY(ek->scope), VARSIZE_ANY_EXHDR(ek->scope),
 					  EVENT_HASH_SEED ^ (uint64) ek->owner);
 	ek->hash = idem_hash_key(VARDATA_ANY(ek->key), VARSIZE_ANY_EXHDR(ek->key), h);
@@ -667,7 +668,7 @@ event_table_kind(void)
 
 		memcpy(event_legacy_defs, event_plan_defs, sizeof(event_legacy_defs));
 		for (i = 0; i < NUM_PLANS; i++)
-			if (event_legacy_defs[i].argtypes[0] == NAMEOID)
+			if (i != PLAN_PURGE)
 				event_legacy_defs[i].argtypes[0] = REGROLEOID;
 		event_legacy_ready = true;
 	}
@@ -834,14 +835,14 @@ event_probe(EventKey *ek, EventRow *row)
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snap, 3, 0);
-	/* owner: a name, or 0.1.0's regrole (an OID) */
+	/* owner: the role's name (text), or 0.1.0's regrole (an OID) */
 	if (event_legacy)
 		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
 					ObjectIdGetDatum(ek->owner));
 	else
 	{
-		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_NAMEEQ,
-					NameGetDatum(&ek->owner_name));
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
+					PointerGetDatum(ek->owner_name));
 		keys[0].sk_collation = index->rd_indcollation[0];
 	}
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ,

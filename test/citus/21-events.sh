@@ -75,7 +75,7 @@ check "owner stored by role name; each role sees its own records from every node
 		idem_citus_psql "$n" -tA -c "SELECT CASE WHEN NOT idempotency.mark_processed('n0-postgres-m') THEN 'ok dup postgres node $n' ELSE 'FAIL node $n' END"
 	done
 	idem_citus_psql 2 -tA -c "SELECT 'ok ' || string_agg(owner || ':' || pg_typeof(owner), ',' ORDER BY owner) FROM idempotency.processed_events WHERE key = 'n1-postgres-c'" 2>&1 \
-		| sed 's/^ok postgres:name$/ok stored as name/'
+		| sed 's/^ok postgres:text$/ok stored as the role name/'
 )"
 
 # purge: idem_app's expired rows only, then the superuser's, from a worker.
