@@ -97,9 +97,8 @@ ALTER TABLE idempotency.processed_events ALTER COLUMN owner SET DEFAULT CURRENT_
 
 CREATE POLICY processed_events_read ON idempotency.processed_events
     FOR SELECT
-    USING (owner OPERATOR(pg_catalog.=) ANY (ARRAY(
-        SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
-         WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER'))));
+    USING (pg_catalog.pg_has_role(
+        pg_catalog.to_regrole(pg_catalog.quote_ident(owner))::pg_catalog.oid, 'MEMBER'));
 
 REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
 GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;

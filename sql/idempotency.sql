@@ -147,14 +147,16 @@ COMMENT ON TABLE idempotency.processed_events IS
 -- rewrite another role's stored result nor roll a fencing counter back,
 -- nor lock the table against other roles' claims.  Reading is allowed,
 -- through row level security, for the rows of roles the reader is a member
--- of (itself included).  The table's owner (the extension's installer; see
--- below) bypasses the policy: pg_dump run by it keeps every row.
+-- of (itself included); owner names a role, which to_regrole() finds by
+-- name (NULL, so hidden, for a dropped role) without a subquery, which
+-- Citus refuses in policies.  The table's owner (the extension's
+-- installer; see below) bypasses the policy: pg_dump run by it keeps every
+-- row.
 ALTER TABLE idempotency.processed_events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY processed_events_read ON idempotency.processed_events
     FOR SELECT
-    USING (owner OPERATOR(pg_catalog.=) ANY (ARRAY(
-        SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
-         WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER'))));
+    USING (pg_catalog.pg_has_role(
+        pg_catalog.to_regrole(pg_catalog.quote_ident(owner))::pg_catalog.oid, 'MEMBER'));
 
 REVOKE ALL ON TABLE idempotency.processed_events FROM PUBLIC;
 GRANT SELECT ON TABLE idempotency.processed_events TO PUBLIC;

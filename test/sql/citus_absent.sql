@@ -40,3 +40,22 @@ SELECT idempotency.forget('ca-1', 'citus_absent') AS forgotten;
 -- distributed table's are at least the clock in microseconds).
 SELECT fencing_token BETWEEN 1 AND 1000000000 AS from_sequence FROM idempotency.claim('ca-2', NULL, 'citus_absent');
 SELECT idempotency.forget('ca-2', 'citus_absent') AS forgotten;
+
+-- The read policy finds the role by its name, quoted as needed, and hides
+-- (without an error) the records of a role that no longer exists.
+CREATE ROLE "Regress Mixed";
+CREATE ROLE regress_ca_gone;
+SET ROLE "Regress Mixed";
+SELECT idempotency.mark_processed('ca-mixed', 'citus_absent') AS mixed_marked;
+SELECT count(*) AS mixed_sees_own FROM idempotency.processed_events WHERE scope = 'citus_absent';
+RESET ROLE;
+SET ROLE regress_ca_gone;
+SELECT idempotency.mark_processed('ca-gone', 'citus_absent') AS gone_marked;
+RESET ROLE;
+DROP ROLE regress_ca_gone;
+SET ROLE "Regress Mixed";
+SELECT owner FROM idempotency.processed_events WHERE scope = 'citus_absent';
+RESET ROLE;
+SELECT owner FROM idempotency.processed_events WHERE scope = 'citus_absent' ORDER BY owner;
+DELETE FROM idempotency.processed_events WHERE scope = 'citus_absent';
+DROP ROLE "Regress Mixed";
