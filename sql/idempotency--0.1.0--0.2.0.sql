@@ -159,6 +159,7 @@ COMMENT ON FUNCTION idempotency.mutex_holders_here(pg_catalog.int4, pg_catalog.i
 -- 4b. Scaling out with Citus
 ---------------------------------------------------------------------------
 
+-- Superusers only (EXECUTE revoked from PUBLIC; the body checks too).
 -- One-way: distributes processed_events and leases by key (hash), and
 -- mutex_slots by slot, so that every node of the cluster sees the same
 -- records, leases and mutexes.  See the README, "Scaling out with Citus".
@@ -168,7 +169,6 @@ CREATE FUNCTION idempotency.citus_distribute(colocate_with pg_catalog.regclass D
     SET search_path = pg_catalog, pg_temp
     AS $fn$
 DECLARE
-    ev_owner pg_catalog.oid;
     is_coord pg_catalog.bool;
     done pg_catalog.int4;
     dist_type pg_catalog.oid;
@@ -185,14 +185,13 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Connect to the coordinator node and call it there; the workers then see the distributed tables through the metadata.';
     END IF;
-    SELECT c.relowner INTO ev_owner FROM pg_catalog.pg_class c
-     WHERE c.oid OPERATOR(pg_catalog.=) 'idempotency.processed_events'::pg_catalog.regclass;
-    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
-       AND NOT pg_catalog.pg_has_role(CURRENT_USER, ev_owner, 'USAGE') THEN
+    -- Citus creates the shards in schema idempotency on every node, and
+    -- only superusers may create objects there (see the top of this file).
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
         RAISE EXCEPTION 'permission denied to distribute the tables of extension "idempotency"'
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = pg_catalog.format('Only a superuser or role %I, the owner of idempotency.processed_events, may distribute it.', ev_owner::pg_catalog.regrole),
-                  HINT = 'Call idempotency.citus_distribute() as a superuser or as the role that installed the extension.';
+                  DETAIL = 'Citus creates the shards in schema "idempotency" on every node, and only superusers may create objects in that schema.',
+                  HINT = 'Call idempotency.citus_distribute() as a superuser.';
     END IF;
     IF colocate_with IS NOT NULL THEN
         EXECUTE 'SELECT a.atttypid FROM pg_catalog.pg_dist_partition p'

@@ -44,7 +44,7 @@ expect "refused on a worker (55000)" "must be called on the Citus coordinator" \
 expect "refused for an ordinary role (EXECUTE revoked)" "permission denied" \
 	idem_citus_psql 0 -U idem_app -c 'SELECT idempotency.citus_distribute()'
 idem_citus_psql 0 -c 'GRANT EXECUTE ON FUNCTION idempotency.citus_distribute(regclass) TO idem_app' >/dev/null
-expect "refused for a role that is neither superuser nor table owner (42501)" "42501" \
+expect "refused for a non-superuser even with EXECUTE (42501, saying why)" "only superusers may create objects in that schema" \
 	idem_citus_psql 0 -U idem_app -v VERBOSITY=verbose -c 'SELECT idempotency.citus_distribute()'
 idem_citus_psql 0 -c 'REVOKE EXECUTE ON FUNCTION idempotency.citus_distribute(regclass) FROM idem_app' >/dev/null
 

@@ -79,3 +79,26 @@ result "colocated: the mark and the order row of one key are on the same node" "
 		= (SELECT groupid FROM pg_dist_placement WHERE shardid = get_shard_id_for_distribution_column('co.orders', 'order-77'))
 		AND NOT idempotency.mark_processed('order-77')
 		AND (SELECT total FROM co.orders WHERE idem_key = 'order-77') = 5" | tail -n 1)"
+
+# A trusted install by the database owner (not a superuser): the superuser
+# distributes, the owner drops and creates the extension again.
+idem_citus_psql 0 >/dev/null <<'SQL'
+CREATE ROLE idem_dbo LOGIN;
+ALTER DATABASE postgres OWNER TO idem_dbo;
+DROP EXTENSION idempotency;
+SQL
+ok=1
+idem_citus_psql 0 -U idem_dbo -c 'CREATE EXTENSION idempotency' >"$W/dbo.out" 2>&1 || ok=0
+idem_citus_psql 0 -c 'SELECT idempotency.citus_distribute()' >>"$W/dbo.out" 2>&1 || ok=0
+idem_citus_psql 0 -U idem_dbo -c "SELECT idempotency.mark_processed('dbo-1')" \
+	-c "SELECT idempotency.lease_acquire('dbo')" -c 'DROP EXTENSION idempotency' >>"$W/dbo.out" 2>&1 || ok=0
+left=$(leftovers)
+idem_citus_psql 0 -U idem_dbo -c 'CREATE EXTENSION idempotency' >>"$W/dbo.out" 2>&1 || ok=0
+if [ $ok = 1 ] && [ "$left" = "0|0|0|0 0|0|0|0 0|0|0|0 " ]; then
+	idem_pass "$T: trusted install by the database owner: drop and create again after the superuser distributed"
+else
+	echo "      leftovers: $left"
+	sed 's/^/      /' "$W/dbo.out"
+	idem_fail "$T: trusted install by the database owner: drop and create again after the superuser distributed"
+fi
+idem_citus_psql 0 -c 'ALTER DATABASE postgres OWNER TO postgres' >/dev/null
