@@ -158,6 +158,26 @@ EOF
 	check "rows left in the shell table are never returned (node $node)" "$out"
 done
 
+# The same when this backend used the table (direct probe, cached) before
+# distributing it: the cache entry must follow the table.
+out=$(idem_citus_psql 0 -tA 2>&1 <<'EOF'
+CREATE TABLE up.shell2 (id bigint PRIMARY KEY, v text);
+INSERT INTO up.shell2 VALUES (1, 'before'), (2, 'before');
+SELECT CASE WHEN NOT created AND (item).v = 'before' THEN 'ok' ELSE 'FAIL' END || ' plain table: ' || (item).v
+  FROM idempotency.get_or_create(NULL::up.shell2, '{"id": 1}');
+SELECT CASE WHEN count(*) = 2 THEN 'ok' ELSE 'FAIL' END || ' plain table, batch' FROM idempotency.idempotent_upsert_many(NULL::up.shell2, '[{"id": 1}, {"id": 2}]');
+SELECT create_distributed_table('up.shell2', 'id') IS NULL AS distributed \gset
+UPDATE up.shell2 SET v = 'after' WHERE id = 1;
+DELETE FROM up.shell2 WHERE id = 2;
+SELECT CASE WHEN NOT created AND (item).v = 'after' THEN 'ok' ELSE 'FAIL' END || ' distributed since: ' || (item).v
+  FROM idempotency.get_or_create(NULL::up.shell2, '{"id": 1}');
+SELECT CASE WHEN string_agg(coalesce(m.v, '-'), ',' ORDER BY m.ord) = 'after,-' THEN 'ok' ELSE 'FAIL' END
+       || ' distributed since, batch: ' || string_agg(coalesce(m.v, '-'), ',' ORDER BY m.ord)
+  FROM idempotency.idempotent_upsert_many(NULL::up.shell2, '[{"id": 1}, {"id": 2}]') WITH ORDINALITY AS m(id, v, ord);
+EOF
+)
+check "a table used before it was distributed: the cached plan follows it" "$out"
+
 # Every column type, defaults, a generated and a domain column, a dropped
 # column, a TOASTed value: the row returned is the row stored.
 for node in 0 1 2; do
