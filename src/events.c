@@ -173,6 +173,8 @@ typedef struct XactClaim
 	char	   *scope;
 	char	   *key;
 	pg_uuid_t	token;
+	TimestampTz locked_until;	/* as the claim wrote them */
+	TimestampTz expires_at;
 	bool		require_complete;
 	SubTransactionId subid;		/* subtransaction that claimed */
 	SubTransactionId done_subid;	/* that completed it, or Invalid */
@@ -305,6 +307,8 @@ static void event_lookup(EventKey *ek, EventRow *row);
 static bool event_claim_matches(XactClaim *c, EventKey *ek);
 static XactClaim *event_find_claim(EventKey *ek, bool only_open);
 static void event_remember_claim(EventKey *ek, pg_uuid_t *token,
+								 TimestampTz locked_until,
+								 TimestampTz expires_at,
 								 bool require_complete);
 static void event_claims_done(EventKey *ek);
 static void event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek,
@@ -985,7 +989,8 @@ event_find_claim(EventKey *ek, bool only_open)
 }
 
 static void
-event_remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete)
+event_remember_claim(EventKey *ek, pg_uuid_t *token, TimestampTz locked_until,
+					 TimestampTz expires_at, bool require_complete)
 {
 	XactClaim  *c = MemoryContextAllocZero(TopTransactionContext,
 										   sizeof(XactClaim));
@@ -996,6 +1001,8 @@ event_remember_claim(EventKey *ek, pg_uuid_t *token, bool require_complete)
 	c->key = MemoryContextStrdup(TopTransactionContext,
 								 text_to_cstring(ek->key));
 	c->token = *token;
+	c->locked_until = locked_until;
+	c->expires_at = expires_at;
 	c->require_complete = require_complete;
 	c->subid = GetCurrentSubTransactionId();
 	c->done_subid = InvalidSubTransactionId;
@@ -1400,7 +1407,8 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	r->fencing = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	r->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	r->expires = locked_until;
-	event_remember_claim(&st->ek, &r->token, st->require_complete);
+	event_remember_claim(&st->ek, &r->token, locked_until,
+						 locked_until + st->ttl, st->require_complete);
 	idem_stats_note(takeover ? IDEM_OC_TAKEOVER : IDEM_OC_CLAIMED);
 	/* Keep the EVENT lock until the end of the transaction. */
 	return CLAIM_DONE;
@@ -1515,7 +1523,28 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 			char		cnulls[11];
 
 			changed = 0;
-			event_lookup(ek, &row);
+			if (mine == NULL)
+			{
+				/* A token given for a claim of this transaction? */
+				XactClaim  *c = event_find_claim(ek, true);
+
+				if (c != NULL && memcmp(&c->token, &tok, sizeof(pg_uuid_t)) == 0)
+					mine = c;
+			}
+			if (mine != NULL)
+			{
+				/*
+				 * Claimed by this transaction: the row is as the claim wrote
+				 * it (we hold its row lock), no need to read it.
+				 */
+				row.found = true;
+				row.status = 'i';
+				row.locked_null = false;
+				row.locked_until = mine->locked_until;
+				row.expires_at = mine->expires_at;
+			}
+			else
+				event_lookup(ek, &row);
 			if (row.found && row.status == 'i' && !row.locked_null)
 			{
 				memcpy(cvalues, values, sizeof(Datum) * 8);

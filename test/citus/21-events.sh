@@ -50,6 +50,12 @@ SELECT status FROM idempotency.claim('$p-x', require_complete => true) \\gset
 SELECT idempotency.complete('$p-x', '{"in": "tx"}');
 COMMIT;
 SELECT CASE WHEN status = 'completed' THEN 'ok complete without token in the claiming transaction' ELSE 'FAIL tx ' || status END FROM idempotency.claim('$p-x');
+BEGIN;
+SELECT token AS tok5 FROM idempotency.claim('$p-y', lease => '1 minute', ttl => '1 hour') \\gset
+SELECT idempotency.complete('$p-y', '{"in": "tx", "token": true}', token => :'tok5');
+COMMIT;
+SELECT CASE WHEN status = 'completed' AND result = '{"in": "tx", "token": true}' AND expires_at > now() + interval '59 minutes'
+	THEN 'ok complete with the token in the claiming transaction keeps the ttl' ELSE 'FAIL tx token ' || status END FROM idempotency.claim('$p-y');
 SELECT CASE WHEN idempotency.forget('$p-m') AND NOT idempotency.forget('$p-m') AND idempotency.mark_processed('$p-m') THEN 'ok forget' ELSE 'FAIL forget' END;
 SELECT CASE WHEN idempotency.mark_processed('$p-old', ttl => '1 millisecond') THEN 'ok' END;
 SELECT status FROM idempotency.claim('$p-wait', lease => '1 hour') \\gset
