@@ -789,9 +789,10 @@ event_probe_direct_ok(Relation rel, Relation index)
 		idem_citus_table_kind(RelationGetRelid(rel)) != IDEM_CITUS_NONE ||
 		rel->rd_rel->relforcerowsecurity || rel->rd_rel->relhassubclass)
 		return false;
+	/* (an expression column has indkey 0, which matches no column below) */
 	if (ix->indrelid != RelationGetRelid(rel) || !ix->indisprimary ||
 		!ix->indisvalid || !ix->indimmediate || ix->indnatts != 3 ||
-		index->rd_indexprs != NIL || RelationGetIndexPredicate(index) != NIL)
+		RelationGetIndexPredicate(index) != NIL)
 		return false;
 	if (!event_probe_columns(RelationGetDescr(rel)))
 		return false;
@@ -811,7 +812,7 @@ event_probe_direct_ok(Relation rel, Relation index)
 static bool
 event_probe(EventKey *ek, EventRow *row)
 {
-	Oid			owner;
+	Oid			owner;			/* not needed here */
 	Oid			relid = idem_table_lookup("processed_events", false, &owner);
 	Oid			indexoid = idem_table_lookup("processed_events_pkey", true, &owner);
 	Relation	rel;

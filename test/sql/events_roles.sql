@@ -52,4 +52,32 @@ RESET ROLE;
 SELECT owner, key, status FROM idempotency.processed_events ORDER BY owner::text, key;
 DELETE FROM idempotency.processed_events;
 DROP TABLE alice_claim;
+
+-- The functions run as the table's owner, which each backend keeps in a
+-- cache: a new owner takes effect at once.  A trigger shows the role the
+-- statements run as.
+CREATE ROLE regress_ev_own1;
+CREATE ROLE regress_ev_own2;
+CREATE FUNCTION regress_ev_who() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN
+        RAISE NOTICE 'inserting as %', CASE WHEN current_user LIKE 'regress_ev_own%'
+            THEN current_user::text ELSE 'the installer' END;
+        RETURN NEW;
+    END $$;
+CREATE TRIGGER regress_ev_who BEFORE INSERT ON idempotency.processed_events
+    FOR EACH ROW EXECUTE FUNCTION regress_ev_who();
+SELECT idempotency.mark_processed('owner-change-0');
+ALTER TABLE idempotency.processed_events OWNER TO regress_ev_own1;
+ALTER SEQUENCE idempotency.processed_events_fencing_seq OWNER TO regress_ev_own1;
+SELECT idempotency.mark_processed('owner-change-1');
+ALTER TABLE idempotency.processed_events OWNER TO regress_ev_own2;
+ALTER SEQUENCE idempotency.processed_events_fencing_seq OWNER TO regress_ev_own2;
+SELECT status FROM idempotency.claim('owner-change-2');
+SELECT key, status FROM idempotency.processed_events WHERE key LIKE 'owner-change-%' ORDER BY key;
+ALTER TABLE idempotency.processed_events OWNER TO CURRENT_USER;
+ALTER SEQUENCE idempotency.processed_events_fencing_seq OWNER TO CURRENT_USER;
+DROP TRIGGER regress_ev_who ON idempotency.processed_events;
+DROP FUNCTION regress_ev_who();
+DELETE FROM idempotency.processed_events;
+DROP ROLE regress_ev_own1, regress_ev_own2;
 DROP ROLE regress_ev_admin, regress_ev_alice, regress_ev_bob;
