@@ -88,11 +88,15 @@ ALTER TABLE idempotency.processed_events
 DROP POLICY processed_events_owner ON idempotency.processed_events;
 
 -- The owner becomes the role's name: on a Citus cluster a role has a
--- different OID on every node, but the same name.  A record of a role that
--- no longer exists keeps the OID as its name (regrole's text output).
+-- different OID on every node, but the same name.  The name as the role
+-- has it (what CURRENT_USER returns), not regrole's text output, which
+-- double-quotes names such as "Billing-App".  A record of a role that no
+-- longer exists gets pg_get_userbyid()'s "unknown (OID=n)": no role can
+-- match it, as no role could match the dangling OID before.
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner DROP DEFAULT;
 ALTER TABLE idempotency.processed_events
-    ALTER COLUMN owner TYPE pg_catalog.text USING owner::pg_catalog.text;
+    ALTER COLUMN owner TYPE pg_catalog.text
+    USING pg_catalog.pg_get_userbyid(owner::pg_catalog.oid)::pg_catalog.text;
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner SET DEFAULT CURRENT_USER;
 
 CREATE POLICY processed_events_read ON idempotency.processed_events

@@ -113,7 +113,7 @@ done
 fixture=$fixtures/idempotency--0.1.0.sql
 [ -f "$fixture" ] || { idem_fail "upgrade/fixture-0.1.0"; exit 1; }
 
-sql postgres "CREATE ROLE upg_owner LOGIN; CREATE ROLE upg_app LOGIN" >/dev/null
+sql postgres "CREATE ROLE upg_owner LOGIN; CREATE ROLE upg_app LOGIN; CREATE ROLE \"Upg-Mixed\" LOGIN" >/dev/null
 
 # Every function of 0.1.0, called against 0.1.0's SQL objects by the new
 # library.  The suite checks below that each function of the fixture is
@@ -206,7 +206,7 @@ step() {
 
 dump_rows() { # DB FILE
 	sql "$1" "
-	SELECT 'events', to_jsonb(p) FROM idempotency.processed_events p ORDER BY owner::text, scope, key;
+	SELECT 'events', to_jsonb(p) FROM idempotency.processed_events p WHERE scope <> 'quoted-owner' ORDER BY owner::text, scope, key;
 	SELECT 'leases', to_jsonb(l) FROM idempotency.leases l ORDER BY key;
 	SELECT 'seq', last_value, is_called FROM idempotency.processed_events_fencing_seq;" >"$2"
 }
@@ -316,6 +316,9 @@ scenario() {
 	local lease_before
 	lease_before=$(sql "$old" "SELECT fencing_token FROM idempotency.leases WHERE key = '$name-i-lease-1'")
 	dump_rows "$old" "$work/$name-rows-before"
+	# A role whose name regrole's output double-quotes keeps its records.
+	check "$name/quoted-owner-before" t "$(as Upg-Mixed "$old" "
+		SELECT idempotency.mark_processed('$name-quoted', 'quoted-owner')")"
 
 	step "$name/update" "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" || return
 	check "$name/updated" "$default_version" \
@@ -323,6 +326,11 @@ scenario() {
 	dump_rows "$old" "$work/$name-rows-after"
 	same "$name/rows-kept" "$work/$name-rows-before" "$work/$name-rows-after"
 
+	check "$name/quoted-owner-after-update" "f|t|Upg-Mixed" "$(as Upg-Mixed "$old" "
+		SELECT idempotency.mark_processed('$name-quoted', 'quoted-owner'),
+		       idempotency.forget('$name-quoted', 'quoted-owner'),
+		       (SELECT pg_catalog.string_agg(owner::text, ',') FROM idempotency.processed_events
+		         WHERE scope = 'quoted-owner' AND key = '$name-quoted')")"
 	check "$name/claim-fencing-after-update" t "$(as "$installer" "$old" "
 		SELECT fencing_token > $before_max FROM idempotency.claim('$name-after-update', NULL, 'orders')")"
 	check "$name/lease-fencing-after-update" "acquired|t" "$(as upg_app "$old" "
@@ -353,5 +361,5 @@ scenario trusted upg_owner
 for db in upg_superuser_old upg_superuser_new upg_trusted_old upg_trusted_new; do
 	sql postgres "DROP DATABASE IF EXISTS $db" >/dev/null
 done
-sql postgres "DROP ROLE upg_owner; DROP ROLE upg_app" >/dev/null 2>&1
+sql postgres "DROP ROLE upg_owner; DROP ROLE upg_app; DROP ROLE \"Upg-Mixed\"" >/dev/null 2>&1
 exit $rc
