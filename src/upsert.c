@@ -32,6 +32,12 @@
  * rebuilt on next use.  A table dropped and re-created under the same name
  * has a new OID, hence new entries.
  *
+ * Two memos in front of the cache save the catalog lookups of a repeated
+ * call: the table of the last row type seen (re-checked after the lock:
+ * still a table, still of that row type), and, per table, which columns a
+ * set of jsonb keys names (16 direct-mapped slots, emptied for a table by
+ * its relcache invalidation, like the entries; the table is locked first).
+ *
  * SQL is generated from OIDs and attribute numbers only: the table name,
  * column names and operator names are read back from the catalogs and
  * quoted; every value is a parameter.  SPI runs as the caller (the
@@ -63,7 +69,8 @@
  * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
  * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
  * which is the statement snapshot the SELECT would take), without SPI and
- * the executor.  Everything after a miss goes through SPI, starting at the
+ * the executor.  The row found is copied once, from the buffer (formed
+ * anew only when the tuple lacks columns added since it was written).  Everything after a miss goes through SPI, starting at the
  * INSERT: the probe was the first SELECT.
  *
  * RLS: when row level security applies to the caller and the INSERT found
@@ -169,6 +176,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "common/hashfn.h"
 
 PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert);
 PG_FUNCTION_INFO_V1(idempotency_get_or_create);
@@ -277,7 +285,7 @@ typedef struct UpsertSeen
 /* An open direct probe of the arbiter index (hit path). */
 typedef struct UpsertDirect
 {
-	Relation	heap;
+	Relation	heap;			/* the caller's (locked, open) table */
 	Relation	index;
 	Snapshot	snap;
 	TupleTableSlot *slot;
@@ -290,6 +298,26 @@ typedef struct UpsertPin
 	struct UpsertEntry *entry;
 	int			level;			/* transaction nesting level when pinned */
 } UpsertPin;
+
+/*
+ * Memos of the argument handling, checked before the cache (see the
+ * header): the table of the last row type seen, and which columns a set of
+ * jsonb keys names, per table, in a few direct-mapped slots.
+ */
+#define UPSERT_COLMEMO_SLOTS		16
+#define UPSERT_COLMEMO_MAXNAMES		256
+
+typedef struct UpsertColMemo
+{
+	Oid			relid;			/* InvalidOid: empty */
+	int			len;			/* of names */
+	char		names[UPSERT_COLMEMO_MAXNAMES];	/* the keys, NUL-separated */
+	uint64		cols[UPSERT_COLWORDS];
+} UpsertColMemo;
+
+static Oid	upsert_memo_argtype = InvalidOid;
+static Oid	upsert_memo_relid = InvalidOid;
+static UpsertColMemo *upsert_colmemo = NULL;	/* [UPSERT_COLMEMO_SLOTS] */
 
 static HTAB *upsert_cache = NULL;
 static MemoryContext upsert_cache_cxt = NULL;
@@ -334,12 +362,14 @@ static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
 static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 								const char *nulls);
 static bool upsert_direct_ok(UpsertEntry *e, UpsertOp op);
-static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d);
+static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel);
 static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
 static void upsert_direct_end(UpsertDirect *d);
-static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
-								 Datum *values, Datum *row, bool *probed);
-static bool upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+static bool upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op,
+								 uint32 nullmask, Datum *values, Datum *row,
+								 bool *probed);
+static bool upsert_direct_batch(UpsertEntry *e, Relation rel, Jsonb **elems,
+								const int64 *ords, int n,
 								Datum *rows);
 static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
 static bool upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
@@ -370,6 +400,14 @@ upsert_inval_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	UpsertSlot *slot;
 
+	if (upsert_colmemo != NULL)
+	{
+		int			i;
+
+		for (i = 0; i < UPSERT_COLMEMO_SLOTS; i++)
+			if (relid == InvalidOid || upsert_colmemo[i].relid == relid)
+				upsert_colmemo[i].relid = InvalidOid;
+	}
 	if (upsert_cache == NULL)
 		return;
 	hash_seq_init(&status, upsert_cache);
@@ -397,6 +435,8 @@ upsert_init_cache(void)
 	ctl.hcxt = upsert_cache_cxt;
 	upsert_cache = hash_create("idempotency upsert cache", 64, &ctl,
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	upsert_colmemo = MemoryContextAllocZero(upsert_cache_cxt,
+											sizeof(UpsertColMemo) * UPSERT_COLMEMO_SLOTS);
 	CacheRegisterRelcacheCallback(upsert_inval_callback, (Datum) 0);
 	RegisterXactCallback(upsert_xact_callback, NULL);
 	RegisterSubXactCallback(upsert_subxact_callback, NULL);
@@ -1378,9 +1418,10 @@ upsert_direct_ok(UpsertEntry *e, UpsertOp op)
 }
 
 static void
-upsert_direct_begin(UpsertEntry *e, UpsertDirect *d)
+upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel)
 {
-	d->heap = table_open(e->relid, NoLock);	/* locked by upsert_open_table */
+	Assert(RelationGetRelid(rel) == e->relid);
+	d->heap = rel;				/* locked by upsert_open_table */
 	d->index = index_open(e->indexoid, AccessShareLock);
 	d->snap = RegisterSnapshot(GetTransactionSnapshot());
 	d->slot = table_slot_create(d->heap, NULL);
@@ -1393,6 +1434,7 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 {
 	ScanKeyData keys[INDEX_MAX_KEYS];
 	HeapTuple	tup;
+	bool		shouldfree;
 	int			i;
 
 	for (i = 0; i < e->nkeys; i++)
@@ -1404,12 +1446,21 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 	index_rescan(d->scan, keys, e->nkeys, NULL, 0);
 	if (!index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
 		return false;
-	/* all attributes, missing ones filled in; TOAST pointers inlined */
-	slot_getallattrs(d->slot);
-	tup = heap_form_tuple(d->slot->tts_tupleDescriptor, d->slot->tts_values,
-						  d->slot->tts_isnull);
-	*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
-	heap_freetuple(tup);
+	tup = ExecFetchSlotHeapTuple(d->slot, false, &shouldfree);
+	if (HeapTupleHeaderGetNatts(tup->t_data) == d->slot->tts_tupleDescriptor->natts)
+	{
+		/* one copy, straight from the buffer; TOAST pointers inlined */
+		*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+	}
+	else
+	{
+		/* a column added since: its missing value filled in */
+		slot_getallattrs(d->slot);
+		tup = heap_form_tuple(d->slot->tts_tupleDescriptor, d->slot->tts_values,
+							  d->slot->tts_isnull);
+		*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+		heap_freetuple(tup);
+	}
 	ExecClearTuple(d->slot);
 	return true;
 }
@@ -1421,12 +1472,11 @@ upsert_direct_end(UpsertDirect *d)
 	ExecDropSingleTupleTableSlot(d->slot);
 	UnregisterSnapshot(d->snap);
 	index_close(d->index, NoLock);
-	table_close(d->heap, NoLock);
 }
 
 static bool
-upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values,
-					 Datum *row, bool *probed)
+upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op, uint32 nullmask,
+					 Datum *values, Datum *row, bool *probed)
 {
 	UpsertDirect d;
 	bool		found;
@@ -1435,7 +1485,7 @@ upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values
 	if (nullmask != 0 || !upsert_direct_ok(e, op))
 		return false;
 	*probed = true;
-	upsert_direct_begin(e, &d);
+	upsert_direct_begin(e, &d, rel);
 	found = upsert_direct_fetch(e, &d, values, row);
 	upsert_direct_end(&d);
 	return found;
@@ -1447,7 +1497,7 @@ upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values
  * False when the direct path does not apply (nothing filled).
  */
 static bool
-upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+upsert_direct_batch(UpsertEntry *e, Relation rel, Jsonb **elems, const int64 *ords, int n,
 					Datum *rows)
 {
 	UpsertDirect d;
@@ -1459,7 +1509,7 @@ upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
 		return false;
 	values = palloc(sizeof(Datum) * (e->ncols + 1));
 	nulls = palloc(sizeof(char) * (e->ncols + 1));
-	upsert_direct_begin(e, &d);
+	upsert_direct_begin(e, &d, rel);
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -1714,6 +1764,22 @@ upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
 
 	if (!OidIsValid(argtype))
 		elog(ERROR, "could not determine the type of the first argument of %s", fname);
+
+	/* the table of the last row type that named one (see upsert_memo) */
+	if (argtype == upsert_memo_argtype && OidIsValid(upsert_memo_relid))
+	{
+		rel = try_relation_open(upsert_memo_relid, AccessShareLock);
+		if (rel != NULL &&
+			(rel->rd_rel->relkind == RELKIND_RELATION ||
+			 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) &&
+			rel->rd_rel->reltype == argtype)
+			return rel;
+		/* gone or changed: the full checks below say what */
+		if (rel != NULL)
+			relation_close(rel, AccessShareLock);
+		upsert_memo_argtype = InvalidOid;
+	}
+
 	relid = get_typ_typrelid(argtype);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -1744,6 +1810,8 @@ upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
+	upsert_memo_argtype = argtype;
+	upsert_memo_relid = relid;
 	return rel;
 }
 
@@ -1756,12 +1824,51 @@ upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
 	JsonbIteratorToken r;
 	bool		skip = false;
 
+	char		names[UPSERT_COLMEMO_MAXNAMES];
+	int			len = 0;
+	UpsertColMemo *memo = NULL;
+
 	memset(cols, 0, sizeof(uint64) * UPSERT_COLWORDS);
 	if (!JB_ROOT_IS_OBJECT(obj) || JB_ROOT_IS_SCALAR(obj))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("vals must be a JSON object"),
 				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+
+	/*
+	 * The same keys as a recent call on this table: the same columns (a
+	 * relcache invalidation of the table empties its memos, and the table is
+	 * locked, so every invalidation for it has been processed).
+	 */
+	upsert_init_cache();
+	it = JsonbIteratorInit(&obj->root);
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (r != WJB_KEY)
+			continue;
+		if (len < 0 || len + v.val.string.len + 1 > UPSERT_COLMEMO_MAXNAMES)
+		{
+			len = -1;			/* too long to memoize */
+			continue;
+		}
+		memcpy(names + len, v.val.string.val, v.val.string.len);
+		len += v.val.string.len;
+		names[len++] = '\0';
+	}
+	if (len > 0)
+	{
+		uint32		h = hash_bytes((const unsigned char *) names, len) ^
+			murmurhash32(RelationGetRelid(rel));
+
+		memo = &upsert_colmemo[h % UPSERT_COLMEMO_SLOTS];
+		if (memo->relid == RelationGetRelid(rel) && memo->len == len &&
+			memcmp(memo->names, names, len) == 0)
+		{
+			memcpy(cols, memo->cols, sizeof(uint64) * UPSERT_COLWORDS);
+			return;
+		}
+	}
+
 	it = JsonbIteratorInit(&obj->root);
 	while ((r = JsonbIteratorNext(&it, &v, skip)) != WJB_DONE)
 	{
@@ -1803,6 +1910,13 @@ upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("vals must name at least the key columns"),
 				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+	if (memo != NULL)
+	{
+		memo->relid = RelationGetRelid(rel);
+		memo->len = len;
+		memcpy(memo->names, names, len);
+		memcpy(memo->cols, cols, sizeof(uint64) * UPSERT_COLWORDS);
+	}
 }
 
 static void
@@ -1890,13 +2004,13 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	char	   *nulls;
 	uint32		nullmask;
 	bool		probed;
+	bool		found;
 
 	rel = upsert_call_begin(fcinfo, fname, false);
 	vals = PG_GETARG_JSONB_P(1);
 	upsert_cols_of(rel, vals, cols, fname);
 	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
 	e = upsert_entry(rel, op, cols, keycols);
-	relation_close(rel, NoLock);
 
 	values = palloc(sizeof(Datum) * (e->ncols + 1));
 	nulls = palloc(sizeof(char) * (e->ncols + 1));
@@ -1904,7 +2018,9 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	nullmask = upsert_check_keys(e, nulls);
 
 	/* the hit path needs no SPI */
-	if (upsert_direct_lookup(e, op, nullmask, values, &row, &probed))
+	found = upsert_direct_lookup(e, rel, op, nullmask, values, &row, &probed);
+	relation_close(rel, NoLock);
+	if (found)
 	{
 		upsert_unpin(e);
 		*created = false;
@@ -2104,7 +2220,7 @@ batch_run_group(UpsertBatch *b, UpsertGroup *grp)
 
 	/* rows found directly are kept in the caller's memory, like the rest */
 	spicxt = MemoryContextSwitchTo(b->callcxt);
-	grp->direct = upsert_direct_batch(e, b->elems, grp->ords, grp->n, b->rows);
+	grp->direct = upsert_direct_batch(e, b->rel, b->elems, grp->ords, grp->n, b->rows);
 	MemoryContextSwitchTo(spicxt);
 
 	for (i = 0; i < grp->n; i++)
