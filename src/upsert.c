@@ -82,16 +82,26 @@
  * go round again.
  *
  * Batches (idempotent_upsert_many) run per group of elements with the same
- * set of keys: where the direct probe applies (see the hit path) all keys
- * are probed in one index scan first; then, as set statements, a SELECT
- * joining the input (one
- * jsonb_populate_record per element, in a MATERIALIZED CTE) with the table,
- * (skipped after the direct probe), an INSERT ... SELECT DISTINCT ON (key)
- * ... ORDER BY key ON CONFLICT DO NOTHING RETURNING joined back to the
- * input, and the SELECT again for the elements still missing.  Inserting in the key order of the index's
- * operator family means two batches with overlapping keys wait for each
- * other in the same order and cannot deadlock.  Elements still missing
- * after that go through the one-row path (exact RLS and retry handling).
+ * set of keys.  Where the direct probe applies (see the hit path) and every
+ * present column's type has an array type, the set-based path: each element is
+ * converted once (jsonb_populate_record), all keys are probed in one index
+ * scan, the distinct missing keys are sorted in C by the index's ordering
+ * support function under the index's collation (first occurrence of a key
+ * wins), and one INSERT ... SELECT FROM ROWS FROM (unnest($1), ...) WITH
+ * ORDINALITY ORDER BY ordinality ON CONFLICT (key) DO NOTHING RETURNING
+ * <the table's columns> inserts them in that order; returned rows are
+ * matched to the elements by binary search on the sorted keys, and a
+ * second index scan with a fresh snapshot finds the keys that conflicted.
+ * Otherwise (RLS, column privileges, SERIALIZABLE, inheritance, NULLS NOT
+ * DISTINCT, array-typed columns) set statements: a SELECT joining the input
+ * (one jsonb_populate_record per element, in a MATERIALIZED CTE) with the
+ * table (skipped after a direct probe), an INSERT ... SELECT DISTINCT ON
+ * (key) ... ORDER BY key ON CONFLICT DO NOTHING RETURNING joined back to
+ * the input, and the SELECT again for the elements still missing.  Either
+ * way, inserting in the key order of the index's operator family means two
+ * batches with overlapping keys wait for each other in the same order and
+ * cannot deadlock.  Elements still missing after that go through the
+ * one-row path (exact RLS and retry handling).
  *
  * PostgreSQL 19's INSERT ... ON CONFLICT DO SELECT returns the conflicting
  * row from the INSERT itself; on such a server the SELECT after a conflict
@@ -141,6 +151,7 @@
 #include "locks.h"
 
 #include "access/genam.h"
+#include "access/nbtree.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
@@ -217,6 +228,7 @@ typedef enum UpsertStmt
 	STMT_MANY_SELECT,
 	STMT_MANY_INSERT,
 	STMT_PROBE,
+	STMT_MANY_UNNEST,
 	STMT_COUNT
 } UpsertStmt;
 
@@ -264,6 +276,14 @@ typedef struct UpsertEntry
 	char	  **keycoll;		/* " COLLATE x" per key, or "" */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
+	/* for the set-based batch INSERT (upsert_build_batch) */
+	bool		arrays_ok;		/* every present column has an array type */
+	Oid		   *colarray;		/* array type per present column */
+	int16	   *coltyplen;
+	bool	   *coltypbyval;
+	char	   *coltypalign;
+	FmgrInfo   *keycmp;			/* btree comparison per key ... */
+	Oid		   *keyindcoll;		/* ... under the index's collation */
 } UpsertEntry;
 
 /* Result of the RLS probe. */
@@ -343,6 +363,7 @@ static void append_key_match(StringInfo buf, UpsertEntry *e, const char *alias,
 static bool is_key(UpsertEntry *e, int colidx);
 static void append_differs(StringInfo buf, UpsertEntry *e, const char *alias);
 static void append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias);
+static void append_returning_cols(StringInfo buf, UpsertEntry *e, const char *alias);
 static Relation upsert_open_table(FunctionCallInfo fcinfo, const char *fname);
 static void upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname);
 static void upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols);
@@ -804,6 +825,21 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->indexoid = upsert_choose_index(e, rel, keycols);
 	upsert_build_keys(e, rel);
 	upsert_build_populate(e);
+
+	/* array types, for the batch INSERT's unnest() parameters */
+	e->arrays_ok = true;
+	e->colarray = palloc(sizeof(Oid) * e->ncols);
+	e->coltyplen = palloc(sizeof(int16) * e->ncols);
+	e->coltypbyval = palloc(sizeof(bool) * e->ncols);
+	e->coltypalign = palloc(sizeof(char) * e->ncols);
+	for (j = 0; j < e->ncols; j++)
+	{
+		e->colarray[j] = get_array_type(e->coltypes[j]);
+		if (!OidIsValid(e->colarray[j]))
+			e->arrays_ok = false;
+		get_typlenbyvalalign(e->coltypes[j], &e->coltyplen[j],
+							 &e->coltypbyval[j], &e->coltypalign[j]);
+	}
 	MemoryContextSwitchTo(old);
 }
 
@@ -933,6 +969,8 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	e->keylt = palloc(sizeof(char *) * e->nkeys);
 	e->keycoll = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
+	e->keycmp = palloc(sizeof(FmgrInfo) * e->nkeys);
+	e->keyindcoll = palloc(sizeof(Oid) * e->nkeys);
 	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
 	d = SysCacheGetAttr(INDEXRELID, itup, Anum_pg_index_indclass, &isnull);
 	Assert(!isnull);
@@ -949,6 +987,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 											 BTEqualStrategyNumber);
 		Oid			lt = get_opfamily_member(opfamily, opcintype, opcintype,
 											 BTLessStrategyNumber);
+		Oid			cmp;
 
 		if (!OidIsValid(eq) || !OidIsValid(lt))
 			ereport(ERROR,
@@ -958,6 +997,12 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 					 errhint("Use a btree unique index as the key of table \"%s\".", e->relmsg)));
 		e->keyeq[i] = operator_sql(eq);
 		e->keyproc[i] = get_opcode(eq);
+		cmp = get_opfamily_proc(opfamily, opcintype, opcintype, BTORDER_PROC);
+		if (!OidIsValid(cmp))
+			elog(ERROR, "missing support function %d(%u,%u) in opfamily %u",
+				 BTORDER_PROC, opcintype, opcintype, opfamily);
+		fmgr_info_cxt(cmp, &e->keycmp[i], e->cxt);
+		e->keyindcoll[i] = indcoll->values[i];
 		e->keylt[i] = operator_sql(lt);
 		/*
 		 * Compare keys under the index's collation, as ON CONFLICT and the
@@ -1135,6 +1180,22 @@ append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias)
 	}
 }
 
+/* "a.c1, a.c2, ...": every column of the table (not dropped), in order. */
+static void
+append_returning_cols(StringInfo buf, UpsertEntry *e, const char *alias)
+{
+	int			i;
+	bool		any = false;
+
+	for (i = 0; i < e->tupdesc->natts; i++)
+	{
+		if (TupleDescAttr(e->tupdesc, i)->attisdropped)
+			continue;
+		appendStringInfo(buf, "%s%s.%s", any ? ", " : "", alias, colname(e, i + 1));
+		any = true;
+	}
+}
+
 static char *
 upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 {
@@ -1235,6 +1296,32 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			appendStringInfoString(&buf, ") SELECT s.o, i.r FROM s JOIN i ON ");
 			append_batch_key_join(&buf, e, NULL);
 			break;
+		case STMT_MANY_UNNEST:
+
+			/*
+			 * $1 ... $n: one array per present column, the distinct new keys
+			 * in the index's order; inserted in that order, the table's
+			 * columns returned by name.
+			 */
+			appendStringInfo(&buf, "INSERT INTO %s AS %s (", e->relname, alias);
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%s%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
+			appendStringInfoString(&buf, ") SELECT ");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%su.v%d", j > 0 ? ", " : "", j + 1);
+			appendStringInfoString(&buf, " FROM ROWS FROM (");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%spg_catalog.unnest($%d)", j > 0 ? ", " : "", j + 1);
+			appendStringInfoString(&buf, ") WITH ORDINALITY AS u(");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "v%d, ", j + 1);
+			appendStringInfoString(&buf, "o) ORDER BY u.o ON CONFLICT (");
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+								 colname(e, e->cols[e->keyparam[i]]));
+			appendStringInfoString(&buf, ") DO NOTHING RETURNING ");
+			append_returning_cols(&buf, e, alias);
+			break;
 		default:
 			elog(ERROR, "unexpected statement %d", (int) stmt);
 	}
@@ -1259,7 +1346,12 @@ upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask, Datum *values,
 	Oid		   *argtypes;
 	int			rc;
 
-	if (stmt == STMT_MANY_SELECT || stmt == STMT_MANY_INSERT)
+	if (stmt == STMT_MANY_UNNEST)
+	{
+		argtypes = e->colarray;
+		nargs = e->ncols;
+	}
+	else if (stmt == STMT_MANY_SELECT || stmt == STMT_MANY_INSERT)
 	{
 		batchtypes[0] = JSONBOID;
 		batchtypes[1] = e->rowtype;
@@ -2200,11 +2292,262 @@ batch_check_null_keys(UpsertBatch *b)
 	}
 }
 
+/* Compare the keys of two rows of present-column values, in index order. */
+static int
+batch_cmp_keys(UpsertEntry *e, const Datum *a, const Datum *b)
+{
+	int			k;
+
+	for (k = 0; k < e->nkeys; k++)
+	{
+		int			p = e->keyparam[k];
+		int32		r = DatumGetInt32(FunctionCall2Coll(&e->keycmp[k], e->keyindcoll[k],
+														a[p], b[p]));
+
+		if (r != 0)
+			return r < 0 ? -1 : 1;
+	}
+	return 0;
+}
+
+typedef struct BatchSortArg
+{
+	UpsertEntry *e;
+	const Datum *vals;			/* n x ncols */
+} BatchSortArg;
+
+/* qsort_arg: element positions by key, then by position (input order). */
+static int
+batch_sort_cmp(const void *a, const void *b, void *arg)
+{
+	BatchSortArg *c = (BatchSortArg *) arg;
+	int			ia = *(const int *) a;
+	int			ib = *(const int *) b;
+	int			nc = c->e->ncols;
+	int			r = batch_cmp_keys(c->e, &c->vals[ia * nc], &c->vals[ib * nc]);
+
+	if (r != 0)
+		return r;
+	return (ia > ib) - (ia < ib);
+}
+
+/* Any key of this element NULL?  (Such elements take the one-row path.) */
+static bool
+batch_null_key(UpsertEntry *e, const char *nulls)
+{
+	int			k;
+
+	for (k = 0; k < e->nkeys; k++)
+		if (nulls[e->keyparam[k]] == 'n')
+			return true;
+	return false;
+}
+
 /*
- * Find or insert the rows of one group (inside SPI): direct probes where
- * they apply, then the set statements (SELECT, INSERT in key order, SELECT
- * again), then the one-row path for what is still missing (concurrent
- * deletes, RLS, triggers).
+ * Probe the elements of a group that have no row yet (pos[0 .. n-1],
+ * positions in the group) directly, with one fresh snapshot; returns how
+ * many it found.  Rows land in b->rows, in b->callcxt.
+ */
+static int
+batch_fast_probe(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
+				 const Datum *vals, const char *nulls)
+{
+	UpsertDirect d;
+	int			nc = e->ncols;
+	int			found = 0;
+	int			i;
+
+	upsert_direct_begin(e, &d, b->rel);
+	for (i = 0; i < grp->n; i++)
+	{
+		Datum	   *row = &b->rows[grp->ords[i] - 1];
+
+		CHECK_FOR_INTERRUPTS();
+		if (*row != (Datum) 0 || batch_null_key(e, &nulls[i * nc]))
+			continue;
+		if (upsert_direct_fetch(e, &d, (Datum *) &vals[i * nc], row))
+			found++;
+	}
+	upsert_direct_end(&d);
+	return found;
+}
+
+/*
+ * The set-based path of a group (inside SPI), where the direct probe
+ * applies and every present column has an array type: each element is
+ * converted once; the existing keys are found by one index scan; the
+ * distinct missing keys are sorted here in the index's order (first
+ * occurrence wins) and inserted by one INSERT ... SELECT FROM ROWS FROM
+ * (unnest(one array per column)) ORDER BY ordinality ON CONFLICT DO NOTHING RETURNING
+ * the columns; the returned rows are matched to the elements by key
+ * (binary search in the sorted keys); a second index scan with a fresh
+ * snapshot finds the keys that conflicted.  What is still missing is left
+ * to the one-row path.
+ */
+static void
+batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
+{
+	MemoryContext spicxt = MemoryContextSwitchTo(b->callcxt);
+	int			n = grp->n;
+	int			nc = e->ncols;
+	int			natts = e->tupdesc->natts;
+	Datum	   *vals = palloc(sizeof(Datum) * n * nc);
+	char	   *nulls = palloc(sizeof(char) * n * nc);
+	int		   *order = palloc(sizeof(int) * n);
+	int		   *runstart = palloc(sizeof(int) * (n + 1));
+	int			nmiss = 0;
+	int			ndistinct = 0;
+	int			found;
+	int			inserted = 0;
+	int			i,
+				j;
+	Datum	   *args;
+	Datum	   *cv;
+	bool	   *cn;
+	Datum	   *all;
+	bool	   *allnull;
+	Datum	   *rv;
+	bool	   *rn;
+	Datum	   *probe;
+	BatchSortArg sortarg;
+	uint64		k;
+
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		upsert_convert(e, b->elems[grp->ords[i] - 1], &vals[i * nc], &nulls[i * nc]);
+	}
+	found = batch_fast_probe(b, grp, e, vals, nulls);
+	idem_stats_note_n(IDEM_OC_EXISTING, found);
+
+	for (i = 0; i < n; i++)
+		if (b->rows[grp->ords[i] - 1] == (Datum) 0 && !batch_null_key(e, &nulls[i * nc]))
+			order[nmiss++] = i;
+	if (nmiss == 0)
+	{
+		MemoryContextSwitchTo(spicxt);
+		return;
+	}
+
+	/* in the index's order, so that overlapping batches cannot deadlock */
+	sortarg.e = e;
+	sortarg.vals = vals;
+	qsort_arg(order, nmiss, sizeof(int), batch_sort_cmp, &sortarg);
+	for (i = 0; i < nmiss; i++)
+		if (i == 0 || batch_cmp_keys(e, &vals[order[i - 1] * nc], &vals[order[i] * nc]) != 0)
+			runstart[ndistinct++] = i;
+	runstart[ndistinct] = nmiss;
+
+	/* one array per present column: the first element of each key */
+	args = palloc(sizeof(Datum) * nc);
+	cv = palloc(sizeof(Datum) * ndistinct);
+	cn = palloc(sizeof(bool) * ndistinct);
+	for (j = 0; j < nc; j++)
+	{
+		int			dims[1] = {ndistinct};
+		int			lbs[1] = {1};
+
+		for (i = 0; i < ndistinct; i++)
+		{
+			int			el = order[runstart[i]];
+
+			cv[i] = vals[el * nc + j];
+			cn[i] = nulls[el * nc + j] == 'n';
+		}
+		args[j] = PointerGetDatum(construct_md_array(cv, cn, 1, dims, lbs, e->coltypes[j],
+													 e->coltyplen[j], e->coltypbyval[j],
+													 e->coltypalign[j]));
+	}
+
+	MemoryContextSwitchTo(spicxt);
+	upsert_exec(e, STMT_MANY_UNNEST, 0, args, NULL, 0);
+	MemoryContextSwitchTo(b->callcxt);
+
+	/* the returned rows, matched to the elements by key */
+	all = palloc(sizeof(Datum) * natts);
+	allnull = palloc(sizeof(bool) * natts);
+	rv = palloc(sizeof(Datum) * (natts + 1));
+	rn = palloc(sizeof(bool) * (natts + 1));
+	probe = palloc(sizeof(Datum) * nc);
+	for (k = 0; k < SPI_processed; k++)
+	{
+		int			lo = 0,
+					hi = ndistinct - 1,
+					hit = -1,
+					r;
+		bool		nullkey = false;
+		HeapTuple	tup;
+		Datum		row;
+
+		heap_deform_tuple(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, rv, rn);
+		for (i = 0, r = 0; i < natts; i++)
+		{
+			if (TupleDescAttr(e->tupdesc, i)->attisdropped)
+			{
+				all[i] = (Datum) 0;
+				allnull[i] = true;
+				continue;
+			}
+			all[i] = rv[r];
+			allnull[i] = rn[r];
+			r++;
+		}
+		for (j = 0; j < e->nkeys; j++)
+		{
+			int			p = e->keyparam[j];
+
+			probe[p] = all[e->cols[p] - 1];
+			if (allnull[e->cols[p] - 1])
+				nullkey = true;
+		}
+		/* a row whose key a trigger changed matches no element */
+		if (nullkey)
+			continue;
+		while (lo <= hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+			int			c = batch_cmp_keys(e, probe, &vals[order[runstart[mid]] * nc]);
+
+			if (c == 0)
+			{
+				hit = mid;
+				break;
+			}
+			if (c < 0)
+				hi = mid - 1;
+			else
+				lo = mid + 1;
+		}
+		if (hit < 0)
+			continue;
+		tup = heap_form_tuple(e->tupdesc, all, allnull);
+		row = heap_copy_tuple_as_datum(tup, e->tupdesc);
+		heap_freetuple(tup);
+		for (i = runstart[hit]; i < runstart[hit + 1]; i++)
+		{
+			Datum	   *slot = &b->rows[grp->ords[order[i]] - 1];
+
+			if (*slot == (Datum) 0)
+			{
+				*slot = row;
+				inserted++;
+			}
+		}
+	}
+	idem_stats_note_n(IDEM_OC_INSERTED, inserted);
+
+	/* the keys that conflicted: inserted concurrently, or just missed */
+	if (inserted < nmiss)
+		idem_stats_note_n(IDEM_OC_CONFLICT, batch_fast_probe(b, grp, e, vals, nulls));
+	MemoryContextSwitchTo(spicxt);
+}
+
+/*
+ * Find or insert the rows of one group (inside SPI): the set-based path
+ * above where it applies; otherwise direct probes where they apply, then
+ * the set statements (SELECT, INSERT in key order, SELECT again).  Then the
+ * one-row path for what is still missing (concurrent deletes, RLS,
+ * triggers).
  */
 static void
 batch_run_group(UpsertBatch *b, UpsertGroup *grp)
@@ -2218,20 +2561,33 @@ batch_run_group(UpsertBatch *b, UpsertGroup *grp)
 	int			i;
 	MemoryContext spicxt;
 
-	/* rows found directly are kept in the caller's memory, like the rest */
-	spicxt = MemoryContextSwitchTo(b->callcxt);
-	grp->direct = upsert_direct_batch(e, b->rel, b->elems, grp->ords, grp->n, b->rows);
-	MemoryContextSwitchTo(spicxt);
+	if (e->arrays_ok && !e->nulls_not_distinct && upsert_direct_ok(e, UPSERT_GET))
+	{
+		batch_fast_group(b, grp, e);
+		grp->direct = true;
+		for (i = 0; i < grp->n; i++)
+			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
+				missing[nmissing++] = grp->ords[i];
+		round = 3;				/* straight to the one-row path */
+	}
+	else
+	{
+		/* rows found directly are kept in the caller's memory, like the rest */
+		spicxt = MemoryContextSwitchTo(b->callcxt);
+		grp->direct = upsert_direct_batch(e, b->rel, b->elems, grp->ords, grp->n, b->rows);
+		MemoryContextSwitchTo(spicxt);
 
-	for (i = 0; i < grp->n; i++)
-		if (b->rows[grp->ords[i] - 1] == (Datum) 0)
-			missing[nmissing++] = grp->ords[i];
-	idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
+		for (i = 0; i < grp->n; i++)
+			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
+				missing[nmissing++] = grp->ords[i];
+		idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
+		/* after the direct probe, the missing ones go straight to INSERT */
+		round = grp->direct ? 1 : 0;
+	}
 
 	args[0] = JsonbPGetDatum(b->arr);
 	args[1] = e->emptyrow;
-	/* after the direct probe, the missing ones go straight to INSERT */
-	for (round = grp->direct ? 1 : 0; round < 3 && nmissing > 0; round++)
+	for (; round < 3 && nmissing > 0; round++)
 	{
 		UpsertStmt	stmt = (round == 1) ? STMT_MANY_INSERT : STMT_MANY_SELECT;
 		uint64		k;
