@@ -32,6 +32,9 @@
  * rebuilt on next use.  A table dropped and re-created under the same name
  * has a new OID, hence new entries.
  *
+ * The hash table hashes only the table, the operation and the set bits of
+ * a key (upsert_key_hash); keys are compared whole.
+ *
  * Two memos in front of the cache save the catalog lookups of a repeated
  * call: the table of the last row type seen (re-checked after the lock:
  * still a table, still of that row type), and, per table, which columns a
@@ -440,6 +443,31 @@ upsert_inval_callback(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * Hash of a cache key: the table, the operation and the set bits only (the
+ * key is over 400 bytes, nearly all zero words, which hash_bytes would
+ * read on every call).  Equality stays memcmp of the whole key.
+ */
+static uint32
+upsert_key_hash(const void *key, Size keysize)
+{
+	const UpsertCacheKey *k = (const UpsertCacheKey *) key;
+	uint32		h = murmurhash32(k->relid) ^ (uint32) k->op;
+	int			i;
+
+	Assert(keysize == sizeof(UpsertCacheKey));
+	for (i = 0; i < UPSERT_COLWORDS; i++)
+	{
+		if (k->cols[i] != 0)
+			h = hash_combine(h, hash_bytes_uint32((uint32) i) ^
+							 hash_bytes((const unsigned char *) &k->cols[i], sizeof(uint64)));
+		if (k->keycols[i] != 0)
+			h = hash_combine(h, hash_bytes_uint32((uint32) (i + UPSERT_COLWORDS)) ^
+							 hash_bytes((const unsigned char *) &k->keycols[i], sizeof(uint64)));
+	}
+	return h;
+}
+
 static void
 upsert_init_cache(void)
 {
@@ -453,9 +481,10 @@ upsert_init_cache(void)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(UpsertCacheKey);
 	ctl.entrysize = sizeof(UpsertSlot);
+	ctl.hash = upsert_key_hash;
 	ctl.hcxt = upsert_cache_cxt;
 	upsert_cache = hash_create("idempotency upsert cache", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+							   HASH_ELEM | HASH_FUNCTION | HASH_CONTEXT);
 	upsert_colmemo = MemoryContextAllocZero(upsert_cache_cxt,
 											sizeof(UpsertColMemo) * UPSERT_COLMEMO_SLOTS);
 	CacheRegisterRelcacheCallback(upsert_inval_callback, (Datum) 0);
