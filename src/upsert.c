@@ -13,7 +13,10 @@
  * cached metadata, so that every invalidation message for it has been
  * processed when we trust the cache.
  *
- * Values come as a jsonb object.  They are converted by calling the server's
+ * Values come as a jsonb object.  Where every column given is of type text
+ * and every value a JSON string or null, they are taken as they are (what
+ * jsonb_populate_record's textin would make of them); otherwise they are
+ * converted by calling the server's
  * own jsonb_populate_record (so the conversion is exactly that function's:
  * domains, arrays, nested composites, enums ...) with a non-null "default"
  * record whose fields are all NULL: with a non-null default,
@@ -285,6 +288,7 @@ typedef struct UpsertEntry
 	int16	   *coltyplen;
 	bool	   *coltypbyval;
 	char	   *coltypalign;
+	bool		alltext;		/* every present column is of type text */
 	FmgrInfo   *keycmp;			/* btree comparison per key ... */
 	Oid		   *keyindcoll;		/* ... under the index's collation */
 } UpsertEntry;
@@ -854,6 +858,11 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->indexoid = upsert_choose_index(e, rel, keycols);
 	upsert_build_keys(e, rel);
 	upsert_build_populate(e);
+
+	e->alltext = true;
+	for (j = 0; j < e->ncols; j++)
+		if (e->coltypes[j] != TEXTOID)
+			e->alltext = false;
 
 	/* array types, for the batch INSERT's unnest() parameters */
 	e->arrays_ok = true;
@@ -1462,6 +1471,48 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 }
 
 /*
+ * Where every present column is of type text and every value a JSON string
+ * or null, what jsonb_populate_record makes of them without it: a string's
+ * text (the server's textin of it), null's NULL.  False (values undefined)
+ * otherwise.
+ */
+static bool
+upsert_convert_text(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
+{
+	int			j;
+
+	if (!e->alltext)
+		return false;
+	for (j = 0; j < e->ncols; j++)
+	{
+		const char *name = NameStr(TupleDescAttr(e->tupdesc, e->cols[j] - 1)->attname);
+		JsonbValue	kv;
+		JsonbValue *v;
+
+		kv.type = jbvString;
+		kv.val.string.val = (char *) name;
+		kv.val.string.len = strlen(name);
+		v = findJsonbValueFromContainer(&vals->root, JB_FOBJECT, &kv);
+		if (v == NULL)
+			return false;
+		if (v->type == jbvNull)
+		{
+			values[j] = (Datum) 0;
+			nulls[j] = 'n';
+		}
+		else if (v->type == jbvString)
+		{
+			values[j] = PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+																  v->val.string.len));
+			nulls[j] = ' ';
+		}
+		else
+			return false;
+	}
+	return true;
+}
+
+/*
  * Convert vals with jsonb_populate_record; values/nulls per present column
  * (SPI convention: ' ' or 'n').
  */
@@ -1471,10 +1522,14 @@ upsert_convert(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
 	Datum		row;
 	HeapTupleHeader th;
 	HeapTupleData tup;
-	Datum	   *all = palloc(sizeof(Datum) * e->tupdesc->natts);
-	bool	   *allnull = palloc(sizeof(bool) * e->tupdesc->natts);
+	Datum	   *all;
+	bool	   *allnull;
 	int			j;
 
+	if (upsert_convert_text(e, vals, values, nulls))
+		return;
+	all = palloc(sizeof(Datum) * e->tupdesc->natts);
+	allnull = palloc(sizeof(bool) * e->tupdesc->natts);
 	row = FunctionCall2(&e->populate, e->emptyrow, JsonbPGetDatum(vals));
 	th = DatumGetHeapTupleHeader(row);
 	tup.t_len = HeapTupleHeaderGetDatumLength(th);

@@ -138,6 +138,19 @@ SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "arr": "nope"}')
 SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "n": 123456789012}');
 SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "nn": null}');
 SELECT count(*) FROM typed;
+-- all-text columns are converted without jsonb_populate_record when every
+-- value is a JSON string or null; the same values as it gives, and other
+-- JSON values (number, boolean, object, array) still go through it
+CREATE TABLE texts (k text PRIMARY KEY, a text, b text);
+SELECT r.k, r.a, r.b, p.a = r.a AND p.b IS NOT DISTINCT FROM r.b AS same_as_populate_record
+  FROM (VALUES ('{"k": "s1", "a": "caf\u00e9 \"q\" \\ \n", "b": null}'::jsonb),
+               ('{"k": "s2", "a": 5.50, "b": "x"}'), ('{"k": "s3", "a": true, "b": {"o": [1]}}'),
+               ('{"k": "s4", "a": [1, "two"], "b": ""}')) AS v(j),
+       LATERAL idempotency.idempotent_upsert(NULL::texts, v.j) AS r,
+       LATERAL jsonb_populate_record(NULL::texts, v.j) AS p;
+SELECT k, a, b FROM idempotency.idempotent_upsert_many(NULL::texts,
+    '[{"k": "s1", "a": "other"}, {"k": "m1", "a": "new", "b": null}, {"k": "m2", "a": 7, "b": "n"}]');
+DROP TABLE texts;
 
 ---------------------------------------------------------------------------
 -- serial, identity, generated columns
