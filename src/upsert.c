@@ -16,8 +16,8 @@
  * Values come as a jsonb object.  Where every column given is of type text
  * and every value a JSON string or null, they are taken as they are (what
  * jsonb_populate_record's textin would make of them); otherwise they are
- * converted by calling the server's
- * own jsonb_populate_record (so the conversion is exactly that function's:
+ * converted by calling the server's own jsonb_populate_record (so the
+ * conversion is exactly that function's:
  * domains, arrays, nested composites, enums ...) with a non-null "default"
  * record whose fields are all NULL: with a non-null default,
  * jsonb_populate_record leaves absent keys alone instead of running a NULL
@@ -76,8 +76,9 @@
  * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
  * which is the statement snapshot the SELECT would take), without SPI and
  * the executor.  The row found is copied once, from the buffer (formed
- * anew only when the tuple lacks columns added since it was written).  Everything after a miss goes through SPI, starting at the
- * INSERT: the probe was the first SELECT.
+ * anew only when the tuple lacks columns added since it was written).
+ * Everything after a miss goes through SPI, starting at the INSERT: the
+ * probe was the first SELECT.
  *
  * RLS: when row level security applies to the caller and the INSERT found
  * a conflict, we look the key up with RLS off (as the table owner, with
@@ -89,8 +90,8 @@
  *
  * Batches (idempotent_upsert_many) run per group of elements with the same
  * set of keys.  Where the direct probe applies (see the hit path) and every
- * present column's type has an array type, the set-based path: each element is
- * converted once (jsonb_populate_record), all keys are probed in one index
+ * present column's type has an array type, the set-based path: each
+ * element is converted once (as above), all keys are probed in one index
  * scan, the distinct missing keys are sorted in C by the index's ordering
  * support function under the index's collation (first occurrence of a key
  * wins), and one INSERT ... SELECT FROM ROWS FROM (unnest($1), ...) WITH
@@ -282,13 +283,13 @@ typedef struct UpsertEntry
 	char	  **keycoll;		/* " COLLATE x" per key, or "" */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
-	/* for the set-based batch INSERT (upsert_build_batch) */
+	bool		alltext;		/* every present column is of type text */
+	/* for the set-based batch path (batch_fast_group) */
 	bool		arrays_ok;		/* every present column has an array type */
 	Oid		   *colarray;		/* array type per present column */
 	int16	   *coltyplen;
 	bool	   *coltypbyval;
 	char	   *coltypalign;
-	bool		alltext;		/* every present column is of type text */
 	FmgrInfo   *keycmp;			/* btree comparison per key ... */
 	Oid		   *keyindcoll;		/* ... under the index's collation */
 } UpsertEntry;
