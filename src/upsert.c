@@ -13,8 +13,11 @@
  * cached metadata, so that every invalidation message for it has been
  * processed when we trust the cache.
  *
- * Values come as a jsonb object.  They are converted by calling the server's
- * own jsonb_populate_record (so the conversion is exactly that function's:
+ * Values come as a jsonb object.  Where every column given is of type text
+ * and every value a JSON string or null, they are taken as they are (what
+ * jsonb_populate_record's textin would make of them); otherwise they are
+ * converted by calling the server's own jsonb_populate_record (so the
+ * conversion is exactly that function's:
  * domains, arrays, nested composites, enums ...) with a non-null "default"
  * record whose fields are all NULL: with a non-null default,
  * jsonb_populate_record leaves absent keys alone instead of running a NULL
@@ -31,6 +34,15 @@
  * invalid entry, or one with a plan that SPI_plan_is_valid() rejects, is
  * rebuilt on next use.  A table dropped and re-created under the same name
  * has a new OID, hence new entries.
+ *
+ * The hash table hashes only the table, the operation and the set bits of
+ * a key (upsert_key_hash); keys are compared whole.
+ *
+ * Two memos in front of the cache save the catalog lookups of a repeated
+ * call: the table of the last row type seen (re-checked after the lock:
+ * still a table, still of that row type), and, per table, which columns a
+ * set of jsonb keys names (16 direct-mapped slots, emptied for a table by
+ * its relcache invalidation, like the entries; the table is locked first).
  *
  * SQL is generated from OIDs and attribute numbers only: the table name,
  * column names and operator names are read back from the catalogs and
@@ -64,8 +76,10 @@
  * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
  * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
  * which is the statement snapshot the SELECT would take), without SPI and
- * the executor.  Everything after a miss goes through SPI, starting at the
- * INSERT: the probe was the first SELECT.
+ * the executor.  The row found is copied once, from the buffer (formed
+ * anew only when the tuple lacks columns added since it was written).
+ * Everything after a miss goes through SPI, starting at the INSERT: the
+ * probe was the first SELECT.
  *
  * RLS: when row level security applies to the caller and the INSERT found
  * a conflict, we look the key up with RLS off (as the table owner, with
@@ -76,16 +90,26 @@
  * go round again.
  *
  * Batches (idempotent_upsert_many) run per group of elements with the same
- * set of keys: where the direct probe applies (see the hit path) all keys
- * are probed in one index scan first; then, as set statements, a SELECT
- * joining the input (one
- * jsonb_populate_record per element, in a MATERIALIZED CTE) with the table,
- * (skipped after the direct probe), an INSERT ... SELECT DISTINCT ON (key)
- * ... ORDER BY key ON CONFLICT DO NOTHING RETURNING joined back to the
- * input, and the SELECT again for the elements still missing.  Inserting in the key order of the index's
- * operator family means two batches with overlapping keys wait for each
- * other in the same order and cannot deadlock.  Elements still missing
- * after that go through the one-row path (exact RLS and retry handling).
+ * set of keys.  Where the direct probe applies (see the hit path) and every
+ * present column's type has an array type, the set-based path: each
+ * element is converted once (as above), all keys are probed in one index
+ * scan, the distinct missing keys are sorted in C by the index's ordering
+ * support function under the index's collation (first occurrence of a key
+ * wins), and one INSERT ... SELECT FROM ROWS FROM (unnest($1), ...) WITH
+ * ORDINALITY ORDER BY ordinality ON CONFLICT (key) DO NOTHING RETURNING
+ * <the table's columns> inserts them in that order; returned rows are
+ * matched to the elements by binary search on the sorted keys, and a
+ * second index scan with a fresh snapshot finds the keys that conflicted.
+ * Otherwise (RLS, column privileges, SERIALIZABLE, inheritance, NULLS NOT
+ * DISTINCT, array-typed columns) set statements: a SELECT joining the input
+ * (one jsonb_populate_record per element, in a MATERIALIZED CTE) with the
+ * table (skipped after a direct probe), an INSERT ... SELECT DISTINCT ON
+ * (key) ... ORDER BY key ON CONFLICT DO NOTHING RETURNING joined back to
+ * the input, and the SELECT again for the elements still missing.  Either
+ * way, inserting in the key order of the index's operator family means two
+ * batches with overlapping keys wait for each other in the same order and
+ * cannot deadlock.  Elements still missing after that go through the
+ * one-row path (exact RLS and retry handling).
  *
  * Citus.  Whether the table is one Citus manages (a Citus local,
  * reference or distributed table: idem_citus_table_kind(), src/citus.c) is
@@ -154,6 +178,7 @@
 #include "locks.h"
 
 #include "access/genam.h"
+#include "access/nbtree.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
@@ -190,6 +215,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "common/hashfn.h"
 
 PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert);
 PG_FUNCTION_INFO_V1(idempotency_get_or_create);
@@ -231,6 +257,7 @@ typedef enum UpsertStmt
 	STMT_MANY_INSERT,
 	STMT_PROBE,
 	STMT_MANY_ORDER,
+	STMT_MANY_UNNEST,
 	STMT_COUNT
 } UpsertStmt;
 
@@ -281,6 +308,15 @@ typedef struct UpsertEntry
 	char	  **keycoll;		/* " COLLATE x" per key, or "" */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
+	bool		alltext;		/* every present column is of type text */
+	/* for the set-based batch path (batch_fast_group) */
+	bool		arrays_ok;		/* every present column has an array type */
+	Oid		   *colarray;		/* array type per present column */
+	int16	   *coltyplen;
+	bool	   *coltypbyval;
+	char	   *coltypalign;
+	FmgrInfo   *keycmp;			/* btree comparison per key ... */
+	Oid		   *keyindcoll;		/* ... under the index's collation */
 } UpsertEntry;
 
 /* Result of the RLS probe. */
@@ -302,7 +338,7 @@ typedef struct UpsertSeen
 /* An open direct probe of the arbiter index (hit path). */
 typedef struct UpsertDirect
 {
-	Relation	heap;
+	Relation	heap;			/* the caller's (locked, open) table */
 	Relation	index;
 	Snapshot	snap;
 	TupleTableSlot *slot;
@@ -315,6 +351,26 @@ typedef struct UpsertPin
 	struct UpsertEntry *entry;
 	int			level;			/* transaction nesting level when pinned */
 } UpsertPin;
+
+/*
+ * Memos of the argument handling, checked before the cache (see the
+ * header): the table of the last row type seen, and which columns a set of
+ * jsonb keys names, per table, in a few direct-mapped slots.
+ */
+#define UPSERT_COLMEMO_SLOTS		16
+#define UPSERT_COLMEMO_MAXNAMES		256
+
+typedef struct UpsertColMemo
+{
+	Oid			relid;			/* InvalidOid: empty */
+	int			len;			/* of names */
+	char		names[UPSERT_COLMEMO_MAXNAMES];	/* the keys, NUL-separated */
+	uint64		cols[UPSERT_COLWORDS];
+} UpsertColMemo;
+
+static Oid	upsert_memo_argtype = InvalidOid;
+static Oid	upsert_memo_relid = InvalidOid;
+static UpsertColMemo *upsert_colmemo = NULL;	/* [UPSERT_COLMEMO_SLOTS] */
 
 static HTAB *upsert_cache = NULL;
 static MemoryContext upsert_cache_cxt = NULL;
@@ -340,6 +396,7 @@ static void append_key_match(StringInfo buf, UpsertEntry *e, const char *alias,
 static bool is_key(UpsertEntry *e, int colidx);
 static void append_differs(StringInfo buf, UpsertEntry *e, const char *alias);
 static void append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias);
+static void append_returning_cols(StringInfo buf, UpsertEntry *e, const char *alias);
 static Relation upsert_open_table(FunctionCallInfo fcinfo, const char *fname);
 static void upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname);
 static void upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols);
@@ -363,12 +420,14 @@ static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
 static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 								const char *nulls);
 static bool upsert_direct_ok(UpsertEntry *e, UpsertOp op);
-static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d);
+static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel);
 static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
 static void upsert_direct_end(UpsertDirect *d);
-static bool upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask,
-								 Datum *values, Datum *row, bool *probed);
-static bool upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+static bool upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op,
+								 uint32 nullmask, Datum *values, Datum *row,
+								 bool *probed);
+static bool upsert_direct_batch(UpsertEntry *e, Relation rel, Jsonb **elems,
+								const int64 *ords, int n,
 								Datum *rows);
 static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created);
 static bool upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
@@ -401,6 +460,14 @@ upsert_inval_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	UpsertSlot *slot;
 
+	if (upsert_colmemo != NULL)
+	{
+		int			i;
+
+		for (i = 0; i < UPSERT_COLMEMO_SLOTS; i++)
+			if (relid == InvalidOid || upsert_colmemo[i].relid == relid)
+				upsert_colmemo[i].relid = InvalidOid;
+	}
 	if (upsert_cache == NULL)
 		return;
 	hash_seq_init(&status, upsert_cache);
@@ -410,6 +477,31 @@ upsert_inval_callback(Datum arg, Oid relid)
 			(relid == InvalidOid || slot->entry->relid == relid))
 			slot->entry->valid = false;
 	}
+}
+
+/*
+ * Hash of a cache key: the table, the operation and the set bits only (the
+ * key is over 400 bytes, nearly all zero words, which hash_bytes would
+ * read on every call).  Equality stays memcmp of the whole key.
+ */
+static uint32
+upsert_key_hash(const void *key, Size keysize)
+{
+	const UpsertCacheKey *k = (const UpsertCacheKey *) key;
+	uint32		h = murmurhash32(k->relid) ^ (uint32) k->op;
+	int			i;
+
+	Assert(keysize == sizeof(UpsertCacheKey));
+	for (i = 0; i < UPSERT_COLWORDS; i++)
+	{
+		if (k->cols[i] != 0)
+			h = hash_combine(h, hash_bytes_uint32((uint32) i) ^
+							 hash_bytes((const unsigned char *) &k->cols[i], sizeof(uint64)));
+		if (k->keycols[i] != 0)
+			h = hash_combine(h, hash_bytes_uint32((uint32) (i + UPSERT_COLWORDS)) ^
+							 hash_bytes((const unsigned char *) &k->keycols[i], sizeof(uint64)));
+	}
+	return h;
 }
 
 static void
@@ -425,9 +517,12 @@ upsert_init_cache(void)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(UpsertCacheKey);
 	ctl.entrysize = sizeof(UpsertSlot);
+	ctl.hash = upsert_key_hash;
 	ctl.hcxt = upsert_cache_cxt;
 	upsert_cache = hash_create("idempotency upsert cache", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+							   HASH_ELEM | HASH_FUNCTION | HASH_CONTEXT);
+	upsert_colmemo = MemoryContextAllocZero(upsert_cache_cxt,
+											sizeof(UpsertColMemo) * UPSERT_COLMEMO_SLOTS);
 	CacheRegisterRelcacheCallback(upsert_inval_callback, (Datum) 0);
 	RegisterXactCallback(upsert_xact_callback, NULL);
 	RegisterSubXactCallback(upsert_subxact_callback, NULL);
@@ -796,6 +891,26 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->indexoid = upsert_choose_index(e, rel, keycols);
 	upsert_build_keys(e, rel);
 	upsert_build_populate(e);
+
+	e->alltext = true;
+	for (j = 0; j < e->ncols; j++)
+		if (e->coltypes[j] != TEXTOID)
+			e->alltext = false;
+
+	/* array types, for the batch INSERT's unnest() parameters */
+	e->arrays_ok = true;
+	e->colarray = palloc(sizeof(Oid) * e->ncols);
+	e->coltyplen = palloc(sizeof(int16) * e->ncols);
+	e->coltypbyval = palloc(sizeof(bool) * e->ncols);
+	e->coltypalign = palloc(sizeof(char) * e->ncols);
+	for (j = 0; j < e->ncols; j++)
+	{
+		e->colarray[j] = get_array_type(e->coltypes[j]);
+		if (!OidIsValid(e->colarray[j]))
+			e->arrays_ok = false;
+		get_typlenbyvalalign(e->coltypes[j], &e->coltyplen[j],
+							 &e->coltypbyval[j], &e->coltypalign[j]);
+	}
 	MemoryContextSwitchTo(old);
 }
 
@@ -925,6 +1040,8 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	e->keylt = palloc(sizeof(char *) * e->nkeys);
 	e->keycoll = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
+	e->keycmp = palloc(sizeof(FmgrInfo) * e->nkeys);
+	e->keyindcoll = palloc(sizeof(Oid) * e->nkeys);
 	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
 	d = SysCacheGetAttr(INDEXRELID, itup, Anum_pg_index_indclass, &isnull);
 	Assert(!isnull);
@@ -941,6 +1058,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 											 BTEqualStrategyNumber);
 		Oid			lt = get_opfamily_member(opfamily, opcintype, opcintype,
 											 BTLessStrategyNumber);
+		Oid			cmp;
 
 		if (!OidIsValid(eq) || !OidIsValid(lt))
 			ereport(ERROR,
@@ -950,6 +1068,12 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 					 errhint("Use a btree unique index as the key of table \"%s\".", e->relmsg)));
 		e->keyeq[i] = operator_sql(eq);
 		e->keyproc[i] = get_opcode(eq);
+		cmp = get_opfamily_proc(opfamily, opcintype, opcintype, BTORDER_PROC);
+		if (!OidIsValid(cmp))
+			elog(ERROR, "missing support function %d(%u,%u) in opfamily %u",
+				 BTORDER_PROC, opcintype, opcintype, opfamily);
+		fmgr_info_cxt(cmp, &e->keycmp[i], e->cxt);
+		e->keyindcoll[i] = indcoll->values[i];
 		e->keylt[i] = operator_sql(lt);
 		/*
 		 * Compare keys under the index's collation, as ON CONFLICT and the
@@ -1256,6 +1380,22 @@ append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias)
 	}
 }
 
+/* "a.c1, a.c2, ...": every column of the table (not dropped), in order. */
+static void
+append_returning_cols(StringInfo buf, UpsertEntry *e, const char *alias)
+{
+	int			i;
+	bool		any = false;
+
+	for (i = 0; i < e->tupdesc->natts; i++)
+	{
+		if (TupleDescAttr(e->tupdesc, i)->attisdropped)
+			continue;
+		appendStringInfo(buf, "%s%s.%s", any ? ", " : "", alias, colname(e, i + 1));
+		any = true;
+	}
+}
+
 static char *
 upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 {
@@ -1373,6 +1513,32 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			appendStringInfoString(&buf, ") SELECT s.o, i.r FROM s JOIN i ON ");
 			append_batch_key_join(&buf, e, NULL);
 			break;
+		case STMT_MANY_UNNEST:
+
+			/*
+			 * $1 ... $n: one array per present column, the distinct new keys
+			 * in the index's order; inserted in that order, the table's
+			 * columns returned by name.
+			 */
+			appendStringInfo(&buf, "INSERT INTO %s AS %s (", e->relname, alias);
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%s%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
+			appendStringInfoString(&buf, ") SELECT ");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%su.v%d", j > 0 ? ", " : "", j + 1);
+			appendStringInfoString(&buf, " FROM ROWS FROM (");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "%spg_catalog.unnest($%d)", j > 0 ? ", " : "", j + 1);
+			appendStringInfoString(&buf, ") WITH ORDINALITY AS u(");
+			for (j = 0; j < e->ncols; j++)
+				appendStringInfo(&buf, "v%d, ", j + 1);
+			appendStringInfoString(&buf, "o) ORDER BY u.o ON CONFLICT (");
+			for (i = 0; i < e->nkeys; i++)
+				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+								 colname(e, e->cols[e->keyparam[i]]));
+			appendStringInfoString(&buf, ") DO NOTHING RETURNING ");
+			append_returning_cols(&buf, e, alias);
+			break;
 		default:
 			elog(ERROR, "unexpected statement %d", (int) stmt);
 	}
@@ -1397,8 +1563,13 @@ upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask, Datum *values,
 	Oid		   *argtypes;
 	int			rc;
 
-	if (stmt == STMT_MANY_SELECT || stmt == STMT_MANY_INSERT ||
-		stmt == STMT_MANY_ORDER)
+	if (stmt == STMT_MANY_UNNEST)
+	{
+		argtypes = e->colarray;
+		nargs = e->ncols;
+	}
+	else if (stmt == STMT_MANY_SELECT || stmt == STMT_MANY_INSERT ||
+			 stmt == STMT_MANY_ORDER)
 	{
 		batchtypes[0] = JSONBOID;
 		batchtypes[1] = e->rowtype;
@@ -1480,6 +1651,48 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 }
 
 /*
+ * Where every present column is of type text and every value a JSON string
+ * or null, what jsonb_populate_record makes of them without it: a string's
+ * text (the server's textin of it), null's NULL.  False (values undefined)
+ * otherwise.
+ */
+static bool
+upsert_convert_text(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
+{
+	int			j;
+
+	if (!e->alltext)
+		return false;
+	for (j = 0; j < e->ncols; j++)
+	{
+		const char *name = NameStr(TupleDescAttr(e->tupdesc, e->cols[j] - 1)->attname);
+		JsonbValue	kv;
+		JsonbValue *v;
+
+		kv.type = jbvString;
+		kv.val.string.val = (char *) name;
+		kv.val.string.len = strlen(name);
+		v = findJsonbValueFromContainer(&vals->root, JB_FOBJECT, &kv);
+		if (v == NULL)
+			return false;
+		if (v->type == jbvNull)
+		{
+			values[j] = (Datum) 0;
+			nulls[j] = 'n';
+		}
+		else if (v->type == jbvString)
+		{
+			values[j] = PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+																  v->val.string.len));
+			nulls[j] = ' ';
+		}
+		else
+			return false;
+	}
+	return true;
+}
+
+/*
  * Convert vals with jsonb_populate_record; values/nulls per present column
  * (SPI convention: ' ' or 'n').
  */
@@ -1489,10 +1702,14 @@ upsert_convert(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
 	Datum		row;
 	HeapTupleHeader th;
 	HeapTupleData tup;
-	Datum	   *all = palloc(sizeof(Datum) * e->tupdesc->natts);
-	bool	   *allnull = palloc(sizeof(bool) * e->tupdesc->natts);
+	Datum	   *all;
+	bool	   *allnull;
 	int			j;
 
+	if (upsert_convert_text(e, vals, values, nulls))
+		return;
+	all = palloc(sizeof(Datum) * e->tupdesc->natts);
+	allnull = palloc(sizeof(bool) * e->tupdesc->natts);
 	row = FunctionCall2(&e->populate, e->emptyrow, JsonbPGetDatum(vals));
 	th = DatumGetHeapTupleHeader(row);
 	tup.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -1557,9 +1774,10 @@ upsert_direct_ok(UpsertEntry *e, UpsertOp op)
 }
 
 static void
-upsert_direct_begin(UpsertEntry *e, UpsertDirect *d)
+upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel)
 {
-	d->heap = table_open(e->relid, NoLock);	/* locked by upsert_open_table */
+	Assert(RelationGetRelid(rel) == e->relid);
+	d->heap = rel;				/* locked by upsert_open_table */
 	d->index = index_open(e->indexoid, AccessShareLock);
 	d->snap = RegisterSnapshot(GetTransactionSnapshot());
 	d->slot = table_slot_create(d->heap, NULL);
@@ -1572,6 +1790,7 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 {
 	ScanKeyData keys[INDEX_MAX_KEYS];
 	HeapTuple	tup;
+	bool		shouldfree;
 	int			i;
 
 	for (i = 0; i < e->nkeys; i++)
@@ -1583,12 +1802,21 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 	index_rescan(d->scan, keys, e->nkeys, NULL, 0);
 	if (!index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
 		return false;
-	/* all attributes, missing ones filled in; TOAST pointers inlined */
-	slot_getallattrs(d->slot);
-	tup = heap_form_tuple(d->slot->tts_tupleDescriptor, d->slot->tts_values,
-						  d->slot->tts_isnull);
-	*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
-	heap_freetuple(tup);
+	tup = ExecFetchSlotHeapTuple(d->slot, false, &shouldfree);
+	if (HeapTupleHeaderGetNatts(tup->t_data) == d->slot->tts_tupleDescriptor->natts)
+	{
+		/* one copy, straight from the buffer; TOAST pointers inlined */
+		*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+	}
+	else
+	{
+		/* a column added since: its missing value filled in */
+		slot_getallattrs(d->slot);
+		tup = heap_form_tuple(d->slot->tts_tupleDescriptor, d->slot->tts_values,
+							  d->slot->tts_isnull);
+		*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+		heap_freetuple(tup);
+	}
 	ExecClearTuple(d->slot);
 	return true;
 }
@@ -1600,12 +1828,11 @@ upsert_direct_end(UpsertDirect *d)
 	ExecDropSingleTupleTableSlot(d->slot);
 	UnregisterSnapshot(d->snap);
 	index_close(d->index, NoLock);
-	table_close(d->heap, NoLock);
 }
 
 static bool
-upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values,
-					 Datum *row, bool *probed)
+upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op, uint32 nullmask,
+					 Datum *values, Datum *row, bool *probed)
 {
 	UpsertDirect d;
 	bool		found;
@@ -1614,7 +1841,7 @@ upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values
 	if (nullmask != 0 || !upsert_direct_ok(e, op))
 		return false;
 	*probed = true;
-	upsert_direct_begin(e, &d);
+	upsert_direct_begin(e, &d, rel);
 	found = upsert_direct_fetch(e, &d, values, row);
 	upsert_direct_end(&d);
 	return found;
@@ -1626,7 +1853,7 @@ upsert_direct_lookup(UpsertEntry *e, UpsertOp op, uint32 nullmask, Datum *values
  * False when the direct path does not apply (nothing filled).
  */
 static bool
-upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
+upsert_direct_batch(UpsertEntry *e, Relation rel, Jsonb **elems, const int64 *ords, int n,
 					Datum *rows)
 {
 	UpsertDirect d;
@@ -1638,7 +1865,7 @@ upsert_direct_batch(UpsertEntry *e, Jsonb **elems, const int64 *ords, int n,
 		return false;
 	values = palloc(sizeof(Datum) * (e->ncols + 1));
 	nulls = palloc(sizeof(char) * (e->ncols + 1));
-	upsert_direct_begin(e, &d);
+	upsert_direct_begin(e, &d, rel);
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -1894,6 +2121,22 @@ upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
 
 	if (!OidIsValid(argtype))
 		elog(ERROR, "could not determine the type of the first argument of %s", fname);
+
+	/* the table of the last row type that named one (see upsert_memo) */
+	if (argtype == upsert_memo_argtype && OidIsValid(upsert_memo_relid))
+	{
+		rel = try_relation_open(upsert_memo_relid, AccessShareLock);
+		if (rel != NULL &&
+			(rel->rd_rel->relkind == RELKIND_RELATION ||
+			 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) &&
+			rel->rd_rel->reltype == argtype)
+			return rel;
+		/* gone or changed: the full checks below say what */
+		if (rel != NULL)
+			relation_close(rel, AccessShareLock);
+		upsert_memo_argtype = InvalidOid;
+	}
+
 	relid = get_typ_typrelid(argtype);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -1924,6 +2167,8 @@ upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
+	upsert_memo_argtype = argtype;
+	upsert_memo_relid = relid;
 	return rel;
 }
 
@@ -1936,12 +2181,51 @@ upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
 	JsonbIteratorToken r;
 	bool		skip = false;
 
+	char		names[UPSERT_COLMEMO_MAXNAMES];
+	int			len = 0;
+	UpsertColMemo *memo = NULL;
+
 	memset(cols, 0, sizeof(uint64) * UPSERT_COLWORDS);
 	if (!JB_ROOT_IS_OBJECT(obj) || JB_ROOT_IS_SCALAR(obj))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("vals must be a JSON object"),
 				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+
+	/*
+	 * The same keys as a recent call on this table: the same columns (a
+	 * relcache invalidation of the table empties its memos, and the table is
+	 * locked, so every invalidation for it has been processed).
+	 */
+	upsert_init_cache();
+	it = JsonbIteratorInit(&obj->root);
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (r != WJB_KEY)
+			continue;
+		if (len < 0 || len + v.val.string.len + 1 > UPSERT_COLMEMO_MAXNAMES)
+		{
+			len = -1;			/* too long to memoize */
+			continue;
+		}
+		memcpy(names + len, v.val.string.val, v.val.string.len);
+		len += v.val.string.len;
+		names[len++] = '\0';
+	}
+	if (len > 0)
+	{
+		uint32		h = hash_bytes((const unsigned char *) names, len) ^
+			murmurhash32(RelationGetRelid(rel));
+
+		memo = &upsert_colmemo[h % UPSERT_COLMEMO_SLOTS];
+		if (memo->relid == RelationGetRelid(rel) && memo->len == len &&
+			memcmp(memo->names, names, len) == 0)
+		{
+			memcpy(cols, memo->cols, sizeof(uint64) * UPSERT_COLWORDS);
+			return;
+		}
+	}
+
 	it = JsonbIteratorInit(&obj->root);
 	while ((r = JsonbIteratorNext(&it, &v, skip)) != WJB_DONE)
 	{
@@ -1983,6 +2267,13 @@ upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("vals must name at least the key columns"),
 				 errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
+	if (memo != NULL)
+	{
+		memo->relid = RelationGetRelid(rel);
+		memo->len = len;
+		memcpy(memo->names, names, len);
+		memcpy(memo->cols, cols, sizeof(uint64) * UPSERT_COLWORDS);
+	}
 }
 
 static void
@@ -2070,13 +2361,13 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	char	   *nulls;
 	uint32		nullmask;
 	bool		probed;
+	bool		found;
 
 	rel = upsert_call_begin(fcinfo, fname, false);
 	vals = PG_GETARG_JSONB_P(1);
 	upsert_cols_of(rel, vals, cols, fname);
 	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
 	e = upsert_entry(rel, op, cols, keycols);
-	relation_close(rel, NoLock);
 	if (e->citus)
 		upsert_citus_check(e, fname);
 
@@ -2086,7 +2377,9 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	nullmask = upsert_check_keys(e, nulls);
 
 	/* the hit path needs no SPI */
-	if (upsert_direct_lookup(e, op, nullmask, values, &row, &probed))
+	found = upsert_direct_lookup(e, rel, op, nullmask, values, &row, &probed);
+	relation_close(rel, NoLock);
+	if (found)
 	{
 		upsert_unpin(e);
 		*created = false;
@@ -2266,6 +2559,57 @@ batch_check_null_keys(UpsertBatch *b)
 	}
 }
 
+/* Compare the keys of two rows of present-column values, in index order. */
+static int
+batch_cmp_keys(UpsertEntry *e, const Datum *a, const Datum *b)
+{
+	int			k;
+
+	for (k = 0; k < e->nkeys; k++)
+	{
+		int			p = e->keyparam[k];
+		int32		r = DatumGetInt32(FunctionCall2Coll(&e->keycmp[k], e->keyindcoll[k],
+														a[p], b[p]));
+
+		if (r != 0)
+			return r < 0 ? -1 : 1;
+	}
+	return 0;
+}
+
+typedef struct BatchSortArg
+{
+	UpsertEntry *e;
+	const Datum *vals;			/* n x ncols */
+} BatchSortArg;
+
+/* qsort_arg: element positions by key, then by position (input order). */
+static int
+batch_sort_cmp(const void *a, const void *b, void *arg)
+{
+	BatchSortArg *c = (BatchSortArg *) arg;
+	int			ia = *(const int *) a;
+	int			ib = *(const int *) b;
+	int			nc = c->e->ncols;
+	int			r = batch_cmp_keys(c->e, &c->vals[ia * nc], &c->vals[ib * nc]);
+
+	if (r != 0)
+		return r;
+	return (ia > ib) - (ia < ib);
+}
+
+/* Any key of this element NULL?  (Such elements take the one-row path.) */
+static bool
+batch_null_key(UpsertEntry *e, const char *nulls)
+{
+	int			k;
+
+	for (k = 0; k < e->nkeys; k++)
+		if (nulls[e->keyparam[k]] == 'n')
+			return true;
+	return false;
+}
+
 /*
  * A batch group on a Citus table (inside SPI): every element through the
  * one-row path, in the key order of the arbiter index (so that two batches
@@ -2316,10 +2660,210 @@ batch_citus_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 }
 
 /*
- * Find or insert the rows of one group (inside SPI): direct probes where
- * they apply, then the set statements (SELECT, INSERT in key order, SELECT
- * again), then the one-row path for what is still missing (concurrent
- * deletes, RLS, triggers).
+ * Probe the elements of a group that have no row yet (pos[0 .. n-1],
+ * positions in the group) directly, with one fresh snapshot; returns how
+ * many it found.  Rows land in b->rows, in b->callcxt.
+ */
+static int
+batch_fast_probe(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
+				 const Datum *vals, const char *nulls)
+{
+	UpsertDirect d;
+	int			nc = e->ncols;
+	int			found = 0;
+	int			i;
+
+	upsert_direct_begin(e, &d, b->rel);
+	for (i = 0; i < grp->n; i++)
+	{
+		Datum	   *row = &b->rows[grp->ords[i] - 1];
+
+		CHECK_FOR_INTERRUPTS();
+		if (*row != (Datum) 0 || batch_null_key(e, &nulls[i * nc]))
+			continue;
+		if (upsert_direct_fetch(e, &d, (Datum *) &vals[i * nc], row))
+			found++;
+	}
+	upsert_direct_end(&d);
+	return found;
+}
+
+/*
+ * The set-based path of a group (inside SPI), where the direct probe
+ * applies and every present column has an array type: each element is
+ * converted once; the existing keys are found by one index scan; the
+ * distinct missing keys are sorted here in the index's order (first
+ * occurrence wins) and inserted by one INSERT ... SELECT FROM ROWS FROM
+ * (unnest(one array per column)) ORDER BY ordinality ON CONFLICT DO NOTHING RETURNING
+ * the columns; the returned rows are matched to the elements by key
+ * (binary search in the sorted keys); a second index scan with a fresh
+ * snapshot finds the keys that conflicted.  What is still missing is left
+ * to the one-row path.
+ */
+static void
+batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
+{
+	MemoryContext spicxt = MemoryContextSwitchTo(b->callcxt);
+	int			n = grp->n;
+	int			nc = e->ncols;
+	int			natts = e->tupdesc->natts;
+	Datum	   *vals = palloc(sizeof(Datum) * n * nc);
+	char	   *nulls = palloc(sizeof(char) * n * nc);
+	int		   *order = palloc(sizeof(int) * n);
+	int		   *runstart = palloc(sizeof(int) * (n + 1));
+	int			nmiss = 0;
+	int			ndistinct = 0;
+	int			found;
+	int			inserted = 0;
+	int			i,
+				j;
+	Datum	   *args;
+	Datum	   *cv;
+	bool	   *cn;
+	Datum	   *all;
+	bool	   *allnull;
+	Datum	   *rv;
+	bool	   *rn;
+	Datum	   *probe;
+	BatchSortArg sortarg;
+	uint64		k;
+
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		upsert_convert(e, b->elems[grp->ords[i] - 1], &vals[i * nc], &nulls[i * nc]);
+	}
+	found = batch_fast_probe(b, grp, e, vals, nulls);
+	idem_stats_note_n(IDEM_OC_EXISTING, found);
+
+	for (i = 0; i < n; i++)
+		if (b->rows[grp->ords[i] - 1] == (Datum) 0 && !batch_null_key(e, &nulls[i * nc]))
+			order[nmiss++] = i;
+	if (nmiss == 0)
+	{
+		MemoryContextSwitchTo(spicxt);
+		return;
+	}
+
+	/* in the index's order, so that overlapping batches cannot deadlock */
+	sortarg.e = e;
+	sortarg.vals = vals;
+	qsort_arg(order, nmiss, sizeof(int), batch_sort_cmp, &sortarg);
+	for (i = 0; i < nmiss; i++)
+		if (i == 0 || batch_cmp_keys(e, &vals[order[i - 1] * nc], &vals[order[i] * nc]) != 0)
+			runstart[ndistinct++] = i;
+	runstart[ndistinct] = nmiss;
+
+	/* one array per present column: the first element of each key */
+	args = palloc(sizeof(Datum) * nc);
+	cv = palloc(sizeof(Datum) * ndistinct);
+	cn = palloc(sizeof(bool) * ndistinct);
+	for (j = 0; j < nc; j++)
+	{
+		int			dims[1] = {ndistinct};
+		int			lbs[1] = {1};
+
+		for (i = 0; i < ndistinct; i++)
+		{
+			int			el = order[runstart[i]];
+
+			cv[i] = vals[el * nc + j];
+			cn[i] = nulls[el * nc + j] == 'n';
+		}
+		args[j] = PointerGetDatum(construct_md_array(cv, cn, 1, dims, lbs, e->coltypes[j],
+													 e->coltyplen[j], e->coltypbyval[j],
+													 e->coltypalign[j]));
+	}
+
+	MemoryContextSwitchTo(spicxt);
+	upsert_exec(e, STMT_MANY_UNNEST, 0, args, NULL, 0);
+	MemoryContextSwitchTo(b->callcxt);
+
+	/* the returned rows, matched to the elements by key */
+	all = palloc(sizeof(Datum) * natts);
+	allnull = palloc(sizeof(bool) * natts);
+	rv = palloc(sizeof(Datum) * (natts + 1));
+	rn = palloc(sizeof(bool) * (natts + 1));
+	probe = palloc(sizeof(Datum) * nc);
+	for (k = 0; k < SPI_processed; k++)
+	{
+		int			lo = 0,
+					hi = ndistinct - 1,
+					hit = -1,
+					r;
+		bool		nullkey = false;
+		HeapTuple	tup;
+		Datum		row;
+
+		heap_deform_tuple(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, rv, rn);
+		for (i = 0, r = 0; i < natts; i++)
+		{
+			if (TupleDescAttr(e->tupdesc, i)->attisdropped)
+			{
+				all[i] = (Datum) 0;
+				allnull[i] = true;
+				continue;
+			}
+			all[i] = rv[r];
+			allnull[i] = rn[r];
+			r++;
+		}
+		for (j = 0; j < e->nkeys; j++)
+		{
+			int			p = e->keyparam[j];
+
+			probe[p] = all[e->cols[p] - 1];
+			if (allnull[e->cols[p] - 1])
+				nullkey = true;
+		}
+		/* a row whose key a trigger changed matches no element */
+		if (nullkey)
+			continue;
+		while (lo <= hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+			int			c = batch_cmp_keys(e, probe, &vals[order[runstart[mid]] * nc]);
+
+			if (c == 0)
+			{
+				hit = mid;
+				break;
+			}
+			if (c < 0)
+				hi = mid - 1;
+			else
+				lo = mid + 1;
+		}
+		if (hit < 0)
+			continue;
+		tup = heap_form_tuple(e->tupdesc, all, allnull);
+		row = heap_copy_tuple_as_datum(tup, e->tupdesc);
+		heap_freetuple(tup);
+		for (i = runstart[hit]; i < runstart[hit + 1]; i++)
+		{
+			Datum	   *slot = &b->rows[grp->ords[order[i]] - 1];
+
+			if (*slot == (Datum) 0)
+			{
+				*slot = row;
+				inserted++;
+			}
+		}
+	}
+	idem_stats_note_n(IDEM_OC_INSERTED, inserted);
+
+	/* the keys that conflicted: inserted concurrently, or just missed */
+	if (inserted < nmiss)
+		idem_stats_note_n(IDEM_OC_CONFLICT, batch_fast_probe(b, grp, e, vals, nulls));
+	MemoryContextSwitchTo(spicxt);
+}
+
+/*
+ * Find or insert the rows of one group (inside SPI): the set-based path
+ * above where it applies; otherwise direct probes where they apply, then
+ * the set statements (SELECT, INSERT in key order, SELECT again).  Then the
+ * one-row path for what is still missing (concurrent deletes, RLS,
+ * triggers).
  */
 static void
 batch_run_group(UpsertBatch *b, UpsertGroup *grp)
@@ -2339,20 +2883,33 @@ batch_run_group(UpsertBatch *b, UpsertGroup *grp)
 		return;
 	}
 
-	/* rows found directly are kept in the caller's memory, like the rest */
-	spicxt = MemoryContextSwitchTo(b->callcxt);
-	grp->direct = upsert_direct_batch(e, b->elems, grp->ords, grp->n, b->rows);
-	MemoryContextSwitchTo(spicxt);
+	if (e->arrays_ok && !e->nulls_not_distinct && upsert_direct_ok(e, UPSERT_GET))
+	{
+		batch_fast_group(b, grp, e);
+		grp->direct = true;
+		for (i = 0; i < grp->n; i++)
+			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
+				missing[nmissing++] = grp->ords[i];
+		round = 3;				/* straight to the one-row path */
+	}
+	else
+	{
+		/* rows found directly are kept in the caller's memory, like the rest */
+		spicxt = MemoryContextSwitchTo(b->callcxt);
+		grp->direct = upsert_direct_batch(e, b->rel, b->elems, grp->ords, grp->n, b->rows);
+		MemoryContextSwitchTo(spicxt);
 
-	for (i = 0; i < grp->n; i++)
-		if (b->rows[grp->ords[i] - 1] == (Datum) 0)
-			missing[nmissing++] = grp->ords[i];
-	idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
+		for (i = 0; i < grp->n; i++)
+			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
+				missing[nmissing++] = grp->ords[i];
+		idem_stats_note_n(IDEM_OC_EXISTING, grp->n - nmissing);
+		/* after the direct probe, the missing ones go straight to INSERT */
+		round = grp->direct ? 1 : 0;
+	}
 
 	args[0] = JsonbPGetDatum(b->arr);
 	args[1] = e->emptyrow;
-	/* after the direct probe, the missing ones go straight to INSERT */
-	for (round = grp->direct ? 1 : 0; round < 3 && nmissing > 0; round++)
+	for (; round < 3 && nmissing > 0; round++)
 	{
 		UpsertStmt	stmt = (round == 1) ? STMT_MANY_INSERT : STMT_MANY_SELECT;
 		uint64		k;

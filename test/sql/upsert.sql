@@ -138,6 +138,19 @@ SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "arr": "nope"}')
 SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "n": 123456789012}');
 SELECT idempotency.idempotent_upsert(NULL::typed, '{"k": "bad", "nn": null}');
 SELECT count(*) FROM typed;
+-- all-text columns are converted without jsonb_populate_record when every
+-- value is a JSON string or null; the same values as it gives, and other
+-- JSON values (number, boolean, object, array) still go through it
+CREATE TABLE texts (k text PRIMARY KEY, a text, b text);
+SELECT r.k, r.a, r.b, p.a = r.a AND p.b IS NOT DISTINCT FROM r.b AS same_as_populate_record
+  FROM (VALUES ('{"k": "s1", "a": "caf\u00e9 \"q\" \\ \n", "b": null}'::jsonb),
+               ('{"k": "s2", "a": 5.50, "b": "x"}'), ('{"k": "s3", "a": true, "b": {"o": [1]}}'),
+               ('{"k": "s4", "a": [1, "two"], "b": ""}')) AS v(j),
+       LATERAL idempotency.idempotent_upsert(NULL::texts, v.j) AS r,
+       LATERAL jsonb_populate_record(NULL::texts, v.j) AS p;
+SELECT k, a, b FROM idempotency.idempotent_upsert_many(NULL::texts,
+    '[{"k": "s1", "a": "other"}, {"k": "m1", "a": "new", "b": null}, {"k": "m2", "a": 7, "b": "n"}]');
+DROP TABLE texts;
 
 ---------------------------------------------------------------------------
 -- serial, identity, generated columns
@@ -267,6 +280,45 @@ SELECT count(*), count(DISTINCT id) FROM idempotency.idempotent_upsert_many(NULL
 SELECT count(*), count(DISTINCT id) FROM idempotency.idempotent_upsert_many(NULL::items,
     (SELECT jsonb_agg(jsonb_build_object('sku', 'bulk' || g)) FROM generate_series(1, 1000) g));
 SELECT count(*) FROM items;
+-- the set-based path: new and existing keys mixed, repeated keys (also
+-- new ones), input order kept; a dropped column; a BEFORE INSERT trigger
+-- that sets a non-key column (the row returned is the row stored)
+CREATE TABLE batched (id serial PRIMARY KEY, gone int, k text UNIQUE NOT NULL, note text, n int DEFAULT 7);
+ALTER TABLE batched DROP COLUMN gone;
+CREATE FUNCTION batched_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.note := coalesce(NEW.note, 'by trigger ' || NEW.k);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER batched_note BEFORE INSERT ON batched FOR EACH ROW EXECUTE FUNCTION batched_note();
+INSERT INTO batched (k, note) VALUES ('m', 'there before');
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::batched,
+    '[{"k": "z"}, {"k": "m", "note": "ignored"}, {"k": "b"}, {"k": "z", "note": "dup"}, {"k": "a", "note": "given"}, {"k": "b"}]');
+-- the same keys again: all existing, nothing inserted, no trigger
+SELECT * FROM idempotency.idempotent_upsert_many(NULL::batched,
+    '[{"k": "a"}, {"k": "b"}, {"k": "m"}, {"k": "z"}]');
+SELECT id, k, note, n FROM batched ORDER BY id;
+-- several key columns: inserted in the index's order (ids), returned in input order
+CREATE TABLE batched2 (id serial PRIMARY KEY, a int, b text, v text, UNIQUE (a, b));
+SELECT id, a, b FROM idempotency.idempotent_upsert_many(NULL::batched2,
+    '[{"a": 2, "b": "x"}, {"a": 1, "b": "y"}, {"a": 1, "b": "x"}, {"a": 2, "b": "x"}]');
+SELECT id, a, b FROM idempotency.idempotent_upsert_many(NULL::batched2,
+    '[{"a": 1, "b": "x"}, {"a": 3, "b": "a"}, {"a": 2, "b": "x"}, {"a": 0, "b": "z"}]');
+-- a column whose type has no array type (an array column): the statement
+-- path, same answers
+CREATE TABLE batched3 (id serial PRIMARY KEY, k text UNIQUE, tags int[]);
+SELECT id, k, tags FROM idempotency.idempotent_upsert_many(NULL::batched3,
+    '[{"k": "b", "tags": [1, 2]}, {"k": "a", "tags": []}, {"k": "b", "tags": [3]}]');
+SELECT id, k, tags FROM idempotency.idempotent_upsert_many(NULL::batched3,
+    '[{"k": "a", "tags": [9]}, {"k": "c", "tags": null}, {"k": "b", "tags": [9]}]');
+-- a unique violation on another unique index is raised, nothing is kept
+CREATE UNIQUE INDEX batched_note_key ON batched (note);
+\set VERBOSITY terse
+SELECT k FROM idempotency.idempotent_upsert_many(NULL::batched, '[{"k": "y", "note": "given"}]', '{k}');
+\set VERBOSITY default
+SELECT count(*) FROM batched;
+DROP TABLE batched, batched2, batched3;
+DROP FUNCTION batched_note();
 
 ---------------------------------------------------------------------------
 -- The hit path returns whole rows: TOASTed values, values of columns added
