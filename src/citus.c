@@ -22,8 +22,10 @@
  * (create_distributed_table, create_reference_table, undistribute_table,
  * metadata sync to a worker), and our relcache callback drops that table's
  * entry, or every entry on a full reset; the next call reads the catalog
- * again.  CREATE/DROP EXTENSION citus changes pg_class, which resets every
- * relcache entry and therefore this cache too.
+ * again.  A table's kind changes only with its pg_dist_partition row, so
+ * a cached "plain table" stays right until then, also while the citus
+ * extension itself is created (before it, pg_dist_partition does not
+ * exist and every table is plain).
  *
  * Memory and lifetime.  The cache (an HTAB keyed by table OID) lives in
  * its own context under CacheMemoryContext for the life of the backend.
@@ -59,17 +61,6 @@ static HTAB *citus_kind_cache = NULL;
 static void citus_inval_callback(Datum arg, Oid relid);
 static IdemCitusKind citus_read_kind(Oid relid);
 
-/*
- * Is the citus extension created in this database?  (Its catalog table
- * exists exactly then.)  One syscache probe.
- */
-bool
-idem_citus_present(void)
-{
-	return OidIsValid(get_relname_relid("pg_dist_partition",
-										PG_CATALOG_NAMESPACE));
-}
-
 const char *
 idem_citus_kind_name(IdemCitusKind kind)
 {
@@ -88,8 +79,8 @@ idem_citus_kind_name(IdemCitusKind kind)
 }
 
 /*
- * Is idempotency.<table> a distributed table?  Without Citus this costs one
- * syscache probe; with it, two more and a hash lookup.
+ * Is idempotency.<table> a distributed table?  Two lookups in backend-local
+ * caches (the table's OID, then its kind), with or without Citus.
  */
 bool
 idem_citus_distributed(const char *table)
@@ -97,8 +88,6 @@ idem_citus_distributed(const char *table)
 	Oid			owner;
 	Oid			relid;
 
-	if (!idem_citus_present())
-		return false;
 	relid = idem_table_lookup(table, true, &owner);
 	return OidIsValid(relid) &&
 		idem_citus_table_kind(relid) == IDEM_CITUS_DISTRIBUTED;

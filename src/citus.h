@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * citus.h
- *	  What the extension needs to know about Citus (src/citus.c): is Citus
- *	  installed in this database, and is a given table one of its tables.
+ *	  What the extension needs to know about Citus (src/citus.c): is a
+ *	  given table one of its tables, and of which kind.
  *
  * Nothing here links against Citus: its metadata is read from its catalog
  * table (pg_catalog.pg_dist_partition) by name, so the library loads and
@@ -24,7 +24,6 @@ typedef enum IdemCitusKind
 	IDEM_CITUS_DISTRIBUTED		/* distributed (hash, range or append) */
 } IdemCitusKind;
 
-extern bool idem_citus_present(void);
 extern IdemCitusKind idem_citus_table_kind(Oid relid);
 extern const char *idem_citus_kind_name(IdemCitusKind kind);
 extern bool idem_citus_distributed(const char *table);

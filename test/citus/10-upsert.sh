@@ -11,19 +11,9 @@
 . "$IDEM_ROOT/test/lib/common.sh"
 . "$IDEM_ROOT/test/lib/citus.sh"
 W=$IDEM_CITUS_WORK
+T=citus/upsert
 
-# check NAME OUTPUT: every line of OUTPUT is "ok ..." (and there is one).
-check() {
-	local name=$1 out=$2
-	if [ -n "$out" ] && ! grep -qv '^ok' <<<"$out"; then
-		idem_pass "citus/upsert: $name"
-	else
-		printf '%s\n' "$out" | sed 's/^/      /'
-		idem_fail "citus/upsert: $name"
-	fi
-}
-
-idem_citus_psql 0 >"$W/setup.out" 2>&1 <<'EOF' || { cat "$W/setup.out"; idem_fail "citus/upsert: setup"; exit 1; }
+idem_citus_psql 0 >"$W/setup.out" 2>&1 <<'EOF' || { cat "$W/setup.out"; idem_fail "$T: setup"; exit 1; }
 CREATE SCHEMA up;
 CREATE TABLE up.t_plain (id bigint PRIMARY KEY, v text, n int DEFAULT 7);
 CREATE TABLE up.t_local (id bigint PRIMARY KEY, v text, n int DEFAULT 7);
@@ -78,7 +68,7 @@ GRANT USAGE ON SCHEMA up TO idem_app;
 GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA up TO idem_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA up TO idem_app;
 EOF
-idem_pass "citus/upsert: setup"
+idem_pass "$T: setup"
 
 # The four functions on one table from one node as one role, keys base+1..9.
 # (up.t_part is a distributed partitioned table: the keys used from the
@@ -129,7 +119,7 @@ for tbl in up.t_plain up.t_local up.t_ref up.t_dist up.t_part up.t_single; do
 		for role in postgres idem_app; do
 			[ "$role" = postgres ] && b=$((k * 1000 + node * 100)) || b=$((k * 1000 + node * 100 + 50))
 			out=$(calls "$tbl" "$b" | PGUSER=$role idem_citus_psql "$node" -tA 2>&1)
-			check "$tbl from node $node as $role" "$out"
+			idem_citus_all_ok "$tbl from node $node as $role" "$out"
 		done
 	done
 done
@@ -155,7 +145,7 @@ SELECT CASE WHEN string_agg(coalesce(m.v, '-'), ',' ORDER BY m.ord) = 'after,new
        WITH ORDINALITY AS m(id, v, ord);
 EOF
 )
-	check "rows left in the shell table are never returned (node $node)" "$out"
+	idem_citus_all_ok "rows left in the shell table are never returned (node $node)" "$out"
 done
 
 # The same when this backend used the table (direct probe, cached) before
@@ -176,7 +166,7 @@ SELECT CASE WHEN string_agg(coalesce(m.v, '-'), ',' ORDER BY m.ord) = 'after,-' 
   FROM idempotency.idempotent_upsert_many(NULL::up.shell2, '[{"id": 1}, {"id": 2}]') WITH ORDINALITY AS m(id, v, ord);
 EOF
 )
-check "a table used before it was distributed: the cached plan follows it" "$out"
+idem_citus_all_ok "a table used before it was distributed: the cached plan follows it" "$out"
 
 # Every column type, defaults, a generated and a domain column, a dropped
 # column, a TOASTed value: the row returned is the row stored.
@@ -208,7 +198,7 @@ SELECT CASE WHEN jsonb_agg(to_jsonb(t) ORDER BY t.k) = :'got' THEN 'ok' ELSE 'FA
   FROM up.types t WHERE id = $id;
 EOF
 )
-		check "row built from the columns, every type (node $node as $role)" "$out"
+		idem_citus_all_ok "row built from the columns, every type (node $node as $role)" "$out"
 	done
 done
 
@@ -219,10 +209,10 @@ expect_error() {
 		-h 127.0.0.1 -p "$(eval echo \$IDEM_CITUS_PORT$node)" -d postgres -U "$role" \
 		-v VERBOSITY=verbose -c '\set VERBOSITY verbose' -c "$sql" 2>&1)
 	if grep -q "ERROR:  $state:" <<<"$out" && grep -q '^HINT:' <<<"$out"; then
-		idem_pass "citus/upsert: refused: $name"
+		idem_pass "$T: refused: $name"
 	else
 		printf '%s\n' "$out" | sed 's/^/      /'
-		idem_fail "citus/upsert: refused: $name"
+		idem_fail "$T: refused: $name"
 	fi
 }
 expect_error "call inside a query Citus pushes down to the shards" 0 postgres 0A000 \
@@ -232,8 +222,8 @@ expect_error "row level security for the caller on a distributed table" 0 idem_a
 expect_error "row level security for the caller, batch, from a worker" 1 idem_app 0A000 \
 	"SELECT * FROM idempotency.idempotent_upsert_many(NULL::up.rls, '[{\"id\": 1, \"owner\": \"idem_app\"}]')"
 out=$(idem_citus_psql 0 -tA -c "SELECT (item).owner, created FROM idempotency.get_or_create(NULL::up.rls, '{\"id\": 1, \"owner\": \"x\"}')" 2>&1)
-[ "$out" = "x|t" ] && idem_pass "citus/upsert: a role that bypasses row level security may call it" \
-	|| { echo "      $out"; idem_fail "citus/upsert: a role that bypasses row level security may call it"; }
+[ "$out" = "x|t" ] && idem_pass "$T: a role that bypasses row level security may call it" \
+	|| { echo "      $out"; idem_fail "$T: a role that bypasses row level security may call it"; }
 
 # Concurrency from two nodes: 4 clients on the coordinator and 4 on a worker
 # call get_or_create on the same 20 fresh keys of a distributed table, in
@@ -243,7 +233,7 @@ out=$(idem_citus_psql 0 -tA -c "SELECT (item).owner, created FROM idempotency.ge
 # every call returned that row (the creator's node and client).
 for node in 0 1; do
 	idem_citus_psql "$node" -c 'CREATE TABLE public.hot_log (k bigint, created bool, node int, client int)' \
-		|| { idem_fail "citus/upsert: concurrency setup"; exit 1; }
+		|| { idem_fail "$T: concurrency setup"; exit 1; }
 done
 cat >"$W/hot.sql" <<'EOF'
 \set k random(1, 20) + :base
@@ -257,8 +247,8 @@ for r in $(seq 1 "$rounds"); do
 	idem_citus_pgbench_pair "$W/hot-$r" "$W/hot.sql" "$W/hot.sql" -c 4 -j 2 -t 20 -D base=$((r * 100)) \
 		|| pgbench_ok=0
 done
-[ $pgbench_ok = 1 ] && idem_pass "citus/upsert: concurrent get_or_create from two nodes: no error ($rounds rounds, 8 clients, 20 keys)" \
-	|| idem_fail "citus/upsert: concurrent get_or_create from two nodes: no error"
+[ $pgbench_ok = 1 ] && idem_pass "$T: concurrent get_or_create from two nodes: no error ($rounds rounds, 8 clients, 20 keys)" \
+	|| idem_fail "$T: concurrent get_or_create from two nodes: no error"
 {
 	idem_citus_psql 0 -tA -F' ' -c 'SELECT k, created, node, client FROM public.hot_log'
 	idem_citus_psql 1 -tA -F' ' -c 'SELECT k, created, node, client FROM public.hot_log'
@@ -279,7 +269,7 @@ out=$(awk '
 		if (calls != '"$((rounds * 8 * 20))"') bad = bad " " calls " calls logged;"
 		print (bad == "" ? "ok " n " keys, " calls " calls" : "FAIL" bad)
 	}' "$W/hot.log")
-check "concurrent get_or_create from two nodes: one row and one creation per key, every call returned it ($out)" "$out"
+idem_citus_all_ok "concurrent get_or_create from two nodes: one row and one creation per key, every call returned it ($out)" "$out"
 
 # update_or_create racing from two nodes on 5 keys with two values: the
 # UPDATE often finds the row already changed by the other node (its
@@ -297,8 +287,8 @@ for r in 1 2; do
 done
 n=$(idem_citus_psql 0 -tA -c "SELECT count(*) FILTER (WHERE node IN (1, 2)) || ' ' || count(*) FROM up.hot WHERE id BETWEEN 50000 AND 60000")
 [ $uoc_ok = 1 ] && [ "$n" = "10 10" ] \
-	&& idem_pass "citus/upsert: concurrent update_or_create from two nodes: no error, one row per key" \
-	|| { echo "      rows with a written value, rows: $n (want 10 10)"; idem_fail "citus/upsert: concurrent update_or_create from two nodes: no error, one row per key"; }
+	&& idem_pass "$T: concurrent update_or_create from two nodes: no error, one row per key" \
+	|| { echo "      rows with a written value, rows: $n (want 10 10)"; idem_fail "$T: concurrent update_or_create from two nodes: no error, one row per key"; }
 
 # Batches with overlapping keys in opposite orders from two nodes: inserted
 # in key order, they wait for each other instead of deadlocking.
@@ -318,5 +308,5 @@ for r in 1 2 3; do
 done
 n=$(idem_citus_psql 0 -tA -c 'SELECT count(*) FROM up.hot WHERE id > 100000')
 [ $batch_ok = 1 ] && [ "$n" = 60 ] \
-	&& idem_pass "citus/upsert: batches in opposite key orders from two nodes: no deadlock, one row per key" \
-	|| { echo "      rows: $n (want 60)"; idem_fail "citus/upsert: batches in opposite key orders from two nodes: no deadlock, one row per key"; }
+	&& idem_pass "$T: batches in opposite key orders from two nodes: no deadlock, one row per key" \
+	|| { echo "      rows: $n (want 60)"; idem_fail "$T: batches in opposite key orders from two nodes: no deadlock, one row per key"; }

@@ -22,16 +22,6 @@ expect() {
 	fi
 }
 
-# same NAME WANT GOT
-same() {
-	if [ "$2" = "$3" ]; then
-		idem_pass "$T: $1"
-	else
-		printf '      want: %s\n      got:  %s\n' "$2" "$3"
-		idem_fail "$T: $1"
-	fi
-}
-
 # Without Citus: a database where the citus extension is not created.
 idem_citus_psql 0 -c 'CREATE DATABASE nocitus' >/dev/null
 idem_citus_psql 0 -d nocitus -c 'CREATE EXTENSION idempotency' >/dev/null
@@ -63,28 +53,28 @@ expect "wrong colocation table (bigint key) refused" "is not distributed by a te
 	idem_citus_psql 0 -c "CREATE TABLE public.int_t (k bigint)" -c "SELECT create_distributed_table('public.int_t', 'k')" \
 	-c "SELECT idempotency.citus_distribute('public.int_t')"
 
-same "first call distributes" "distributed" \
+idem_citus_same "first call distributes" "distributed" \
 	"$(idem_citus_psql 0 -tA -c 'SELECT idempotency.citus_distribute()' 2>&1)"
-same "second call changes nothing and says so" "already distributed" \
+idem_citus_same "second call changes nothing and says so" "already distributed" \
 	"$(idem_citus_psql 0 -tA -c 'SELECT idempotency.citus_distribute()' 2>&1)"
-same "tables hash-distributed by key, leases colocated with processed_events" \
+idem_citus_same "tables hash-distributed by key, leases colocated with processed_events" \
 	"idempotency.leases|h|key|t
 idempotency.mutex_slots|h|slot|f
 idempotency.processed_events|h|key|t" \
 	"$(idem_citus_psql 0 -tA -c "SELECT logicalrelid::regclass, partmethod, column_to_column_name(logicalrelid, partkey),
 		colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'idempotency.processed_events'::regclass)
 		FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'idempotency.%' ORDER BY logicalrelid::regclass::text")"
-same "the coordinator's shell tables are empty (rows moved into the shards)" "0|0" \
+idem_citus_same "the coordinator's shell tables are empty (rows moved into the shards)" "0|0" \
 	"$(idem_citus_psql 0 -tA -c "SELECT pg_relation_size('idempotency.processed_events'), pg_relation_size('idempotency.leases')")"
 
 for n in 0 1 2; do
-	same "existing rows seen from node $n" "22|1|1" \
+	idem_citus_same "existing rows seen from node $n" "22|1|1" \
 		"$(idem_citus_psql "$n" -tA -c "SELECT (SELECT count(*) FROM idempotency.processed_events),
 			(SELECT count(*) FROM idempotency.leases), (SELECT count(*) FROM idempotency.mutex_slots WHERE slot = 0)")"
-	same "an existing record replays from node $n" "completed|{\"r\": 1}" \
+	idem_citus_same "an existing record replays from node $n" "completed|{\"r\": 1}" \
 		"$(idem_citus_psql "$n" -tA -c "SELECT status, result FROM idempotency.claim('pre-claim', '{\"a\": 1}')")"
-	same "an existing mark is a duplicate from node $n (superuser and idem_app)" "f|f" \
+	idem_citus_same "an existing mark is a duplicate from node $n (superuser and idem_app)" "f|f" \
 		"$(idem_citus_psql "$n" -tA -c "SELECT idempotency.mark_processed('pre-mark-7')")|$(idem_citus_psql "$n" -U idem_app -tA -c "SELECT idempotency.mark_processed('pre-app')")"
-	same "an existing lease is held, seen from node $n" "conflict|pre" \
+	idem_citus_same "an existing lease is held, seen from node $n" "conflict|pre" \
 		"$(idem_citus_psql "$n" -tA -c "SELECT status, holder FROM idempotency.lease_acquire('pre-lease')")"
 done

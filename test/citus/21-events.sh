@@ -13,17 +13,6 @@
 W=$IDEM_CITUS_WORK
 T=citus/events
 
-# check NAME OUTPUT: every line of OUTPUT is "ok ..." (and there is one).
-check() {
-	local name=$1 out=$2
-	if [ -n "$out" ] && ! grep -qv '^ok' <<<"$out"; then
-		idem_pass "$T: $name"
-	else
-		printf '%s\n' "$out" | sed 's/^/      /'
-		idem_fail "$T: $name"
-	fi
-}
-
 # The functions, for keys prefixed p, from the node and role psql runs as.
 calls() {
 	local p=$1
@@ -69,13 +58,13 @@ for n in 0 1; do
 		# must fail (55P03): that error is an "ok".
 		out=$(calls "n$n-$role" | idem_citus_psql "$n" -U "$role" -tA -v ON_ERROR_STOP=0 2>&1 | grep -v '^$' \
 			| sed -e 's/^ERROR:  token is stale.*/ok stale token refused/' -e '/^DETAIL:  The key.s current claim/d' -e '/^HINT:  Discard/d')
-		check "every events function from node $n as $role" "$out"
+		idem_citus_all_ok "every events function from node $n as $role" "$out"
 	done
 done
 
 # Owners by name: the same key for two roles is two records, each seen by
 # its owner from any node, and the rows carry the name.
-check "owner stored by role name; each role sees its own records from every node" "$(
+idem_citus_all_ok "owner stored by role name; each role sees its own records from every node" "$(
 	for n in 0 1 2; do
 		idem_citus_psql "$n" -U idem_app -tA -c "SELECT CASE WHEN NOT idempotency.mark_processed('n0-idem_app-m') THEN 'ok dup idem_app node $n' ELSE 'FAIL node $n' END"
 		idem_citus_psql "$n" -tA -c "SELECT CASE WHEN NOT idempotency.mark_processed('n0-postgres-m') THEN 'ok dup postgres node $n' ELSE 'FAIL node $n' END"
@@ -86,7 +75,7 @@ check "owner stored by role name; each role sees its own records from every node
 
 # purge: idem_app's expired rows only, then the superuser's, from a worker.
 sleep 0.1
-check "purge by an ordinary role (its own expired rows) and by the superuser, from a worker" "$(
+idem_citus_all_ok "purge by an ordinary role (its own expired rows) and by the superuser, from a worker" "$(
 	idem_citus_psql 2 -U idem_app -tA -c "SELECT CASE WHEN idempotency.purge(1) = 2 THEN 'ok idem_app purged its 2' ELSE 'FAIL idem_app' END"
 	idem_citus_psql 2 -tA -c "SELECT CASE WHEN (SELECT count(*) FROM idempotency.processed_events WHERE key LIKE '%-old') = 2 THEN 'ok postgres rows left' ELSE 'FAIL left' END"
 	idem_citus_psql 1 -tA -c "SELECT CASE WHEN idempotency.purge(1) = 2 THEN 'ok superuser purged the rest' ELSE 'FAIL superuser' END"

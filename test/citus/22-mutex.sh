@@ -12,15 +12,6 @@
 W=$IDEM_CITUS_WORK
 T=citus/mutex
 
-result() {
-	if [ "$2" = "$3" ]; then
-		idem_pass "$T: $1"
-	else
-		printf '      want: %s\n      got:  %s\n' "$2" "$3"
-		idem_fail "$T: $1"
-	fi
-}
-
 # Hold key $2 through node $1 as role $3 for $4 seconds (background).
 hold() {
 	idem_citus_psql "$1" -U "$3" -c "BEGIN" -c "SELECT idempotency.mutex_lock('$2')" \
@@ -37,7 +28,7 @@ for role in postgres idem_app; do
 			-c "SELECT count(*) FROM idempotency.mutex_holders('mx-$role') WHERE granted AND mode = 'exclusive'" \
 			-c "SELECT idempotency.mutex_lock('mx-$role', '300 milliseconds')" \
 			-c "SELECT idempotency.mutex_try_lock('mx-other-$role')" | tr '\n' ' ')
-		result "held through node $1 as $role: try_lock false, holder listed, timeout false on node $2; other keys free" \
+		idem_citus_same "held through node $1 as $role: try_lock false, holder listed, timeout false on node $2; other keys free" \
 			"f 1 f t " "$got"
 		t0=$(date +%s.%N)
 		got=$(idem_citus_psql "$2" -U "$role" -tA -c "BEGIN" -c "SELECT idempotency.mutex_lock('mx-$role', '10 seconds')" -c "COMMIT")
@@ -118,7 +109,7 @@ EOF
 	n=$(idem_citus_psql 0 -tA -c "SELECT n FROM mx.counter WHERE id = $id")
 	failed=$(cat "$W"/pgbench-$mode-*.out | grep -c 'number of failed transactions: 0 ')
 	if [ $mode = with ]; then
-		result "lost-update workload through two nodes under the mutex (counter on the slot's node): 300 of 300 increments kept" \
+		idem_citus_same "lost-update workload through two nodes under the mutex (counter on the slot's node): 300 of 300 increments kept" \
 			"300 2" "$n $failed"
 	elif [ $mode = without ]; then
 		if [ "$failed" = 2 ] && [ "$n" -lt 300 ]; then

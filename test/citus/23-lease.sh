@@ -9,16 +9,6 @@
 W=$IDEM_CITUS_WORK
 T=citus/lease
 
-check() {
-	local name=$1 out=$2
-	if [ -n "$out" ] && ! grep -qv '^ok' <<<"$out"; then
-		idem_pass "$T: $name"
-	else
-		printf '%s\n' "$out" | sed 's/^/      /'
-		idem_fail "$T: $name"
-	fi
-}
-
 calls() {
 	local p=$1
 	cat <<EOF
@@ -37,12 +27,12 @@ EOF
 
 for n in 0 1; do
 	for role in postgres idem_app; do
-		check "every lease function from node $n as $role" \
+		idem_citus_all_ok "every lease function from node $n as $role" \
 			"$(calls "lease-n$n-$role" | idem_citus_psql "$n" -U "$role" -tA 2>&1 | grep -v '^$')"
 	done
 done
 
-check "one holder cluster-wide; a lease taken through a worker is seen and refused through the others" "$(
+idem_citus_all_ok "one holder cluster-wide; a lease taken through a worker is seen and refused through the others" "$(
 	idem_citus_psql 1 -U idem_app -tA -c "SELECT CASE WHEN status = 'acquired' THEN 'ok acquired on node 1' ELSE 'FAIL' END FROM idempotency.lease_acquire('one', '1 minute', 'w1')"
 	idem_citus_psql 0 -tA -c "SELECT CASE WHEN status = 'conflict' AND holder = 'w1' THEN 'ok conflict on node 0' ELSE 'FAIL' END FROM idempotency.lease_acquire('one')"
 	idem_citus_psql 2 -U idem_app -tA -c "SELECT CASE WHEN status = 'conflict' AND holder = 'w1' THEN 'ok conflict on node 2' ELSE 'FAIL' END FROM idempotency.lease_acquire('one')"

@@ -10,15 +10,6 @@
 W=$IDEM_CITUS_WORK
 T=citus/extension-cycle
 
-result() {
-	if [ "$2" = "$3" ]; then
-		idem_pass "$T: $1"
-	else
-		printf '      want: %s\n      got:  %s\n' "$2" "$3"
-		idem_fail "$T: $1"
-	fi
-}
-
 leftovers() {
 	local n
 	for n in 0 1 2; do
@@ -39,7 +30,7 @@ for round in 1 2; do
 	idem_citus_psql 0 -c "SELECT idempotency.mark_processed('cyc-' || g) FROM generate_series(1, 30) g" \
 		-c "SELECT idempotency.lease_acquire('cyc')" >/dev/null
 	if idem_citus_psql 0 -c 'DROP EXTENSION idempotency' >"$W/drop-$round.out" 2>&1; then
-		result "round $round: DROP EXTENSION leaves nothing on any node (schema, relations, shards, metadata)" \
+		idem_citus_same "round $round: DROP EXTENSION leaves nothing on any node (schema, relations, shards, metadata)" \
 			"0|0|0|0 0|0|0|0 0|0|0|0 " "$(leftovers)"
 	else
 		sed 's/^/      /' "$W/drop-$round.out"
@@ -56,14 +47,14 @@ for round in 1 2; do
 	else
 		arg=""
 	fi
-	result "round $round: citus_distribute($arg)" "distributed" \
+	idem_citus_same "round $round: citus_distribute($arg)" "distributed" \
 		"$(idem_citus_psql 0 -tA -c "SELECT idempotency.citus_distribute($arg)" 2>&1)"
 done
 
 # Round 2 distributed without colocate_with; do it once more with it.
 idem_citus_psql 0 -c 'DROP EXTENSION idempotency' -c 'CREATE EXTENSION idempotency' \
 	-c "SELECT idempotency.citus_distribute('co.orders')" >/dev/null
-result "colocate_with: processed_events and leases share co.orders's colocation group" "t|t" \
+idem_citus_same "colocate_with: processed_events and leases share co.orders's colocation group" "t|t" \
 	"$(idem_citus_psql 0 -tA -c "SELECT
 		(SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'idempotency.processed_events'::regclass)
 		  = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'co.orders'::regclass),
@@ -72,7 +63,7 @@ result "colocate_with: processed_events and leases share co.orders's colocation 
 
 # With colocation, a mark and the business row of the same key are on the
 # same node: one transaction through a worker commits them on one shard group.
-result "colocated: the mark and the order row of one key are on the same node" "t" \
+idem_citus_same "colocated: the mark and the order row of one key are on the same node" "t" \
 	"$(idem_citus_psql 1 -tA -c "BEGIN" -c "SELECT idempotency.mark_processed('order-77')" \
 		-c "INSERT INTO co.orders VALUES ('order-77', 5)" -c "COMMIT" -c "SELECT
 		(SELECT groupid FROM pg_dist_placement WHERE shardid = get_shard_id_for_distribution_column('idempotency.processed_events', 'order-77'))

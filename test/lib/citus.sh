@@ -62,7 +62,11 @@
 #   database postgres, in a schema of their own, grant idem_app what they
 #   need, record each test with idem_pass / idem_fail and print what a
 #   reader needs on failure.  A file that exits non-zero without recording
-#   a failure counts as one failure.
+#   a failure counts as one failure.  Two recorders, which name the test
+#   "$T: NAME" (T is set by the file, e.g. T=citus/lease):
+#   idem_citus_all_ok NAME OUTPUT   passes when OUTPUT is one or more lines
+#       and every line starts with "ok"; otherwise prints OUTPUT and fails
+#   idem_citus_same NAME WANT GOT   passes when GOT equals WANT
 
 idem_citus_source() {
 	IDEM_CITUS_TARBALL=${CITUS_SOURCE:-$IDEM_ROOT/../shared/citus/citus-13.2.2.tar.xz}
@@ -104,59 +108,37 @@ idem_citus_cache_dir() {
 }
 
 idem_citus_build() {
-	local dir log rc t0 major
-	major=$(idem_pg_major)
 	idem_citus_cache_dir
-	dir=$IDEM_CITUS_BUILD
-	[ -f "$dir/.complete" ] && return 0
-	mkdir -p "$(dirname "$dir")" || idem_die "cannot create $(dirname "$dir") (set IDEM_CACHE)"
-	exec {citus_lockfd}>"$dir.lock"
-	flock "$citus_lockfd"
-	if [ -f "$dir/.complete" ]; then
-		exec {citus_lockfd}>&-
-		return 0
+	idem_cached_build "$IDEM_CITUS_BUILD" \
+		"Citus from $(basename "$IDEM_CITUS_TARBALL") against $("$PG_CONFIG" --version)" \
+		idem_citus_build_deps idem_citus_build_steps "$(idem_pg_major)" "$IDEM_CITUS_BUILD"
+}
+
+# In the empty source directory (idem_cached_build): MAJOR DIR.
+idem_citus_build_steps() {
+	local major=$1 dir=$2
+	tar xJf "$IDEM_CITUS_TARBALL" --strip-components=1 || return 1
+	# PostgreSQL 15.20 exports have_createdb_privilege(); for servers
+	# before 16 Citus defines a static copy of the same name in
+	# src/include/pg_version_compat.h, which then no longer compiles.
+	# Rename Citus's copy and its callers (on 16+ Citus uses the server's,
+	# and the name must stay).
+	if [ "$major" = 15 ]; then
+		grep -q '^have_createdb_privilege(void)' src/include/pg_version_compat.h \
+			|| { echo "citus.sh: have_createdb_privilege(void) not found in src/include/pg_version_compat.h" >&2; return 1; }
+		grep -rl --include='*.[ch]' -w have_createdb_privilege src \
+			| xargs sed -i 's/\bhave_createdb_privilege\b/citus_have_createdb_privilege/g' \
+			|| return 1
+		! grep -rqw --include='*.[ch]' have_createdb_privilege src \
+			|| { echo "citus.sh: have_createdb_privilege still referenced after the rename" >&2; return 1; }
 	fi
-	idem_citus_build_deps
-	log=$dir.log
-	idem_log "building Citus from $(basename "$IDEM_CITUS_TARBALL") against $("$PG_CONFIG" --version) into $dir; log in $log"
-	t0=$SECONDS
-	rm -rf "$dir" "$dir.src"
-	mkdir -p "$dir.src" "$dir/stage"
-	rc=0
-	(
-		set -e
-		unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
-		tar xJf "$IDEM_CITUS_TARBALL" -C "$dir.src" --strip-components=1
-		cd "$dir.src"
-		# PostgreSQL 15.20 exports have_createdb_privilege(); for servers
-		# before 16 Citus defines a static copy of the same name in
-		# src/include/pg_version_compat.h, which then no longer compiles.
-		# Rename Citus's copy and its callers (on 16+ Citus uses the
-		# server's, and the name must stay).
-		if [ "$major" = 15 ]; then
-			grep -q '^have_createdb_privilege(void)' src/include/pg_version_compat.h \
-				|| { echo "citus.sh: have_createdb_privilege(void) not found in src/include/pg_version_compat.h" >&2; exit 1; }
-			grep -rl --include='*.[ch]' -w have_createdb_privilege src \
-				| xargs sed -i 's/\bhave_createdb_privilege\b/citus_have_createdb_privilege/g'
-			! grep -rqw --include='*.[ch]' have_createdb_privilege src
-		fi
-		./configure --without-libcurl PG_CONFIG="$PG_CONFIG"
-		make -j"${IDEM_CITUS_JOBS:-2}" -s
-		make -s install DESTDIR="$dir/stage"
-	) >"$log" 2>&1 || rc=$?
-	if [ $rc -ne 0 ]; then
-		tail -n 40 "$log" >&2
-		rm -rf "$dir.src"
-		exec {citus_lockfd}>&-
-		idem_die "Citus build failed (log: $log)"
-	fi
-	rm -rf "$dir.src"
-	# Where the staged files sit: the build server's directories.
-	"$PG_CONFIG" --pkglibdir >"$dir/pkglibdir"
-	"$PG_CONFIG" --sharedir >"$dir/sharedir"
-	: >"$dir/.complete"
-	exec {citus_lockfd}>&-
-	idem_log "built Citus in $((SECONDS - t0)) s"
+	# Build, stage, and note where the staged files sit (the build
+	# server's directories).
+	./configure --without-libcurl PG_CONFIG="$PG_CONFIG" \
+		&& make -j"${IDEM_CITUS_JOBS:-2}" -s \
+		&& make -s install DESTDIR="$dir/stage" \
+		&& "$PG_CONFIG" --pkglibdir >"$dir/pkglibdir" \
+		&& "$PG_CONFIG" --sharedir >"$dir/sharedir"
 }
 
 # Copy the staged build into $PG_CONFIG's tree (whichever copy it is).
@@ -242,30 +224,18 @@ idem_citus_start() {
 		done
 		ports+=("$port")
 		eval "IDEM_CITUS_PORT$n=$port; export IDEM_CITUS_PORT$n"
-		mkdir -p "$dir/node$n"
-		idem_is_root && chown "$(idem_server_user)" "$dir/node$n"
-		chmod 700 "$dir/node$n"
-		idem_as_server_user "$PGBINDIR/initdb" -D "$dir/node$n/data" -A trust -U postgres \
-			-E UTF8 --locale=C --no-sync >"$dir/node$n/initdb.log" 2>&1 \
-			|| { cat "$dir/node$n/initdb.log" >&2; idem_die "initdb failed (node $n)"; }
-		idem_as_server_user tee -a "$dir/node$n/data/postgresql.conf" >/dev/null <<EOF
+		# idem_cluster_start exports PGHOST and friends: in a subshell.
+		(
+			PGPORT=$port idem_cluster_start "$dir/node$n" <<EOF
 listen_addresses = '127.0.0.1'
-unix_socket_directories = '$dir/node$n'
-port = $port
 shared_preload_libraries = 'citus,idempotency'
 max_prepared_transactions = 100
 max_connections = 150
 shared_buffers = 32MB
-fsync = off
-full_page_writes = off
 synchronous_commit = off
-log_min_messages = warning
 log_line_prefix = '%m [%p] node$n %q%a '
 EOF
-		idem_as_server_user "$PGBINDIR/pg_ctl" -D "$dir/node$n/data" -l "$dir/node$n/server.log" \
-			-w -t 60 start >/dev/null \
-			|| { tail -n 30 "$dir/node$n/server.log" >&2; idem_die "Citus node $n did not start"; }
-		chmod 755 "$dir/node$n"
+		) || idem_die "Citus node $n did not start"
 		idem_citus_psql "$n" -c 'CREATE EXTENSION citus' \
 			|| idem_die "CREATE EXTENSION citus failed on node $n"
 	done
@@ -276,10 +246,30 @@ EOF
 }
 
 idem_citus_stop() {
-	local dir=$1 n
+	local n
 	for n in 0 1 2; do
-		[ -f "$dir/node$n/data/postmaster.pid" ] || continue
-		idem_as_server_user "$PGBINDIR/pg_ctl" -D "$dir/node$n/data" -m fast -w -t 30 stop >/dev/null 2>&1 \
-			|| idem_as_server_user "$PGBINDIR/pg_ctl" -D "$dir/node$n/data" -m immediate -w stop >/dev/null 2>&1 || true
+		idem_cluster_stop "$1/node$n"
 	done
+}
+
+# idem_citus_all_ok NAME OUTPUT: every line of OUTPUT is "ok ..." (and
+# there is one).
+idem_citus_all_ok() {
+	local name=$1 out=$2
+	if [ -n "$out" ] && ! grep -qv '^ok' <<<"$out"; then
+		idem_pass "$T: $name"
+	else
+		printf '%s\n' "$out" | sed 's/^/      /'
+		idem_fail "$T: $name"
+	fi
+}
+
+# idem_citus_same NAME WANT GOT
+idem_citus_same() {
+	if [ "$2" = "$3" ]; then
+		idem_pass "$T: $1"
+	else
+		printf '      want: %s\n      got:  %s\n' "$2" "$3"
+		idem_fail "$T: $1"
+	fi
 }

@@ -109,6 +109,50 @@ idem_apt_install() {
 	fi
 }
 
+# idem_cached_build DIR WHAT DEPS_FN STEPS_FN [ARG...]: build something
+# once into DIR, a cache entry outside the checkout (pgbuild.sh, citus.sh).
+# Nothing happens when DIR/.complete exists.  Otherwise: wait for DIR.lock
+# (a concurrent builder of the same entry finishes first, and its stamp is
+# then found), install what DEPS_FN asks for, and run STEPS_FN ARG... in a
+# subshell whose working directory is the empty DIR.src, with its output in
+# DIR.log and the variables of a calling make unset (a sub-make of ours
+# would skip a source tree's generated headers, which it builds at
+# MAKELEVEL 0 only).  STEPS_FN must return non-zero on any failure: set -e
+# does not apply inside it.  DIR.src goes afterwards; the stamp is written
+# last, so a failed or interrupted build is redone by the next caller.
+idem_cached_build() {
+	local dir=$1 what=$2 deps=$3 steps=$4 log rc t0 lockfd
+	shift 4
+	[ -f "$dir/.complete" ] && return 0
+	mkdir -p "$(dirname "$dir")" || idem_die "cannot create $(dirname "$dir") (set IDEM_CACHE)"
+	exec {lockfd}>"$dir.lock"
+	flock "$lockfd"
+	if [ -f "$dir/.complete" ]; then
+		exec {lockfd}>&-
+		return 0
+	fi
+	"$deps"
+	log=$dir.log
+	idem_log "building $what into $dir; log in $log"
+	t0=$SECONDS
+	rm -rf "$dir" "$dir.src"
+	mkdir -p "$dir" "$dir.src"
+	rc=0
+	(
+		unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
+		cd "$dir.src" && "$steps" "$@"
+	) >"$log" 2>&1 || rc=$?
+	rm -rf "$dir.src"
+	if [ $rc -ne 0 ]; then
+		tail -n 40 "$log" >&2
+		exec {lockfd}>&-
+		idem_die "building $what failed (log: $log)"
+	fi
+	: >"$dir/.complete"
+	exec {lockfd}>&-
+	idem_log "built $what in $((SECONDS - t0)) s"
+}
+
 # What only the benchmark uses: gnuplot (its chart) and redis-server (the
 # redis group).  Best effort: without them the benchmark prints a "skipped"
 # line for the chart or the group and goes on.

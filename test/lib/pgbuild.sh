@@ -48,7 +48,7 @@ idem_pg_build_deps() {
 }
 
 idem_pg_build() {
-	local tarball=$1 sum key dir log src rc
+	local tarball=$1 sum key dir
 	shift
 	[ -f "$tarball" ] || idem_die "no PostgreSQL source at $tarball"
 	sum=$(sha256sum "$tarball" | cut -c1-16)
@@ -56,43 +56,18 @@ idem_pg_build() {
 	dir=${IDEM_CACHE:-/var/cache/idempotency}/pg-$sum-$key
 	IDEM_PG_PREFIX=$dir
 	export IDEM_PG_PREFIX
-	[ -f "$dir/.complete" ] && return 0
+	idem_cached_build "$dir" "PostgreSQL from $(basename "$tarball") ($*)" \
+		idem_pg_build_deps idem_pg_build_steps "$tarball" "$dir" "$@"
+}
 
-	mkdir -p "$(dirname "$dir")" || idem_die "cannot create $(dirname "$dir") (set IDEM_CACHE)"
-	# One builder per cache entry; the others wait for it, then find the stamp.
-	exec {lockfd}>"$dir.lock"
-	flock "$lockfd"
-	if [ -f "$dir/.complete" ]; then
-		exec {lockfd}>&-
-		return 0
-	fi
-	idem_pg_build_deps
-	log=$dir.log
-	idem_log "building PostgreSQL from $(basename "$tarball") ($*) into $dir; log in $log"
-	local t0=$SECONDS
-	rm -rf "$dir" "$dir.src"
-	mkdir -p "$dir.src"
-	rc=0
-	(
-		# Called from "make test-matrix": a sub-make of ours would skip the
-		# server's generated headers (it builds them at MAKELEVEL 0 only).
-		unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
-		tar xJf "$tarball" -C "$dir.src" --strip-components=1 \
-			&& cd "$dir.src" \
-			&& ./configure --prefix="$dir" "$@" \
-			&& make -j"${IDEM_PG_JOBS:-$(nproc)}" -s \
-			&& make -s install \
-			&& cp src/tools/valgrind.supp "$dir/valgrind.supp"
-	) >"$log" 2>&1 || rc=$?
-	if [ $rc -ne 0 ]; then
-		tail -n 40 "$log" >&2
-		rm -rf "$dir.src"
-		exec {lockfd}>&-
-		idem_die "PostgreSQL build failed (log: $log)"
-	fi
-	rm -rf "$dir.src"
-	printf '%s\n' "$(basename "$tarball")" "$@" >"$dir/.configure-args"
-	: >"$dir/.complete"
-	exec {lockfd}>&-
-	idem_log "built $dir in $((SECONDS - t0)) s"
+# In the empty source directory (idem_cached_build): TARBALL PREFIX ARGS...
+idem_pg_build_steps() {
+	local tarball=$1 prefix=$2
+	shift 2
+	tar xJf "$tarball" --strip-components=1 \
+		&& ./configure --prefix="$prefix" "$@" \
+		&& make -j"${IDEM_PG_JOBS:-$(nproc)}" -s \
+		&& make -s install \
+		&& cp src/tools/valgrind.supp "$prefix/valgrind.supp" \
+		&& printf '%s\n' "$(basename "$tarball")" "$@" >"$prefix/.configure-args"
 }
