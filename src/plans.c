@@ -54,6 +54,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -157,6 +158,14 @@ idem_subxact_run(IdemSubxactBody body, IdemSubxactCleanup cleanup, void *arg,
 		return false;
 	}
 	return keep;
+}
+
+bool
+idem_subxid_cache_room(void)
+{
+	/* only this backend changes its own cache: no lock needed to read it */
+	return !MyProc->subxidStatus.overflowed &&
+		MyProc->subxidStatus.count < PGPROC_MAX_CACHED_SUBXIDS;
 }
 
 /*

@@ -52,6 +52,14 @@ extern bool idem_subxact_run(IdemSubxactBody body, IdemSubxactCleanup cleanup,
 							 void *arg, int catch_sqlstate, bool *caught);
 
 /*
+ * Would one more subtransaction that writes still fit this backend's cache
+ * of subtransaction xids?  (Once it overflows, every snapshot any session
+ * takes while this transaction runs has to look into pg_subtrans.)  For
+ * subtransactions that are an optimisation, not a necessity.
+ */
+extern bool idem_subxid_cache_room(void);
+
+/*
  * SPI on one of the extension's own tables, as the table's owner.  Between
  * idem_spi_begin() and idem_spi_end() the current user is the owner of
  * idempotency.<table>, in a security-restricted operation; an error that

@@ -96,10 +96,16 @@
  * scan, the distinct missing keys are sorted in C by the index's ordering
  * support function under the index's collation (first occurrence of a key
  * wins), and one INSERT ... SELECT FROM ROWS FROM (unnest($1), ...) WITH
- * ORDINALITY ORDER BY ordinality ON CONFLICT (key) DO NOTHING RETURNING
- * <the table's columns> inserts them in that order; returned rows are
- * matched to the elements by binary search on the sorted keys, and a
- * second index scan with a fresh snapshot finds the keys that conflicted.
+ * ORDINALITY ORDER BY ordinality RETURNING <the table's columns> inserts
+ * them in that order: a plain INSERT in a subtransaction, which a unique
+ * violation rolls back (every row it inserted with it) to run the same
+ * INSERT with ON CONFLICT (key) DO NOTHING, as it always does for a single
+ * new key and when the subtransaction's xid would overflow the backend's
+ * cache of them (batch_insert_plain).  The returned rows come back in the
+ * order inserted and are matched to the elements by comparing each with
+ * the next sorted key for equality (binary search when a trigger dropped
+ * or changed a row), and a second index scan with a fresh snapshot finds
+ * the keys that conflicted.
  * Otherwise (RLS, column privileges, SERIALIZABLE, inheritance, NULLS NOT
  * DISTINCT, array-typed columns) set statements: a SELECT joining the input
  * (one jsonb_populate_record per element, in a MATERIALIZED CTE) with the
@@ -174,6 +180,7 @@
 #include "postgres.h"
 
 #include "idempotency.h"
+#include "plans.h"
 #include "citus.h"
 #include "locks.h"
 
@@ -258,6 +265,7 @@ typedef enum UpsertStmt
 	STMT_PROBE,
 	STMT_MANY_ORDER,
 	STMT_MANY_UNNEST,
+	STMT_MANY_PLAIN,
 	STMT_COUNT
 } UpsertStmt;
 
@@ -316,6 +324,7 @@ typedef struct UpsertEntry
 	bool	   *coltypbyval;
 	char	   *coltypalign;
 	FmgrInfo   *keycmp;			/* btree comparison per key ... */
+	FmgrInfo   *keyeqfn;		/* ... and equality (keyproc) ... */
 	Oid		   *keyindcoll;		/* ... under the index's collation */
 } UpsertEntry;
 
@@ -1041,6 +1050,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	e->keycoll = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
 	e->keycmp = palloc(sizeof(FmgrInfo) * e->nkeys);
+	e->keyeqfn = palloc(sizeof(FmgrInfo) * e->nkeys);
 	e->keyindcoll = palloc(sizeof(Oid) * e->nkeys);
 	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
 	d = SysCacheGetAttr(INDEXRELID, itup, Anum_pg_index_indclass, &isnull);
@@ -1068,6 +1078,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 					 errhint("Use a btree unique index as the key of table \"%s\".", e->relmsg)));
 		e->keyeq[i] = operator_sql(eq);
 		e->keyproc[i] = get_opcode(eq);
+		fmgr_info_cxt(e->keyproc[i], &e->keyeqfn[i], e->cxt);
 		cmp = get_opfamily_proc(opfamily, opcintype, opcintype, BTORDER_PROC);
 		if (!OidIsValid(cmp))
 			elog(ERROR, "missing support function %d(%u,%u) in opfamily %u",
@@ -1514,11 +1525,14 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			append_batch_key_join(&buf, e, NULL);
 			break;
 		case STMT_MANY_UNNEST:
+		case STMT_MANY_PLAIN:
 
 			/*
 			 * $1 ... $n: one array per present column, the distinct new keys
 			 * in the index's order; inserted in that order, the table's
-			 * columns returned by name.
+			 * columns returned by name.  STMT_MANY_PLAIN is the same INSERT
+			 * without ON CONFLICT (run in a subtransaction, see
+			 * batch_insert_plain).
 			 */
 			appendStringInfo(&buf, "INSERT INTO %s AS %s (", e->relname, alias);
 			for (j = 0; j < e->ncols; j++)
@@ -1532,11 +1546,16 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			appendStringInfoString(&buf, ") WITH ORDINALITY AS u(");
 			for (j = 0; j < e->ncols; j++)
 				appendStringInfo(&buf, "v%d, ", j + 1);
-			appendStringInfoString(&buf, "o) ORDER BY u.o ON CONFLICT (");
-			for (i = 0; i < e->nkeys; i++)
-				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
-								 colname(e, e->cols[e->keyparam[i]]));
-			appendStringInfoString(&buf, ") DO NOTHING RETURNING ");
+			appendStringInfoString(&buf, "o) ORDER BY u.o");
+			if (stmt == STMT_MANY_UNNEST)
+			{
+				appendStringInfoString(&buf, " ON CONFLICT (");
+				for (i = 0; i < e->nkeys; i++)
+					appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+									 colname(e, e->cols[e->keyparam[i]]));
+				appendStringInfoString(&buf, ") DO NOTHING");
+			}
+			appendStringInfoString(&buf, " RETURNING ");
 			append_returning_cols(&buf, e, alias);
 			break;
 		default:
@@ -1563,7 +1582,7 @@ upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask, Datum *values,
 	Oid		   *argtypes;
 	int			rc;
 
-	if (stmt == STMT_MANY_UNNEST)
+	if (stmt == STMT_MANY_UNNEST || stmt == STMT_MANY_PLAIN)
 	{
 		argtypes = e->colarray;
 		nargs = e->ncols;
@@ -2688,15 +2707,77 @@ batch_fast_probe(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 	return found;
 }
 
+/* Do two rows of present-column values have equal keys (the index's =)? */
+static bool
+batch_keys_equal(UpsertEntry *e, const Datum *a, const Datum *b)
+{
+	int			k;
+
+	for (k = 0; k < e->nkeys; k++)
+	{
+		int			p = e->keyparam[k];
+
+		if (!DatumGetBool(FunctionCall2Coll(&e->keyeqfn[k], e->keyindcoll[k], a[p], b[p])))
+			return false;
+	}
+	return true;
+}
+
+typedef struct BatchPlainArg
+{
+	UpsertEntry *e;
+	Datum	   *args;
+} BatchPlainArg;
+
+static bool
+batch_insert_plain_body(void *arg)
+{
+	BatchPlainArg *a = (BatchPlainArg *) arg;
+
+	upsert_exec(a->e, STMT_MANY_PLAIN, 0, a->args, NULL, 0);
+	return true;
+}
+
+/*
+ * Insert the new keys of a group (arrays in args, ndistinct keys, sorted)
+ * with a plain INSERT in a subtransaction; false when that was not tried
+ * or a key's row appeared meanwhile (23505: the subtransaction, with every
+ * row it inserted, is rolled back, and the caller runs the INSERT ... ON
+ * CONFLICT DO NOTHING instead).  The keys were probed missing just before,
+ * so a conflict is a race, and the plain INSERT saves what ON CONFLICT
+ * does for every row: the pre-check of the arbiter index (a second descent
+ * per key) and the speculative insertion (a lock and a confirmation WAL
+ * record per row).  Not used for fewer than two keys, where the
+ * subtransaction costs about what it saves, nor when the subtransaction's
+ * xid would not fit the backend's cache of subtransaction xids (once that
+ * overflows, every snapshot taken while this transaction runs has to look
+ * into pg_subtrans).  A unique violation on another index raises again
+ * from the INSERT ... ON CONFLICT.
+ */
+static bool
+batch_insert_plain(UpsertEntry *e, Datum *args, int ndistinct)
+{
+	BatchPlainArg a;
+	bool		caught;
+
+	if (ndistinct < 2 || !idem_subxid_cache_room())
+		return false;
+	a.e = e;
+	a.args = args;
+	return idem_subxact_run(batch_insert_plain_body, NULL, &a,
+							ERRCODE_UNIQUE_VIOLATION, &caught);
+}
+
 /*
  * The set-based path of a group (inside SPI), where the direct probe
  * applies and every present column has an array type: each element is
  * converted once; the existing keys are found by one index scan; the
  * distinct missing keys are sorted here in the index's order (first
  * occurrence wins) and inserted by one INSERT ... SELECT FROM ROWS FROM
- * (unnest(one array per column)) ORDER BY ordinality ON CONFLICT DO NOTHING RETURNING
- * the columns; the returned rows are matched to the elements by key
- * (binary search in the sorted keys); a second index scan with a fresh
+ * (unnest(one array per column)) ORDER BY ordinality RETURNING the columns
+ * (batch_insert_plain: plain in a subtransaction, else ON CONFLICT DO
+ * NOTHING); the returned rows are matched to the elements by key (the next
+ * sorted key, else binary search); a second index scan with a fresh
  * snapshot finds the keys that conflicted.  What is still missing is left
  * to the one-row path.
  */
@@ -2715,6 +2796,7 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 	int			ndistinct = 0;
 	int			found;
 	int			inserted = 0;
+	int			next = 0;
 	int			i,
 				j;
 	Datum	   *args;
@@ -2776,7 +2858,8 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 	}
 
 	MemoryContextSwitchTo(spicxt);
-	upsert_exec(e, STMT_MANY_UNNEST, 0, args, NULL, 0);
+	if (!batch_insert_plain(e, args, ndistinct))
+		upsert_exec(e, STMT_MANY_UNNEST, 0, args, NULL, 0);
 	MemoryContextSwitchTo(b->callcxt);
 
 	/* the returned rows, matched to the elements by key */
@@ -2819,7 +2902,11 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 		/* a row whose key a trigger changed matches no element */
 		if (nullkey)
 			continue;
-		while (lo <= hi)
+		/* rows come back in the order inserted: try the next key first */
+		if (next < ndistinct &&
+			batch_keys_equal(e, probe, &vals[order[runstart[next]] * nc]))
+			hit = next;
+		while (hit < 0 && lo <= hi)
 		{
 			int			mid = lo + (hi - lo) / 2;
 			int			c = batch_cmp_keys(e, probe, &vals[order[runstart[mid]] * nc]);
@@ -2836,6 +2923,7 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 		}
 		if (hit < 0)
 			continue;
+		next = hit + 1;
 		tup = heap_form_tuple(e->tupdesc, all, allnull);
 		row = heap_copy_tuple_as_datum(tup, e->tupdesc);
 		heap_freetuple(tup);

@@ -491,6 +491,41 @@ DROP OWNED BY regress_upsert_user, regress_upsert_other;
 DROP ROLE regress_upsert_user, regress_upsert_other;
 
 ---------------------------------------------------------------------------
+-- Batches of new keys: a unique violation on another index is still an
+-- error, with nothing inserted; many batches in one transaction never
+-- overflow the backend's cache of subtransaction xids
+---------------------------------------------------------------------------
+CREATE TABLE twokeys (id serial PRIMARY KEY, k text UNIQUE NOT NULL, code int UNIQUE);
+INSERT INTO twokeys (k, code) VALUES ('old', 1);
+SELECT k, code FROM idempotency.idempotent_upsert_many(NULL::twokeys,
+    '[{"k": "n1", "code": 2}, {"k": "n2", "code": 1}, {"k": "n3", "code": 3}]', '{k}');
+SELECT k, code FROM twokeys ORDER BY k;
+SELECT k, code FROM idempotency.idempotent_upsert_many(NULL::twokeys,
+    '[{"k": "n1", "code": 2}, {"k": "old", "code": 1}, {"k": "n3", "code": 3}]', '{k}');
+BEGIN;
+SELECT sum(n) FROM generate_series(1, 70) g,
+    LATERAL (SELECT count(*) AS n FROM idempotency.idempotent_upsert_many(NULL::twokeys,
+        jsonb_build_array(jsonb_build_object('k', 'x' || g || 'a'), jsonb_build_object('k', 'x' || g || 'b')), '{k}')) c;
+DO $$
+DECLARE
+    overflowed boolean;
+BEGIN
+    -- the function exists from PostgreSQL 16 on
+    IF to_regproc('pg_catalog.pg_stat_get_backend_subxact') IS NOT NULL THEN
+        EXECUTE 'SELECT x.subxact_overflowed FROM pg_catalog.pg_stat_get_backend_idset() b,
+                   LATERAL pg_catalog.pg_stat_get_backend_subxact(b) x
+                 WHERE pg_catalog.pg_stat_get_backend_pid(b) = pg_catalog.pg_backend_pid()'
+            INTO overflowed;
+        IF overflowed THEN
+            RAISE EXCEPTION 'the subtransaction xid cache overflowed';
+        END IF;
+    END IF;
+END $$;
+SELECT count(*) FROM twokeys WHERE k LIKE 'x%';
+COMMIT;
+DROP TABLE twokeys;
+
+---------------------------------------------------------------------------
 -- REPEATABLE READ: a row the snapshot sees is returned as it was seen
 ---------------------------------------------------------------------------
 BEGIN ISOLATION LEVEL REPEATABLE READ;
