@@ -19,7 +19,10 @@
  * PL/pgSQL's exception handling nor ROLLBACK expects (a FATAL error or a
  * crash at the next abort).  idem_subxact_run() is the only place that
  * begins one; it restores the caller's memory context and resource owner on
- * every path.
+ * every path.  A subtransaction that is only an optimisation first asks
+ * idem_subxid_cache_room() whether its xid would still fit the backend's
+ * cache of subtransaction xids (PGPROC's subxids, read without a lock:
+ * only this backend changes its own).
  *
  * Running as the table owner.  processed_events and leases grant no write
  * privilege to anyone but their owner: every change goes through the
