@@ -50,7 +50,10 @@
  * the pre-commit callback refuses to commit while a claim made with
  * require_complete is not done.  Subtransaction abort drops the claims (their
  * rows are gone) and undoes "done" marks made in it; subtransaction commit
- * hands both to the parent.
+ * hands both to the parent.  A claim also remembers the ctid of the row
+ * version it wrote (plain table): complete/fail of that claim update the
+ * row by that address (PLAN_FINISH_TID, a TID scan), which finds it unless
+ * this transaction changed the row since; then the search by key runs.
  *
  * Locking summary: the EVENT lock (transaction scope) serializes claims of a
  * key; row locks taken by UPDATE/DELETE serialize complete/fail/forget/purge
@@ -92,8 +95,12 @@
  * UPDATE.  Key waits are node-local too, so on Citus a waiter also looks
  * again every IDEM_CITUS_POLL_MS.
  *
- * Memory and lifetime.  The saved plans (event_saved_plans) live for the
- * backend.  The claims of the transaction (xact_claims) live in
+ * Tokens are random UUIDs made here (idem_random_uuid()) and passed to
+ * the statements, on every kind of table.
+ *
+ * Memory and lifetime.  The saved plans (event_saved_plans) and claim()'s
+ * result row type (claim_tupdesc, CacheMemoryContext, rebuilt after a
+ * pg_proc invalidation) live for the backend.  The claims of the transaction (xact_claims) live in
  * TopTransactionContext; the transaction callbacks reset the list at every
  * end of transaction, so it never points to freed memory.  Everything else
  * lives in the calling function's memory context for one call.
