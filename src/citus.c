@@ -29,6 +29,8 @@
  *
  * Memory and lifetime.  The cache (an HTAB keyed by table OID) lives in
  * its own context under CacheMemoryContext for the life of the backend.
+ * idem_random_uuid()'s block of random bytes is a static buffer of the
+ * process that filled it (see there).
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +43,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "miscadmin.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "utils/fmgroids.h"
@@ -94,17 +97,37 @@ idem_citus_distributed(const char *table)
 }
 
 /*
- * A random (version 4) UUID, as gen_random_uuid() makes: tokens are made
- * here and passed to the statements, because Citus refuses volatile
- * functions in an UPDATE of a distributed table.
+ * A random (version 4) UUID, as gen_random_uuid() makes, from the same
+ * source (pg_strong_random()): tokens are made here and passed to the
+ * statements, because Citus refuses volatile functions in an UPDATE of a
+ * distributed table, and because asking the random source for one block of
+ * IDEM_RANDOM_BUF bytes costs little more than asking it for 16 (the fixed
+ * cost of a call is most of gen_random_uuid()'s).  The block belongs to the
+ * process that filled it (a forked child refills its own), and every byte
+ * handed out is wiped from it.
  */
+#define IDEM_RANDOM_BUF		(UUID_LEN * 32)
+
+static uint8 idem_random_buf[IDEM_RANDOM_BUF];
+static int	idem_random_pos = IDEM_RANDOM_BUF;
+static int	idem_random_pid = 0;
+
 void
 idem_random_uuid(pg_uuid_t *uuid)
 {
-	if (!pg_strong_random(uuid->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
+	if (idem_random_pid != MyProcPid ||
+		idem_random_pos > IDEM_RANDOM_BUF - UUID_LEN)
+	{
+		if (!pg_strong_random(idem_random_buf, IDEM_RANDOM_BUF))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		idem_random_pos = 0;
+		idem_random_pid = MyProcPid;
+	}
+	memcpy(uuid->data, idem_random_buf + idem_random_pos, UUID_LEN);
+	explicit_bzero(idem_random_buf + idem_random_pos, UUID_LEN);
+	idem_random_pos += UUID_LEN;
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;	/* version 4 */
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
 }

@@ -50,7 +50,10 @@
  * the pre-commit callback refuses to commit while a claim made with
  * require_complete is not done.  Subtransaction abort drops the claims (their
  * rows are gone) and undoes "done" marks made in it; subtransaction commit
- * hands both to the parent.
+ * hands both to the parent.  A claim also remembers the ctid of the row
+ * version it wrote (plain table): complete/fail of that claim update the
+ * row by that address (PLAN_FINISH_TID, a TID scan), which finds it unless
+ * this transaction changed the row since; then the search by key runs.
  *
  * Locking summary: the EVENT lock (transaction scope) serializes claims of a
  * key; row locks taken by UPDATE/DELETE serialize complete/fail/forget/purge
@@ -92,8 +95,12 @@
  * UPDATE.  Key waits are node-local too, so on Citus a waiter also looks
  * again every IDEM_CITUS_POLL_MS.
  *
- * Memory and lifetime.  The saved plans (event_saved_plans) live for the
- * backend.  The claims of the transaction (xact_claims) live in
+ * Tokens are random UUIDs made here (idem_random_uuid()) and passed to
+ * the statements, on every kind of table.
+ *
+ * Memory and lifetime.  The saved plans (event_saved_plans) and claim()'s
+ * result row type (claim_tupdesc, CacheMemoryContext, rebuilt after a
+ * pg_proc invalidation) live for the backend.  The claims of the transaction (xact_claims) live in
  * TopTransactionContext; the transaction callbacks reset the list at every
  * end of transaction, so it never points to freed memory.  Everything else
  * lives in the calling function's memory context for one call.
@@ -138,6 +145,7 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -175,6 +183,8 @@ typedef struct XactClaim
 	pg_uuid_t	token;
 	TimestampTz locked_until;	/* as the claim wrote them */
 	TimestampTz expires_at;
+	ItemPointerData tid;		/* the row version it wrote (plain table) */
+	bool		has_tid;
 	bool		require_complete;
 	SubTransactionId subid;		/* subtransaction that claimed */
 	SubTransactionId done_subid;	/* that completed it, or Invalid */
@@ -251,6 +261,7 @@ enum
 	PLAN_INSERT_CLAIM,
 	PLAN_RECLAIM,
 	PLAN_FINISH,
+	PLAN_FINISH_TID,
 	PLAN_RELEASE,
 	PLAN_FORGET,
 	PLAN_MARK_INSERT,
@@ -309,6 +320,7 @@ static XactClaim *event_find_claim(EventKey *ek, bool only_open);
 static void event_remember_claim(EventKey *ek, pg_uuid_t *token,
 								 TimestampTz locked_until,
 								 TimestampTz expires_at,
+								 ItemPointer tid,
 								 bool require_complete);
 static void event_claims_done(EventKey *ek);
 static void event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek,
@@ -339,16 +351,18 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 		3, {TEXTOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_INSERT_CLAIM] = {
-	/* $4 fingerprint, $5 now, $6 locked_until, $7 expires_at */
+	/*
+	 * $4 fingerprint, $5 now, $6 locked_until, $7 expires_at, $8 token
+	 * (idem_random_uuid()).  The row's ctid is for PLAN_FINISH_TID.
+	 */
 	"INSERT INTO idempotency.processed_events AS p (owner, scope, key, status,"
 	" fingerprint, token, fencing_token, attempts, created_at, updated_at,"
-	" locked_until, expires_at) VALUES ($1, $2, $3, 'in_progress', $4,"
-	" pg_catalog.gen_random_uuid(),"
+	" locked_until, expires_at) VALUES ($1, $2, $3, 'in_progress', $4, $8,"
 	" pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
 	" 1, $5, $5, $6, $7) ON CONFLICT DO NOTHING"
-	" RETURNING p.token, p.fencing_token, p.attempts",
-		7, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
-			TIMESTAMPTZOID, TIMESTAMPTZOID}
+	" RETURNING p.token, p.fencing_token, p.attempts, p.ctid",
+		8, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+			TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID}
 	},
 	[PLAN_RECLAIM] = {
 	/*
@@ -356,11 +370,12 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	 * $8 takeover (keep attempts + 1 and the old fingerprint if none given),
 	 * $9 the xmin of the row version read (compare-and-swap: any change
 	 * since, by a claim, mark_processed, complete or a purge and re-insert,
-	 * makes a new row version, which EvalPlanQual re-checks and rejects).
+	 * makes a new row version, which EvalPlanQual re-checks and rejects),
+	 * $10 the new token.
 	 */
 	"UPDATE idempotency.processed_events AS p SET status = 'in_progress',"
 	" fingerprint = CASE WHEN $8 AND $4 IS NULL THEN p.fingerprint ELSE $4 END,"
-	" result = NULL, error = NULL, token = pg_catalog.gen_random_uuid(),"
+	" result = NULL, error = NULL, token = $10,"
 	" fencing_token = pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
 	" attempts = CASE WHEN $8 THEN p.attempts OPERATOR(pg_catalog.+) 1 ELSE 1 END,"
 	" created_at = CASE WHEN $8 THEN p.created_at ELSE $5 END,"
@@ -368,9 +383,9 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3"
 	" AND p.xmin OPERATOR(pg_catalog.=) $9"
-	" RETURNING p.token, p.fencing_token, p.attempts",
-		9, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
-			TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, XIDOID}
+	" RETURNING p.token, p.fencing_token, p.attempts, p.ctid",
+		10, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,
+			 TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, XIDOID, UUIDOID}
 	},
 	[PLAN_FINISH] = {
 	/*
@@ -389,6 +404,26 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	" AND p.token OPERATOR(pg_catalog.=) $4",
 		8, {TEXTOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
 			TIMESTAMPTZOID}
+	},
+	[PLAN_FINISH_TID] = {
+	/*
+	 * PLAN_FINISH for a claim of this transaction (not on Citus), $9 the
+	 * ctid its claim returned: the row is fetched by its address (a TID
+	 * scan) instead of a search of the primary key.  The row version there,
+	 * if our snapshot still sees it, is the one the claim wrote, unchanged
+	 * (any change, which only this transaction can have made, makes a new
+	 * version; its owner, scope and key are the claim's), so $10 is the
+	 * expiry PLAN_FINISH would compute from it (event_finish_expiry()).
+	 * When the version moved (a change by this transaction since), this
+	 * finds nothing and PLAN_FINISH runs.  ($1-$3 are unused.)
+	 */
+	"UPDATE idempotency.processed_events AS p SET status = $5, result = $6,"
+	" error = $7, updated_at = $8, locked_until = NULL, expires_at = $10"
+	" WHERE p.ctid OPERATOR(pg_catalog.=) $9"
+	" AND p.token OPERATOR(pg_catalog.=) $4"
+	" AND p.status OPERATOR(pg_catalog.=) 'in_progress'",
+		10, {TEXTOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, JSONBOID,
+			 TIMESTAMPTZOID, TIDOID, TIMESTAMPTZOID}
 	},
 	[PLAN_RELEASE] = {
 	/* $4 token */
@@ -991,7 +1026,8 @@ event_find_claim(EventKey *ek, bool only_open)
 
 static void
 event_remember_claim(EventKey *ek, pg_uuid_t *token, TimestampTz locked_until,
-					 TimestampTz expires_at, bool require_complete)
+					 TimestampTz expires_at, ItemPointer tid,
+					 bool require_complete)
 {
 	XactClaim  *c = MemoryContextAllocZero(TopTransactionContext,
 										   sizeof(XactClaim));
@@ -1004,6 +1040,11 @@ event_remember_claim(EventKey *ek, pg_uuid_t *token, TimestampTz locked_until,
 	c->token = *token;
 	c->locked_until = locked_until;
 	c->expires_at = expires_at;
+	if (tid != NULL)
+	{
+		ItemPointerCopy(tid, &c->tid);
+		c->has_tid = true;
+	}
 	c->require_complete = require_complete;
 	c->subid = GetCurrentSubTransactionId();
 	c->done_subid = InvalidSubTransactionId;
@@ -1185,24 +1226,46 @@ event_unlock(const LOCKTAG *tag)
 
 /*
  * Build claim()'s result row (in the current memory context).  The row type
- * is built once per call site.
+ * (a blessed copy of the function's OUT parameters) is built once per
+ * backend and kept in CacheMemoryContext; a pg_proc invalidation (CREATE OR
+ * REPLACE, DROP, an extension update) makes the next call build it again.
  */
+static TupleDesc claim_tupdesc = NULL;
+static Oid	claim_tupdesc_fn = InvalidOid;
+static bool claim_tupdesc_registered = false;
+
+static void
+claim_tupdesc_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	claim_tupdesc_fn = InvalidOid;	/* rebuilt (and the old one freed) on next use */
+}
+
 static Datum
 claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r)
 {
-	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	TupleDesc	tupdesc = claim_tupdesc;
 	Datum		values[7];
 	bool		nulls[7];
 
-	if (tupdesc == NULL)
+	if (tupdesc == NULL || claim_tupdesc_fn != fcinfo->flinfo->fn_oid)
 	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		MemoryContext old = MemoryContextSwitchTo(CacheMemoryContext);
 
+		if (!claim_tupdesc_registered)
+		{
+			CacheRegisterSyscacheCallback(PROCOID, claim_tupdesc_inval,
+										  (Datum) 0);
+			claim_tupdesc_registered = true;
+		}
 		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "return type must be a row type");
 		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		fcinfo->flinfo->fn_extra = tupdesc;
 		MemoryContextSwitchTo(old);
+		/* (the record type cache keeps its own copy of a blessed one) */
+		if (claim_tupdesc != NULL)
+			FreeTupleDesc(claim_tupdesc);
+		claim_tupdesc = tupdesc;
+		claim_tupdesc_fn = fcinfo->flinfo->fn_oid;
 	}
 
 	values[0] = CStringGetTextDatum(r->status);
@@ -1336,6 +1399,7 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	TupleDesc	desc;
 	bool		isnull;
 	pg_uuid_t	newtok;
+	ItemPointer tid;
 	uint64		n;
 
 	if (!event_lock(&st->tag, idem_timeout_ms(st->deadline - now)))
@@ -1363,9 +1427,18 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	values[7] = BoolGetDatum(takeover);
 	values[8] = TransactionIdGetDatum(st->row.xmin);
 
-	if (!event_citus)
-		n = event_exec(st->row.found ? PLAN_RECLAIM : PLAN_INSERT_CLAIM,
-					   values, nulls);
+	if (!event_citus && !st->row.found)
+	{
+		idem_random_uuid(&newtok);
+		values[7] = UUIDPGetDatum(&newtok);
+		n = event_exec(PLAN_INSERT_CLAIM, values, nulls);
+	}
+	else if (!event_citus)
+	{
+		idem_random_uuid(&newtok);
+		values[9] = UUIDPGetDatum(&newtok);
+		n = event_exec(PLAN_RECLAIM, values, nulls);
+	}
 	else if (!st->row.found)
 	{
 		idem_random_uuid(&newtok);
@@ -1408,8 +1481,10 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	r->fencing = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	r->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	r->expires = locked_until;
+	tid = event_citus ? NULL
+		: (ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull));
 	event_remember_claim(&st->ek, &r->token, locked_until,
-						 locked_until + st->ttl, st->require_complete);
+						 locked_until + st->ttl, tid, st->require_complete);
 	idem_stats_note(takeover ? IDEM_OC_TAKEOVER : IDEM_OC_CLAIMED);
 	/* Keep the EVENT lock until the end of the transaction. */
 	return CLAIM_DONE;
@@ -1454,6 +1529,18 @@ idempotency_claim(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The expiry of a finished record whose in_progress row had locked_until
+ * and expires_at, as PLAN_FINISH computes it: within the lease the row's
+ * (lease end + ttl), after it now + ttl.
+ */
+static TimestampTz
+event_finish_expiry(TimestampTz now, TimestampTz locked_until,
+					TimestampTz expires_at)
+{
+	return locked_until > now ? expires_at : now + (expires_at - locked_until);
+}
+
+/*
  * complete() and fail(): finish the claim of ek.  status 'c' or 'f' stores
  * value as result or error; retryable fail deletes the row instead.
  */
@@ -1467,8 +1554,8 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 	const char *fn = (status == 'c') ? "complete" : "fail";
 	XactClaim  *mine = NULL;
 	pg_uuid_t	tok;
-	Datum		values[8];
-	char		nulls[8];
+	Datum		values[10];
+	char		nulls[10];
 	EventRow	row;
 
 	if (token_null)
@@ -1512,7 +1599,33 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 		nulls[6] = (status == 'f' && !value_null) ? ' ' : 'n';
 		values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
 		if (!event_citus)
-			changed = event_exec(PLAN_FINISH, values, nulls);
+		{
+			/*
+			 * A claim of this transaction (found by key, or by the token
+			 * given) is finished through the row version it wrote; not
+			 * under SERIALIZABLE, whose predicate locks we leave as the
+			 * search by key takes them.
+			 */
+			XactClaim  *c = mine;
+
+			if (c == NULL)
+			{
+				c = event_find_claim(ek, true);
+				if (c != NULL && memcmp(&c->token, &tok, sizeof(pg_uuid_t)) != 0)
+					c = NULL;
+			}
+			changed = 0;
+			if (c != NULL && c->has_tid && !IsolationIsSerializable())
+			{
+				values[8] = PointerGetDatum(&c->tid);
+				values[9] = TimestampTzGetDatum(event_finish_expiry(DatumGetTimestampTz(values[7]),
+																	c->locked_until,
+																	c->expires_at));
+				changed = event_exec(PLAN_FINISH_TID, values, nulls);
+			}
+			if (changed == 0)
+				changed = event_exec(PLAN_FINISH, values, nulls);
+		}
 		else
 		{
 			/*
@@ -1551,8 +1664,8 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 				memcpy(cvalues, values, sizeof(Datum) * 8);
 				memcpy(cnulls, nulls, 8);
 				memset(cnulls + 8, ' ', 3);
-				cvalues[8] = TimestampTzGetDatum(row.locked_until > now ? row.expires_at
-												 : now + (row.expires_at - row.locked_until));
+				cvalues[8] = TimestampTzGetDatum(event_finish_expiry(now, row.locked_until,
+																	 row.expires_at));
 				cvalues[9] = TimestampTzGetDatum(row.locked_until);
 				cvalues[10] = TimestampTzGetDatum(row.expires_at);
 				changed = event_cexec(CPLAN_FINISH, cvalues, cnulls);

@@ -148,6 +148,46 @@ SELECT * FROM pg_temp.c('rc-4', rc => true);
 SELECT idempotency.forget('rc-4');
 COMMIT;
 
+-- complete of a claim made in the same transaction: the stored expiry is
+-- the claim's lease end + ttl within the lease, completion time + ttl after
+-- it; a token of that claim works, another token is stale
+BEGIN;
+CREATE TEMP TABLE tx_claim AS
+    SELECT * FROM idempotency.claim('tx-1', lease => '1 hour', ttl => '1 day');
+SELECT idempotency.complete('tx-1', '"a"', token => (SELECT token FROM tx_claim));
+SELECT p.status, p.result, p.expires_at = c.expires_at + interval '1 day' AS lease_end_plus_ttl
+    FROM idempotency.processed_events p, tx_claim c WHERE p.key = 'tx-1';
+DROP TABLE tx_claim;
+COMMIT;
+BEGIN;
+SELECT status FROM idempotency.claim('tx-2', lease => '1 millisecond', ttl => '1 day');
+SELECT pg_sleep(0.01);
+SELECT idempotency.complete('tx-2', '"b"');
+SELECT status, result, expires_at - updated_at AS ttl_from_completion
+    FROM idempotency.processed_events WHERE key = 'tx-2';
+COMMIT;
+BEGIN;
+SELECT status FROM idempotency.claim('tx-3');
+SELECT idempotency.complete('tx-3', '"c"', token => gen_random_uuid());
+ROLLBACK;
+-- the row changed in the same transaction since the claim (here by its
+-- owner, by hand), or a complete rolled back to a savepoint: complete
+-- still finds it
+BEGIN;
+SELECT status FROM idempotency.claim('tx-4');
+UPDATE idempotency.processed_events SET attempts = attempts WHERE key = 'tx-4';
+SELECT idempotency.complete('tx-4', '"d"');
+SELECT status, result FROM idempotency.processed_events WHERE key = 'tx-4';
+COMMIT;
+BEGIN;
+SELECT status FROM idempotency.claim('tx-5');
+SAVEPOINT s;
+SELECT idempotency.complete('tx-5', '"first"');
+ROLLBACK TO SAVEPOINT s;
+SELECT idempotency.fail('tx-5', '"second"', false);
+SELECT status, result, error FROM idempotency.processed_events WHERE key = 'tx-5';
+COMMIT;
+
 -- forget
 SELECT idempotency.forget('order-3') AS forgotten, idempotency.forget('order-3') AS again;
 SELECT * FROM pg_temp.c('order-3');
