@@ -17,9 +17,9 @@
 # is: the same claim + complete sent in two pipelines (BEGIN + claim, then
 # complete + COMMIT: two round trips, as many as the Redis guard's, for a
 # client whose driver pipelines), and the hand-written pair of the
-# events-claim group (INSERT ... ON CONFLICT DO NOTHING + UPDATE, in one
-# transaction, four round trips like ours): what any transaction of this
-# shape reaches on the machine.
+# events-claim group (test/bench/claim-handwritten.pgb: INSERT ... ON
+# CONFLICT DO NOTHING + UPDATE in one transaction, four round trips like
+# ours): what any transaction of this shape reaches on the machine.
 bench_title "redis guard (SET NX EX + SET) vs durable claim + complete, 1 and 32 clients"
 redis_server=$(command -v redis-server || true)
 [ -n "$redis_server" ] || [ ! -x /usr/bin/redis-server ] || redis_server=/usr/bin/redis-server
@@ -77,14 +77,9 @@ fi
 port_everysec=$REDIS_PORT
 echo "$("$redis_server" --version | cut -d' ' -f1-3): appendfsync always on port $port_always, everysec on port $port_everysec"
 
+bench_setup <"$IDEM_ROOT/test/bench/claim-handwritten.sql"
 bench_setup <<'SQL'
 DELETE FROM idempotency.processed_events WHERE scope = 'bench-redis';
-DROP TABLE IF EXISTS bench_redis_keys;
-CREATE TABLE bench_redis_keys (scope text NOT NULL, key text NOT NULL,
-    status text NOT NULL, fingerprint bytea, result jsonb,
-    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    expires_at timestamptz NOT NULL, PRIMARY KEY (scope, key));
-CREATE INDEX ON bench_redis_keys (expires_at);
 SQL
 cat >"$BENCH_GROUP_DIR/claim-pipelined.pgb" <<'PGB'
 \set k random(1, 9000000000000000000)
@@ -96,18 +91,6 @@ SELECT status FROM idempotency.claim('req-' || :k, '{"amount": 10}', :scope);
 SELECT idempotency.complete('req-' || :k, '{"ok": true}', :scope);
 COMMIT;
 \endpipeline
-PGB
-cat >"$BENCH_GROUP_DIR/handwritten.pgb" <<'PGB'
-\set k random(1, 9000000000000000000)
-BEGIN;
-INSERT INTO bench_redis_keys (scope, key, status, fingerprint, expires_at)
-    VALUES ('bench-redis', 'req-' || :k, 'in_progress',
-            sha256(convert_to('{"amount": 10}'::jsonb::text, 'UTF8')),
-            clock_timestamp() + interval '1 day')
-    ON CONFLICT DO NOTHING RETURNING status;
-UPDATE bench_redis_keys SET status = 'completed', result = '{"ok": true}'
-    WHERE scope = 'bench-redis' AND key = 'req-' || :k;
-COMMIT;
 PGB
 # The Redis client as a variant: BENCH_JOBS node processes share the
 # clients; their calls/s add up.
@@ -143,7 +126,7 @@ else
 		bench_variant claim_sync_$n $n --guc=synchronous_commit=on -D scope=bench-redis <"$IDEM_ROOT/test/bench/claim-complete.pgb"
 		bench_variant claim_async_$n $n --guc=synchronous_commit=off -D scope=bench-redis <"$IDEM_ROOT/test/bench/claim-complete.pgb"
 		bench_variant claim_piped_sync_$n $n --guc=synchronous_commit=on -D scope=bench-redis <"$BENCH_GROUP_DIR/claim-pipelined.pgb"
-		bench_variant handwritten_sync_$n $n --guc=synchronous_commit=on <"$BENCH_GROUP_DIR/handwritten.pgb"
+		bench_variant handwritten_sync_$n $n --guc=synchronous_commit=on -D scope=bench-redis <"$IDEM_ROOT/test/bench/claim-handwritten.pgb"
 	done
 	bench_ratio claim_sync_32 redis_always_32
 	bench_ratio claim_sync_1 redis_always_1
@@ -156,4 +139,4 @@ else
 	bench_ratio handwritten_sync_1 redis_always_1
 fi
 bench_run
-idem_psql -c "DELETE FROM idempotency.processed_events WHERE scope = 'bench-redis'" -c "DROP TABLE bench_redis_keys" >/dev/null
+idem_psql -c "DELETE FROM idempotency.processed_events WHERE scope = 'bench-redis'" -c "DROP TABLE bench_keys" >/dev/null
