@@ -108,14 +108,9 @@ fi
 # Prepared statements (pgbench -M prepared), a new key every transaction,
 # 1500 per client, 8 clients on two nodes: every claim claims and its
 # complete finds it.
-cat >"$W/claim-new.sql" <<'EOF'
-\set k random(1, 9000000000000000000)
-BEGIN;
-SELECT status FROM idempotency.claim('new-' || :k, '{"amount": 10}', 'prepared');
-SELECT idempotency.complete('new-' || :k, '{"ok": true}', 'prepared');
-COMMIT;
-EOF
-if idem_citus_pgbench_pair "$W/claim-new" "$W/claim-new.sql" "$W/claim-new.sql" -M prepared -c 4 -j 2 -t 1500; then
+# (the benchmark's script: test/bench/claim-complete.pgb)
+if idem_citus_pgbench_pair "$W/claim-new" "$IDEM_ROOT/test/bench/claim-complete.pgb" \
+	"$IDEM_ROOT/test/bench/claim-complete.pgb" -M prepared -c 4 -j 2 -t 1500 -D scope=prepared; then
 	idem_pass "$T: claim + complete of 12,000 new keys, prepared, 8 clients on two nodes: no error"
 else
 	idem_fail "$T: claim + complete of 12,000 new keys, prepared, 8 clients on two nodes: no error"
