@@ -123,6 +123,12 @@ COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
 
 REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
 
+-- No CHECK constraints on leases: the functions write and validate the
+-- rows (src/lease.c).
+ALTER TABLE idempotency.leases
+    DROP CONSTRAINT leases_held_has_expiry,
+    DROP CONSTRAINT leases_fencing_positive;
+
 ---------------------------------------------------------------------------
 -- Mutexes on a Citus cluster.
 ---------------------------------------------------------------------------

@@ -66,7 +66,10 @@
  *
  * Privileges.  The statements run as the table's owner (idem_spi_begin,
  * src/plans.c): nobody else may read or write idempotency.leases directly,
- * so a fencing counter only ever moves forward, by these functions.
+ * so a fencing counter only ever moves forward, by these functions.  The
+ * table has no CHECK constraints (they cost every write); the rules they
+ * stated are kept by the statements and checked on every read
+ * (lease_check_row(), lease_check_fencing()).
  *
  * Memory and lifetime.  The saved plans (lease_saved_plans) live for the
  * backend; rows read are copied into the calling function's context and
@@ -225,6 +228,8 @@ static pg_uuid_t *lease_token_arg(FunctionCallInfo fcinfo, int argno,
 static pg_uuid_t *lease_new_token(void);
 static uint64 lease_key_hash(text *key);
 static void lease_read(text *key, TimestampTz now, LeaseRow *row);
+static int64 lease_check_fencing(text *key, Datum fencing, bool isnull);
+static void lease_check_row(text *key, const Datum *values, const bool *nulls);
 static AcquireStatus lease_try_acquire(text *key, text *holder,
 									   pg_uuid_t *if_match, int64 ttl,
 									   LeaseRow *row);
@@ -295,6 +300,41 @@ lease_key_hash(text *key)
 }
 
 /*
+ * The rules of a lease row, which the table does not enforce with CHECK
+ * constraints (evaluating them would cost every acquire and release): a
+ * fencing token is positive, and a held row (token set) has both its
+ * timestamps.  The functions write only such rows and nobody but the
+ * table's owner may write the table; a row the owner wrote by hand that
+ * breaks a rule is refused wherever it is read, before anything is
+ * decided or returned from it.
+ */
+static int64
+lease_check_fencing(text *key, Datum fencing, bool isnull)
+{
+	if (isnull || DatumGetInt64(fencing) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("lease \"%s\" has an invalid fencing token",
+						text_to_cstring(key)),
+				 errdetail("Fencing tokens in idempotency.leases are positive; this row was not written by the idempotency functions."),
+				 errhint("As the owner of idempotency.leases, set fencing_token to a value above every fencing token already issued for the key.")));
+	return DatumGetInt64(fencing);
+}
+
+static void
+lease_check_row(text *key, const Datum *values, const bool *nulls)
+{
+	lease_check_fencing(key, values[LR_FENCING], nulls[LR_FENCING]);
+	if (!nulls[LR_TOKEN] && (nulls[LR_ACQUIRED] || nulls[LR_EXPIRES]))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("lease \"%s\" is held without an acquisition or expiry time",
+						text_to_cstring(key)),
+				 errdetail("A row of idempotency.leases with a token has acquired_at and expires_at; this row was not written by the idempotency functions."),
+				 errhint("As the owner of idempotency.leases, set both columns, or set token, holder, acquired_at and expires_at to null to free the lease.")));
+}
+
+/*
  * Read the key's row (any state) into *row, copying the values into the
  * current memory context.  "live" is judged against now.
  */
@@ -325,7 +365,8 @@ lease_read(text *key, TimestampTz now, LeaseRow *row)
 		row->values[i] = row->nulls[i] ? (Datum) 0
 			: datumCopy(d, att->attbyval, att->attlen);
 	}
-	row->live = !row->nulls[LR_TOKEN] && !row->nulls[LR_EXPIRES] &&
+	lease_check_row(key, row->values, row->nulls);
+	row->live = !row->nulls[LR_TOKEN] &&
 		DatumGetTimestampTz(row->values[LR_EXPIRES]) > now;
 }
 
@@ -385,6 +426,7 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 	row->found = row->live = true;
 	row->values[LR_FENCING] = SPI_getbinval(SPI_tuptable->vals[0],
 											SPI_tuptable->tupdesc, 1, &isnull);
+	lease_check_fencing(key, row->values[LR_FENCING], isnull);
 	row->values[LR_TOKEN] = UUIDPGetDatum(token);
 	row->values[LR_HOLDER] = PointerGetDatum(holder);
 	row->values[LR_ACQUIRED] = TimestampTzGetDatum(now);
@@ -698,6 +740,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 
 		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 						  values, nulls);
+		lease_check_row(key, values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
@@ -739,9 +782,10 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	args[2] = TimestampTzGetDatum(now);
 	if (lease_exec(LP_ASSERT, args, NULL, 1) > 0)
 	{
-		fencing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1,
-											  &isnull));
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull);
+
+		fencing = lease_check_fencing(key, d, isnull);
 		idem_spi_end(&spi);
 		idem_stats_end(IDEM_OC_OK);
 		PG_RETURN_INT64(fencing);

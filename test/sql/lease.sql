@@ -224,4 +224,41 @@ DROP ROLE regress_lease_app;
 SELECT 'idempotency.leases'::regclass = ANY (extconfig) AS dumped
   FROM pg_extension WHERE extname = 'idempotency';
 
+---------------------------------------------------------------------------
+-- The table has no CHECK constraints: the functions validate the rows they
+-- read.  A row its owner (here the superuser running the test) broke by
+-- hand is refused with XX001 by every function that reads it, and nothing
+-- is decided or returned from it.
+---------------------------------------------------------------------------
+SELECT conname FROM pg_constraint
+ WHERE conrelid = 'idempotency.leases'::regclass AND contype = 'c';
+SELECT status FROM idempotency.lease_acquire('bad-lease', holder => 'w') \gset bad_
+-- Held, but without an expiry.
+UPDATE idempotency.leases SET expires_at = NULL WHERE key = 'bad-lease';
+SELECT pg_temp.try($$SELECT idempotency.lease_acquire('bad-lease')$$);
+-- (lease_status() shows only leases whose expiry is in the future: none.)
+SELECT pg_temp.try($$SELECT idempotency.lease_status('bad-lease')$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_release('bad-lease', gen_random_uuid())$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_assert('bad-lease', gen_random_uuid())$$);
+-- Held, but without an acquisition time: lease_status() returns it.
+UPDATE idempotency.leases SET expires_at = clock_timestamp() + interval '1 hour',
+       acquired_at = NULL WHERE key = 'bad-lease';
+SELECT pg_temp.try($$SELECT idempotency.lease_status('bad-lease')$$);
+-- A fencing token that is not positive, on a free row: the next acquire
+-- would hand out -4.
+UPDATE idempotency.leases SET token = NULL, holder = NULL, acquired_at = NULL,
+       expires_at = NULL, fencing_token = -5 WHERE key = 'bad-lease';
+SELECT pg_temp.try($$SELECT idempotency.lease_acquire('bad-lease')$$);
+SELECT token IS NULL AS still_free, fencing_token FROM idempotency.leases WHERE key = 'bad-lease';
+-- ... and on a held row, as lease_assert() and lease_status() would return it.
+UPDATE idempotency.leases SET fencing_token = 10 WHERE key = 'bad-lease';
+SELECT token AS bad_token FROM idempotency.lease_acquire('bad-lease') \gset
+UPDATE idempotency.leases SET fencing_token = 0 WHERE key = 'bad-lease';
+SELECT pg_temp.try(format($$SELECT idempotency.lease_assert('bad-lease', %L)$$, :'bad_token'));
+SELECT pg_temp.try($$SELECT idempotency.lease_status('bad-lease')$$);
+-- Corrected by hand, the key works again.
+UPDATE idempotency.leases SET fencing_token = 11 WHERE key = 'bad-lease';
+SELECT idempotency.lease_release('bad-lease', :'bad_token');
+SELECT status, fencing_token FROM idempotency.lease_acquire('bad-lease');
+
 TRUNCATE idempotency.leases;
