@@ -2,7 +2,8 @@
  *
  * args.c
  *	  Interval arguments: one conversion, one limit, one set of messages for
- *	  every ttl, lease, wait and timeout the extension accepts.
+ *	  every ttl, lease, wait and timeout the extension accepts; text
+ *	  arguments; the row type of a call's result.
  *
  * An interval is converted to microseconds the way interval comparison
  * orders intervals (a month is 30 days, a day 24 hours), with overflow
@@ -11,6 +12,17 @@
  * callers' deadline arithmetic cannot overflow, and it is the same for every
  * function: '1000 years' is accepted everywhere, '1000 years 1 day'
  * nowhere.
+ *
+ * A function returning a row (OUT parameters) needs its row type on every
+ * call.  get_call_result_type() builds it from pg_proc each time (about
+ * 5,000-10,000 instructions, a few percent of a claim); a function called in
+ * FROM, the usual way, is handed the very same descriptor by the executor
+ * in its ReturnSetInfo (expectedDesc: the function scan's, built once per
+ * query from the same pg_proc entry, polymorphic types resolved), so
+ * idem_result_desc() and idem_init_srf() take that one and fall back to
+ * get_call_result_type() elsewhere (a call in the select list of a
+ * function that does not return a set).  The descriptors are per call,
+ * in the caller's memory context: nothing is kept between calls.
  *
  * Nothing here keeps state.
  *
@@ -22,6 +34,8 @@
 #include "args.h"
 
 #include "common/int.h"
+#include "funcapi.h"
+#include "nodes/execnodes.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -150,4 +164,40 @@ idem_time_add(TimestampTz t, int64 usecs, const char *argname, const char *fn)
 				 errhint("Pass a shorter interval as %s to idempotency.%s().",
 						 argname, fn)));
 	return result;
+}
+
+/* The executor's descriptor of the call's result row, or NULL. */
+static TupleDesc
+idem_expected_desc(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo))
+		return rsinfo->expectedDesc;
+	return NULL;
+}
+
+/*
+ * The row type of the call's result, blessed for HeapTupleGetDatum(), in
+ * the current memory context.
+ */
+TupleDesc
+idem_result_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	expected = idem_expected_desc(fcinfo);
+	TupleDesc	tupdesc;
+
+	if (expected != NULL)
+		tupdesc = CreateTupleDescCopy(expected);
+	else if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return BlessTupleDesc(tupdesc);
+}
+
+/* InitMaterializedSRF(), with the executor's row type when it has one. */
+void
+idem_init_srf(FunctionCallInfo fcinfo)
+{
+	InitMaterializedSRF(fcinfo, idem_expected_desc(fcinfo) != NULL ?
+						MAT_SRF_USE_EXPECTED_DESC : 0);
 }

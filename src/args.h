@@ -2,7 +2,7 @@
  *
  * args.h
  *	  Argument checks shared by the SQL entry points: one set of limits and
- *	  one set of messages for intervals.
+ *	  one set of messages for intervals; the row type of a call's result.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,6 +10,7 @@
 #define IDEMPOTENCY_ARGS_H
 
 #include "fmgr.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 
 /*
@@ -44,5 +45,7 @@ extern int64 idem_arg_interval(FunctionCallInfo fcinfo, int argno,
 							   bool allow_zero);
 extern TimestampTz idem_time_add(TimestampTz t, int64 usecs,
 								 const char *argname, const char *fn);
+extern TupleDesc idem_result_desc(FunctionCallInfo fcinfo);
+extern void idem_init_srf(FunctionCallInfo fcinfo);
 
 #endif							/* IDEMPOTENCY_ARGS_H */

@@ -1225,7 +1225,8 @@ event_unlock(const LOCKTAG *tag)
 
 /*
  * Build claim()'s result row (in the current memory context).  The row type
- * is built once per call site (fn_extra).  (Keeping one per backend, in
+ * is built once per call site (fn_extra), from the executor's descriptor
+ * when it passes one (idem_result_desc()).  (Keeping one per backend, in
  * CacheMemoryContext, saved some 10,000 instructions a call, but on Citus
  * claim then replayed other records' outcomes under prepared statements
  * and concurrency, for a reason not found: it is not done.)
@@ -1241,9 +1242,7 @@ claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r)
 	{
 		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		tupdesc = idem_result_desc(fcinfo);
 		fcinfo->flinfo->fn_extra = tupdesc;
 		MemoryContextSwitchTo(old);
 	}

@@ -532,7 +532,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 		idem_keywait_begin(&w, IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));
 	}
 
-	InitMaterializedSRF(fcinfo, 0);
+	idem_init_srf(fcinfo);
 
 	distributed = (wait > 0) && idem_citus_distributed("leases");
 	idem_spi_begin(&spi, "leases");
@@ -615,7 +615,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "lease_renew", false);
 
-	InitMaterializedSRF(fcinfo, 0);
+	idem_init_srf(fcinfo);
 	idem_spi_begin(&spi, "leases");
 
 	now = GetCurrentTimestamp();
@@ -728,7 +728,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	key = lease_key_arg(fcinfo, 0, "lease_status");
 
-	InitMaterializedSRF(fcinfo, 0);
+	idem_init_srf(fcinfo);
 	idem_spi_begin(&spi, "leases");
 
 	args[0] = PointerGetDatum(key);

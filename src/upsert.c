@@ -180,6 +180,7 @@
 #include "postgres.h"
 
 #include "idempotency.h"
+#include "args.h"
 #include "plans.h"
 #include "citus.h"
 #include "locks.h"
@@ -2422,9 +2423,7 @@ upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
+	tupdesc = idem_result_desc(fcinfo);
 	values[0] = row;
 	values[1] = BoolGetDatum(created);
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));

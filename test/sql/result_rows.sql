@@ -1,0 +1,67 @@
+-- The row types of results: the functions that return a row take its type
+-- from the executor when called in FROM, and from the catalog elsewhere.
+-- Every calling context gives the same columns and values.
+\set VERBOSITY terse
+CREATE TABLE rr_items (id int GENERATED ALWAYS AS IDENTITY, sku text UNIQUE, n int);
+
+-- get_or_create / update_or_create: in FROM, in the select list, expanded,
+-- with aliases, in ROWS FROM with ordinality, laterally, prepared.
+SELECT item, created FROM idempotency.get_or_create(NULL::rr_items, '{"sku": "a", "n": 1}');
+SELECT idempotency.get_or_create(NULL::rr_items, '{"sku": "a", "n": 1}');
+SELECT (idempotency.get_or_create(NULL::rr_items, '{"sku": "b", "n": 2}')).*;
+SELECT r, c FROM idempotency.get_or_create(NULL::rr_items, '{"sku": "b"}') AS g(r, c);
+SELECT * FROM ROWS FROM (idempotency.get_or_create(NULL::rr_items, '{"sku": "c", "n": 3}'),
+                         idempotency.update_or_create(NULL::rr_items, '{"sku": "a", "n": 10}'))
+    WITH ORDINALITY AS t(i1, c1, i2, c2, ord);
+SELECT v.sku, (g.item).n, g.created
+  FROM (VALUES ('a'), ('d'), ('a')) AS v(sku),
+       LATERAL idempotency.get_or_create(NULL::rr_items, jsonb_build_object('sku', v.sku, 'n', 4)) AS g
+ ORDER BY 1, 3;
+PREPARE rr_goc(text) AS SELECT (item).sku, created FROM idempotency.get_or_create(NULL::rr_items, jsonb_build_object('sku', $1));
+EXECUTE rr_goc('e');
+EXECUTE rr_goc('e');
+EXECUTE rr_goc('f');
+DEALLOCATE rr_goc;
+-- A composite result used as a value after the call returned.
+SELECT row_to_json(g) FROM idempotency.update_or_create(NULL::rr_items, '{"sku": "f", "n": 6}') AS g;
+
+-- claim: in FROM, in the select list, in ROWS FROM, prepared, in PL/pgSQL.
+BEGIN;
+SELECT status, result, token IS NOT NULL AS has_token, attempts
+  FROM idempotency.claim('rr-1', '{"a": 1}', 'rr');
+SELECT idempotency.complete('rr-1', '{"ok": 1}', 'rr');
+COMMIT;
+SELECT (idempotency.claim('rr-1', '{"a": 1}', 'rr')).status;
+SELECT (c).status, (c).result FROM (SELECT idempotency.claim('rr-1', '{"a": 1}', 'rr') AS c) s;
+SELECT s1, r1, s2 FROM ROWS FROM (idempotency.claim('rr-1', '{"a": 1}', 'rr'),
+                                  idempotency.claim('rr-2', NULL, 'rr'))
+    WITH ORDINALITY AS t(s1, r1, e1, t1, f1, a1, x1, s2, r2, e2, t2, f2, a2, x2, ord);
+PREPARE rr_claim(text) AS SELECT status, result FROM idempotency.claim($1, NULL, 'rr');
+EXECUTE rr_claim('rr-1');
+EXECUTE rr_claim('rr-1');
+EXECUTE rr_claim('rr-3');
+DEALLOCATE rr_claim;
+DO $$
+DECLARE
+    r record;
+BEGIN
+    SELECT * INTO r FROM idempotency.claim('rr-1', NULL, 'rr');
+    RAISE NOTICE 'plpgsql: % %', r.status, r.result;
+    r := idempotency.claim('rr-1', NULL, 'rr');
+    RAISE NOTICE 'plpgsql assigned: % %', r.status, r.result;
+END $$;
+
+-- lease_acquire / lease_renew / lease_status (sets): in FROM, in the select
+-- list, with ordinality.
+SELECT status, token, fencing_token, holder FROM idempotency.lease_acquire('rr-lease', holder => 'h') \gset l_
+SELECT :'l_status', :l_fencing_token, :'l_holder';
+SELECT (idempotency.lease_status('rr-lease')).holder;
+SELECT s, ord FROM idempotency.lease_renew('rr-lease', :'l_token'::uuid, '1 minute') WITH ORDINALITY AS r(s, e, ord);
+SELECT status, expires_at > clock_timestamp() AS future
+  FROM idempotency.lease_renew('rr-lease', (SELECT token FROM idempotency.lease_status('rr-lease')), '1 minute');
+SELECT (idempotency.lease_acquire('rr-lease')).status;
+SELECT holder, fencing_token FROM idempotency.lease_status('rr-lease');
+SELECT idempotency.lease_release('rr-lease');
+
+DROP TABLE rr_items;
+SELECT idempotency.forget(k, 'rr') FROM unnest(ARRAY['rr-1', 'rr-2', 'rr-3']) AS k;
