@@ -92,10 +92,11 @@ DROP POLICY processed_events_owner ON idempotency.processed_events;
 -- has it (what CURRENT_USER returns), not regrole's text output, which
 -- double-quotes names such as "Billing-App".  A record of a role that no
 -- longer exists gets pg_get_userbyid()'s "unknown (OID=n)": no role can
--- match it, as no role could match the dangling OID before.
+-- match it, as no role could match the dangling OID before.  In the "C"
+-- collation, as role names compare: owner = CURRENT_USER searches the key.
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner DROP DEFAULT;
 ALTER TABLE idempotency.processed_events
-    ALTER COLUMN owner TYPE pg_catalog.text
+    ALTER COLUMN owner TYPE pg_catalog.text COLLATE pg_catalog."C"
     USING pg_catalog.pg_get_userbyid(owner::pg_catalog.oid)::pg_catalog.text;
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner SET DEFAULT CURRENT_USER;
 

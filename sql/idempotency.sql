@@ -101,7 +101,10 @@ COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg
 -- sharing a database cannot collide with, or probe for, each other's keys.
 -- It is the role's name, not its OID: on a Citus cluster a role has a
 -- different OID on every node, but the same name.  Renaming a role leaves
--- its records under the old name (see the README).
+-- its records under the old name (see the README).  It compares in the "C"
+-- collation, as role names (type name) do: owner = CURRENT_USER is then
+-- a search of the primary key (in the database's collation it would not
+-- be, CURRENT_USER being a name, whose collation is "C").
 -- status: 'in_progress' (claimed; locked_until is the end of the lease),
 -- 'completed' (result), 'failed' (error, not retryable).  expires_at: when
 -- the row may be purged and the key becomes new again; for an in_progress
@@ -111,7 +114,7 @@ COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg
 -- write the table (see below), and the functions refuse to read a row with
 -- any other status (XX001, src/events.c).
 CREATE TABLE idempotency.processed_events (
-    owner          pg_catalog.text NOT NULL DEFAULT CURRENT_USER,
+    owner          pg_catalog.text COLLATE pg_catalog."C" NOT NULL DEFAULT CURRENT_USER,
     scope          pg_catalog.text NOT NULL,
     key            pg_catalog.text NOT NULL,
     status         pg_catalog.text NOT NULL,

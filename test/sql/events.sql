@@ -253,6 +253,17 @@ SELECT status FROM idempotency.claim('bad-status', scope => 'bad');
 SELECT idempotency.complete('bad-status', '1', 'bad', gen_random_uuid());
 SELECT idempotency.forget('bad-status', 'bad');
 
+-- Reading one's own record the way users write it is a search of the
+-- primary key on all three columns: owner compares in the collation of
+-- CURRENT_USER (a name, "C"); in the database's it would be a filter.
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT status, result FROM idempotency.processed_events
+ WHERE owner = current_user AND scope = 's' AND key = 'k';
+RESET enable_seqscan;
+SELECT collation_name FROM information_schema.columns
+ WHERE table_schema = 'idempotency' AND table_name = 'processed_events'
+   AND column_name = 'owner';
+
 -- clean up
 SELECT count(*) > 0 AS had_rows FROM idempotency.processed_events;
 DELETE FROM idempotency.processed_events;

@@ -1,5 +1,6 @@
 # Replay of a completed key (claim() answering 'completed' + result) against
-# a plain SELECT of the result by key.
+# a plain SELECT of the result by key, as a user writes it (owner is in the
+# "C" collation of CURRENT_USER, so this is a search of the primary key).
 bench_title "events: replay of a completed key vs plain SELECT by key"
 bench_setup <<'SQL'
 DELETE FROM idempotency.processed_events WHERE scope = 'bench-replay';
