@@ -1226,10 +1226,10 @@ event_unlock(const LOCKTAG *tag)
 /*
  * Build claim()'s result row (in the current memory context).  The row type
  * is built once per call site (fn_extra), from the executor's descriptor
- * when it passes one (idem_result_desc()).  (Keeping one per backend, in
- * CacheMemoryContext, saved some 10,000 instructions a call, but on Citus
- * claim then replayed other records' outcomes under prepared statements
- * and concurrency, for a reason not found: it is not done.)
+ * when it passes one (idem_result_desc()).  (One kept per backend, in
+ * CacheMemoryContext, was withdrawn when the Citus benchmark's claim +
+ * complete failed with it three times out of three; the failure later came
+ * back once without it, so its cause is elsewhere and still unknown.)
  */
 static Datum
 claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r)
