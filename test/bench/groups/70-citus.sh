@@ -102,12 +102,18 @@ PGB
 # claim + complete in one transaction on the distributed processed_events
 # (after citus_distribute()) against the hand-written pattern on a table of
 # the same shape distributed the same way: INSERT ... ON CONFLICT DO
-# NOTHING, then UPDATE.  A new key every transaction.
+# NOTHING, then UPDATE.  A new key every transaction.  A claim that does not
+# answer 'claimed' for its new key fails the run with what it answered
+# instead, and how many rows the key has (a rare failure of this kind was
+# seen here and not explained: see the README's known issue).
 citus_variant ours_claim 8 <<'PGB'
 \set k random(1, 9000000000000000000)
 BEGIN;
-SELECT status FROM idempotency.claim('req-' || :k, '{"amount": 10}', 'bench');
-SELECT idempotency.complete('req-' || :k, '{"ok": true}', 'bench');
+SELECT status AS st, coalesce(result::text, '-') AS res, coalesce(attempts::text, '-') AS att
+  FROM idempotency.claim('req-' || :k, '{"amount": 10}', 'bench') \gset
+SELECT CASE WHEN :st = 'claimed' THEN idempotency.complete('req-' || :k, '{"ok": true}', 'bench')::text
+       ELSE ('claim answered ' || :st || ', result ' || :res || ', attempts ' || :att || ', for new key req-' || :k
+             || ' (rows of the key: ' || (SELECT count(*) FROM idempotency.processed_events WHERE key = 'req-' || :k) || ')')::int::text END;
 COMMIT;
 PGB
 citus_variant plain_claim 8 <<'PGB'
