@@ -24,6 +24,15 @@
  * function that does not return a set).  The descriptors are per call,
  * in the caller's memory context: nothing is kept between calls.
  *
+ * A function returning a table's row type is planned with the row type of
+ * the moment (parse analysis takes no lock on the table), and runs after
+ * it has locked the table, by when a concurrent ALTER TABLE may have added
+ * or dropped a column.  The executor then refuses the row (42804), and in
+ * one case (a column the plan expects that is dropped now) fails while
+ * formatting its own message, with XX000 "cache lookup failed for type 0".
+ * idem_check_result_shape() and idem_check_result_row() compare first and
+ * raise 42804 with a hint in every case.
+ *
  * Nothing here keeps state.
  *
  *-------------------------------------------------------------------------
@@ -36,8 +45,10 @@
 #include "common/int.h"
 #include "funcapi.h"
 #include "nodes/execnodes.h"
+#include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 /*
  * Text argument argno, checked as spec says (22004 NULL, 22023 empty or
@@ -200,4 +211,55 @@ idem_init_srf(FunctionCallInfo fcinfo)
 {
 	InitMaterializedSRF(fcinfo, idem_expected_desc(fcinfo) != NULL ?
 						MAT_SRF_USE_EXPECTED_DESC : 0);
+}
+
+/*
+ * The row type the executor expects of this call (FROM) against the one of
+ * the rows it returns: the same columns, by position, as the executor will
+ * check (see the header); 42804 otherwise.  No expectation, no check.
+ */
+void
+idem_check_result_shape(FunctionCallInfo fcinfo, TupleDesc returned,
+						const char *fn)
+{
+	TupleDesc	expected = idem_expected_desc(fcinfo);
+	int			i;
+	bool		same;
+
+	if (expected == NULL)
+		return;
+	same = (expected->natts == returned->natts);
+	for (i = 0; same && i < expected->natts; i++)
+	{
+		Form_pg_attribute e = TupleDescAttr(expected, i);
+		Form_pg_attribute r = TupleDescAttr(returned, i);
+
+		if (e->attisdropped != r->attisdropped ||
+			(!e->attisdropped && !IsBinaryCoercible(r->atttypid, e->atttypid)))
+			same = false;
+	}
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("the table's columns changed while the statement calling %s was running", fn),
+				 errdetail("The statement was planned for rows of %d columns (dropped ones included); the table's rows have %d now, or other types.",
+						   expected->natts, returned->natts),
+				 errhint("Run the statement again.")));
+}
+
+/* idem_check_result_shape() for a row datum of a named row type. */
+void
+idem_check_result_row(FunctionCallInfo fcinfo, Datum row, const char *fn)
+{
+	HeapTupleHeader td;
+	TupleDesc	returned;
+
+	if (idem_expected_desc(fcinfo) == NULL)
+		return;
+	td = DatumGetHeapTupleHeader(row);
+	returned = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
+									  HeapTupleHeaderGetTypMod(td));
+	/* on error, the resource owner releases the reference */
+	idem_check_result_shape(fcinfo, returned, fn);
+	ReleaseTupleDesc(returned);
 }

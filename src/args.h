@@ -47,5 +47,9 @@ extern TimestampTz idem_time_add(TimestampTz t, int64 usecs,
 								 const char *argname, const char *fn);
 extern TupleDesc idem_result_desc(FunctionCallInfo fcinfo);
 extern void idem_init_srf(FunctionCallInfo fcinfo);
+extern void idem_check_result_shape(FunctionCallInfo fcinfo, TupleDesc returned,
+									const char *fn);
+extern void idem_check_result_row(FunctionCallInfo fcinfo, Datum row,
+								  const char *fn);
 
 #endif							/* IDEMPOTENCY_ARGS_H */

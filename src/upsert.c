@@ -2437,6 +2437,7 @@ idempotency_idempotent_upsert(PG_FUNCTION_ARGS)
 
 	idem_stats_begin(IDEM_OP_UPSERT);
 	row = upsert_single(fcinfo, UPSERT_GET, "idempotent_upsert", &created);
+	idem_check_result_row(fcinfo, row, "idempotent_upsert");
 	idem_stats_end(IDEM_OC_NONE);
 	PG_RETURN_DATUM(row);
 }
@@ -3072,6 +3073,8 @@ idempotency_idempotent_upsert_many(PG_FUNCTION_ARGS)
 	/* a first argument that is no table's row type is 42809, not XX000 */
 	b.rel = upsert_call_begin(fcinfo, b.fname, true);
 	InitMaterializedSRF(fcinfo, 0);
+	idem_check_result_shape(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc,
+							b.fname);
 	b.arr = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(b.arr) || JB_ROOT_IS_SCALAR(b.arr))
 		ereport(ERROR,
