@@ -30,8 +30,8 @@
  * or dropped a column.  The executor then refuses the row (42804), and in
  * one case (a column the plan expects that is dropped now) fails while
  * formatting its own message, with XX000 "cache lookup failed for type 0".
- * idem_check_result_shape() and idem_check_result_row() compare first and
- * raise 42804 with a hint in every case.
+ * idem_check_result_shape(), given the table's descriptor once the table
+ * is locked, compares first and raises 42804 with a hint in every case.
  *
  * Nothing here keeps state.
  *
@@ -48,7 +48,6 @@
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
-#include "utils/typcache.h"
 
 /*
  * Text argument argno, checked as spec says (22004 NULL, 22023 empty or
@@ -245,21 +244,4 @@ idem_check_result_shape(FunctionCallInfo fcinfo, TupleDesc returned,
 				 errdetail("The statement was planned for rows of %d columns (dropped ones included); the table's rows have %d now, or other types.",
 						   expected->natts, returned->natts),
 				 errhint("Run the statement again.")));
-}
-
-/* idem_check_result_shape() for a row datum of a named row type. */
-void
-idem_check_result_row(FunctionCallInfo fcinfo, Datum row, const char *fn)
-{
-	HeapTupleHeader td;
-	TupleDesc	returned;
-
-	if (idem_expected_desc(fcinfo) == NULL)
-		return;
-	td = DatumGetHeapTupleHeader(row);
-	returned = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
-									  HeapTupleHeaderGetTypMod(td));
-	/* on error, the resource owner releases the reference */
-	idem_check_result_shape(fcinfo, returned, fn);
-	ReleaseTupleDesc(returned);
 }

@@ -49,7 +49,5 @@ extern TupleDesc idem_result_desc(FunctionCallInfo fcinfo);
 extern void idem_init_srf(FunctionCallInfo fcinfo);
 extern void idem_check_result_shape(FunctionCallInfo fcinfo, TupleDesc returned,
 									const char *fn);
-extern void idem_check_result_row(FunctionCallInfo fcinfo, Datum row,
-								  const char *fn);
 
 #endif							/* IDEMPOTENCY_ARGS_H */

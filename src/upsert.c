@@ -2355,6 +2355,8 @@ upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols)
 static Relation
 upsert_call_begin(FunctionCallInfo fcinfo, const char *fname, bool many)
 {
+	Relation	rel;
+
 	idempotency_check_version();
 	idem_check_writable(fname);
 	idem_forbid_parallel(fname);
@@ -2365,7 +2367,17 @@ upsert_call_begin(FunctionCallInfo fcinfo, const char *fname, bool many)
 				 many
 				 ? errhint("Pass the rows as a JSON array of objects to %s.", fname)
 				 : errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
-	return upsert_open_table(fcinfo, fname);
+	rel = upsert_open_table(fcinfo, fname);
+
+	/*
+	 * idempotent_upsert(_many) return the table's rows: the statement must
+	 * expect the columns the table has now that it is locked (an ALTER
+	 * TABLE may have committed since the statement was planned).  Checked
+	 * before anything is read or written.
+	 */
+	if (get_fn_expr_rettype(fcinfo->flinfo) == rel->rd_rel->reltype)
+		idem_check_result_shape(fcinfo, RelationGetDescr(rel), fname);
+	return rel;
 }
 
 static Datum
@@ -2437,7 +2449,6 @@ idempotency_idempotent_upsert(PG_FUNCTION_ARGS)
 
 	idem_stats_begin(IDEM_OP_UPSERT);
 	row = upsert_single(fcinfo, UPSERT_GET, "idempotent_upsert", &created);
-	idem_check_result_row(fcinfo, row, "idempotent_upsert");
 	idem_stats_end(IDEM_OC_NONE);
 	PG_RETURN_DATUM(row);
 }
@@ -3073,8 +3084,6 @@ idempotency_idempotent_upsert_many(PG_FUNCTION_ARGS)
 	/* a first argument that is no table's row type is 42809, not XX000 */
 	b.rel = upsert_call_begin(fcinfo, b.fname, true);
 	InitMaterializedSRF(fcinfo, 0);
-	idem_check_result_shape(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc,
-							b.fname);
 	b.arr = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(b.arr) || JB_ROOT_IS_SCALAR(b.arr))
 		ereport(ERROR,
