@@ -130,7 +130,7 @@ EOF
 pids=()
 for n in 0 1; do
 	port=IDEM_CITUS_PORT$n
-	"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "${!port}" -U idem_app -c 4 -j 2 -t 40 \
+	"$PGBINDIR/pgbench" -n --random-seed=rand -h 127.0.0.1 -p "${!port}" -U idem_app -c 4 -j 2 -t 40 \
 		-f "$W/claim.sql" postgres >"$W/pgbench-$n.out" 2>&1 &
 	pids+=($!)
 done

@@ -50,6 +50,10 @@
 #       OUT-0.out and OUT-1.out.  Returns 0 when both ran every transaction
 #       with none failed (deadlocks and serialization failures count as
 #       failed) or aborted; otherwise prints their output and returns 1.
+#       Each pgbench seeds its random numbers from the operating system's
+#       random source (--random-seed=rand): the default seed is the clock
+#       in microseconds, and two pgbench started together sometimes read
+#       the same microsecond and then draw the same "random" keys.
 #
 # Test files
 #   test/citus/NN-name.sh, run in file-name order by test/suites/35-citus.sh
@@ -191,10 +195,10 @@ idem_citus_pgbench_clean() {
 idem_citus_pgbench_pair() {
 	local out=$1 s0=$2 s1=$3 n rc=0 pids=()
 	shift 3
-	"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "$IDEM_CITUS_PORT0" -U postgres "$@" -D node=0 -f "$s0" postgres \
+	"$PGBINDIR/pgbench" -n --random-seed=rand -h 127.0.0.1 -p "$IDEM_CITUS_PORT0" -U postgres "$@" -D node=0 -f "$s0" postgres \
 		>"$out-0.out" 2>&1 &
 	pids+=($!)
-	"$PGBINDIR/pgbench" -n -h 127.0.0.1 -p "$IDEM_CITUS_PORT1" -U postgres "$@" -D node=1 -f "$s1" postgres \
+	"$PGBINDIR/pgbench" -n --random-seed=rand -h 127.0.0.1 -p "$IDEM_CITUS_PORT1" -U postgres "$@" -D node=1 -f "$s1" postgres \
 		>"$out-1.out" 2>&1 &
 	pids+=($!)
 	for n in 0 1; do
