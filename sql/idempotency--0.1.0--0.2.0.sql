@@ -94,10 +94,15 @@ DROP POLICY processed_events_owner ON idempotency.processed_events;
 -- longer exists gets pg_get_userbyid()'s "unknown (OID=n)": no role can
 -- match it, as no role could match the dangling OID before.  In the "C"
 -- collation, as role names compare: owner = CURRENT_USER searches the key.
+-- The same rewrite rebuilds the primary key with the key first (see
+-- idempotency.sql): one ALTER TABLE, so the table is rewritten once and
+-- the index built once, after the rewrite.
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner DROP DEFAULT;
 ALTER TABLE idempotency.processed_events
+    DROP CONSTRAINT processed_events_pkey,
     ALTER COLUMN owner TYPE pg_catalog.text COLLATE pg_catalog."C"
-    USING pg_catalog.pg_get_userbyid(owner::pg_catalog.oid)::pg_catalog.text;
+    USING pg_catalog.pg_get_userbyid(owner::pg_catalog.oid)::pg_catalog.text,
+    ADD CONSTRAINT processed_events_pkey PRIMARY KEY (key, scope, owner);
 ALTER TABLE idempotency.processed_events ALTER COLUMN owner SET DEFAULT CURRENT_USER;
 
 CREATE POLICY processed_events_read ON idempotency.processed_events

@@ -113,6 +113,13 @@ COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg
 -- complete): the functions write only those three values, nobody else may
 -- write the table (see below), and the functions refuse to read a row with
 -- any other status (XX001, src/events.c).
+-- The primary key's columns are in the order (key, scope, owner): a search
+-- compares the columns in order, and the key is nearly always what tells
+-- two records apart (most records share their owner and scope), so each
+-- comparison of the search usually stops at the first column instead of
+-- comparing owner and scope first.  On a Citus cluster the distribution
+-- column (key) also leads the index, so a statement that finds rows by
+-- key alone (purge's DELETE there) searches it.
 CREATE TABLE idempotency.processed_events (
     owner          pg_catalog.text COLLATE pg_catalog."C" NOT NULL DEFAULT CURRENT_USER,
     scope          pg_catalog.text NOT NULL,
@@ -128,7 +135,7 @@ CREATE TABLE idempotency.processed_events (
     updated_at     pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     locked_until   pg_catalog.timestamptz,
     expires_at     pg_catalog.timestamptz NOT NULL,
-    CONSTRAINT processed_events_pkey PRIMARY KEY (owner, scope, key)
+    CONSTRAINT processed_events_pkey PRIMARY KEY (key, scope, owner)
 );
 
 -- purge() finds expired rows through this index.

@@ -811,13 +811,21 @@ event_probe_columns(TupleDesc desc)
  * Citus manages (its rows may live on other nodes), nor under SERIALIZABLE
  * (the SELECT's predicate locks), nor when the owner is subject to row level
  * security (FORCE ROW LEVEL SECURITY) or the table has inheritance children
- * (the SELECT would read those too), nor when the index is not the
- * (owner, scope, key) primary key that the extension created.
+ * (the SELECT would read those too), nor when the index is not a primary
+ * key on exactly owner, scope and key.  Their order is the index's: 0.2.0
+ * creates (key, scope, owner), 0.1.0 created (owner, scope, key), and a
+ * database not yet updated is served too.  event_probe_order receives, for
+ * each column of the index, which of EP_OWNER, EP_SCOPE and EP_KEY it is.
  */
+static int	event_probe_order[3];
+
 static bool
 event_probe_direct_ok(Relation rel, Relation index)
 {
 	Form_pg_index ix = index->rd_index;
+	bool		seen[3] = {false, false, false};
+	int			i;
+	int			col;
 
 	if (IsolationIsSerializable() ||
 		idem_citus_table_kind(RelationGetRelid(rel)) != IDEM_CITUS_NONE ||
@@ -830,9 +838,19 @@ event_probe_direct_ok(Relation rel, Relation index)
 		return false;
 	if (!event_probe_columns(RelationGetDescr(rel)))
 		return false;
-	return ix->indkey.values[0] == event_probe_attnums[EP_OWNER] &&
-		ix->indkey.values[1] == event_probe_attnums[EP_SCOPE] &&
-		ix->indkey.values[2] == event_probe_attnums[EP_KEY];
+	StaticAssertStmt(EP_OWNER == 0 && EP_SCOPE == 1 && EP_KEY == 2,
+					 "the key columns come first in event_probe_colnames");
+	for (i = 0; i < 3; i++)
+	{
+		for (col = EP_OWNER; col <= EP_KEY; col++)
+			if (ix->indkey.values[i] == event_probe_attnums[col])
+				break;
+		if (col > EP_KEY || seen[col])
+			return false;
+		seen[col] = true;
+		event_probe_order[i] = col;
+	}
+	return true;
 }
 
 /*
@@ -856,6 +874,7 @@ event_probe(EventKey *ek, EventRow *row)
 	IndexScanDesc scan;
 	ScanKeyData keys[3];
 	bool		found;
+	int			i;
 
 	if (!OidIsValid(indexoid))
 		return false;
@@ -874,22 +893,31 @@ event_probe(EventKey *ek, EventRow *row)
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snap, 3, 0);
-	/* owner: the role's name (text), or 0.1.0's regrole (an OID) */
-	if (event_legacy)
-		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
-					ObjectIdGetDatum(ek->owner));
-	else
+	/* One scan key per index column, in the index's order. */
+	for (i = 0; i < 3; i++)
 	{
-		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
-					PointerGetDatum(ek->owner_name));
-		keys[0].sk_collation = index->rd_indcollation[0];
+		switch (event_probe_order[i])
+		{
+			case EP_OWNER:
+				/* the role's name (text), or 0.1.0's regrole (an OID) */
+				if (event_legacy)
+					ScanKeyInit(&keys[i], i + 1, BTEqualStrategyNumber,
+								F_OIDEQ, ObjectIdGetDatum(ek->owner));
+				else
+					ScanKeyInit(&keys[i], i + 1, BTEqualStrategyNumber,
+								F_TEXTEQ, PointerGetDatum(ek->owner_name));
+				break;
+			case EP_SCOPE:
+				ScanKeyInit(&keys[i], i + 1, BTEqualStrategyNumber, F_TEXTEQ,
+							PointerGetDatum(ek->scope));
+				break;
+			default:
+				ScanKeyInit(&keys[i], i + 1, BTEqualStrategyNumber, F_TEXTEQ,
+							PointerGetDatum(ek->key));
+				break;
+		}
+		keys[i].sk_collation = index->rd_indcollation[i];
 	}
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
-				PointerGetDatum(ek->scope));
-	keys[1].sk_collation = index->rd_indcollation[1];
-	ScanKeyInit(&keys[2], 3, BTEqualStrategyNumber, F_TEXTEQ,
-				PointerGetDatum(ek->key));
-	keys[2].sk_collation = index->rd_indcollation[2];
 	index_rescan(scan, keys, 3, NULL, 0);
 
 	memset(row, 0, sizeof(EventRow));

@@ -263,6 +263,10 @@ RESET enable_seqscan;
 SELECT collation_name FROM information_schema.columns
  WHERE table_schema = 'idempotency' AND table_name = 'processed_events'
    AND column_name = 'owner';
+-- The key leads the primary key: a search compares one column per entry
+-- (most records share owner and scope), and a statement that finds rows by
+-- key alone (purge's DELETE on Citus) searches the index.
+SELECT pg_catalog.pg_get_indexdef('idempotency.processed_events_pkey'::regclass);
 
 -- clean up
 SELECT count(*) > 0 AS had_rows FROM idempotency.processed_events;
