@@ -814,13 +814,11 @@ event_probe_columns(TupleDesc desc)
  * (the SELECT would read those too), nor when the index is not a primary
  * key on exactly owner, scope and key.  Their order is the index's: 0.2.0
  * creates (key, scope, owner), 0.1.0 created (owner, scope, key), and a
- * database not yet updated is served too.  event_probe_order receives, for
- * each column of the index, which of EP_OWNER, EP_SCOPE and EP_KEY it is.
+ * database not yet updated is served too.  order[] receives, for each
+ * column of the index, which of EP_OWNER, EP_SCOPE and EP_KEY it is.
  */
-static int	event_probe_order[3];
-
 static bool
-event_probe_direct_ok(Relation rel, Relation index)
+event_probe_direct_ok(Relation rel, Relation index, int order[3])
 {
 	Form_pg_index ix = index->rd_index;
 	bool		seen[3] = {false, false, false};
@@ -848,7 +846,7 @@ event_probe_direct_ok(Relation rel, Relation index)
 		if (col > EP_KEY || seen[col])
 			return false;
 		seen[col] = true;
-		event_probe_order[i] = col;
+		order[i] = col;
 	}
 	return true;
 }
@@ -873,6 +871,7 @@ event_probe(EventKey *ek, EventRow *row)
 	TupleTableSlot *slot;
 	IndexScanDesc scan;
 	ScanKeyData keys[3];
+	int			order[3];		/* the index's columns: EP_OWNER etc. */
 	bool		found;
 	int			i;
 
@@ -882,7 +881,7 @@ event_probe(EventKey *ek, EventRow *row)
 	/* index_open(), but falling back if it is not an index */
 	index = relation_open(indexoid, AccessShareLock);
 	if (index->rd_rel->relkind != RELKIND_INDEX ||
-		!event_probe_direct_ok(rel, index))
+		!event_probe_direct_ok(rel, index, order))
 	{
 		relation_close(index, NoLock);
 		table_close(rel, NoLock);
@@ -896,7 +895,7 @@ event_probe(EventKey *ek, EventRow *row)
 	/* One scan key per index column, in the index's order. */
 	for (i = 0; i < 3; i++)
 	{
-		switch (event_probe_order[i])
+		switch (order[i])
 		{
 			case EP_OWNER:
 				/* the role's name (text), or 0.1.0's regrole (an OID) */
