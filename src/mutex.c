@@ -23,7 +23,13 @@
  * and DISCARD ALL release markers and mutexes together.  The marker is taken
  * before the mutex (so a waiting session lock is marked too); if the mutex
  * is not granted the marker is released, and if the wait ends in an error
- * the (sub)transaction abort callback releases it.
+ * the (sub)transaction abort callback releases it.  The lock manager may
+ * grant the mutex in the same instant the wait ends in an error (a cancel,
+ * a timeout, statement_timeout): it then keeps the lock granted while the
+ * error is raised (LockErrorCleanup), and a session lock survives the
+ * abort.  So the callback also releases the mutex when this call is what
+ * made it held (it was not held before the call): the caller got an error,
+ * not the mutex, and mutex and marker stay paired.
  *
  * idempotency.session_locks = off (idempotency.c) refuses new session
  * mutexes with 55000; unlocking still works, so nothing can be stranded.
@@ -56,11 +62,11 @@
  * cost of the check is one syscache probe per call.
  *
  * Locking.  The lock manager's partition locks protect everything; the
- * pending marker is backend-local.
+ * pending acquisition (marker and mutex) is backend-local.
  *
  * Memory and lifetime.  Nothing outlives a call but the locks themselves
- * (transaction or session scope) and the pending marker's tag, a static
- * that is only meaningful while a session lock is being acquired.
+ * (transaction or session scope) and the pending acquisition's tags,
+ * statics that are only meaningful while a session lock is being acquired.
  *
  *-------------------------------------------------------------------------
  */
@@ -92,9 +98,16 @@
 
 /* idempotency.session_locks (defined in idempotency.c). */
 
-/* Marker taken for a session mutex that is not granted yet. */
+/*
+ * A session mutex being acquired: its marker (taken, NoLock when there is
+ * none), the mutex, and whether this backend held the mutex in that mode
+ * before the call.
+ */
 static LOCKTAG pending_marker;
 static LOCKMODE pending_marker_mode = NoLock;
+static LOCKTAG pending_mutex;
+static LOCKMODE pending_mutex_mode;
+static bool pending_mutex_held;
 static bool callbacks_registered = false;
 
 /* What an error context callback reports. */
@@ -111,7 +124,7 @@ static int	mutex_arg_timeout(FunctionCallInfo fcinfo, int argno, const char *fn)
 static bool mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg,
 						  int shared_arg, bool session);
 static void mutex_error_context(void *arg);
-static void mutex_release_pending_marker(void);
+static void mutex_release_pending(bool aborted);
 static void mutex_xact_callback(XactEvent event, void *arg);
 static void mutex_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
@@ -250,28 +263,37 @@ mutex_error_context(void *arg)
 			   len, c->key, len < c->len ? "..." : "");
 }
 
+/*
+ * Release the marker of a session mutex that was not acquired; after an
+ * error (aborted), also the mutex if the lock manager granted it to this
+ * call (see the header).
+ */
 static void
-mutex_release_pending_marker(void)
+mutex_release_pending(bool aborted)
 {
-	if (pending_marker_mode != NoLock)
-	{
-		LOCKMODE	mode = pending_marker_mode;
+	LOCKMODE	mode = pending_marker_mode;
 
-		pending_marker_mode = NoLock;
-		LockRelease(&pending_marker, mode, true);
-	}
+	if (mode == NoLock)
+		return;
+	pending_marker_mode = NoLock;
+	if (aborted && !pending_mutex_held &&
+		LockHeldByMe(&pending_mutex, pending_mutex_mode))
+		LockRelease(&pending_mutex, pending_mutex_mode, true);
+	LockRelease(&pending_marker, mode, true);
 }
 
 /*
  * A session mutex wait that ended in an error (deadlock, lock_timeout,
- * cancel, out of shared memory) leaves its marker, a session lock that no
- * abort releases; release it here.
+ * cancel, out of shared memory) leaves its marker, and perhaps the mutex,
+ * session locks that no abort releases; release them here.  The
+ * subtransaction is idem_lock_acquire()'s own when the wait had a timeout
+ * that expired: the call then returns false, with nothing held.
  */
 static void
 mutex_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		mutex_release_pending_marker();
+		mutex_release_pending(true);
 }
 
 static void
@@ -279,7 +301,7 @@ mutex_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		mutex_release_pending_marker();
+		mutex_release_pending(true);
 }
 
 /*
@@ -350,6 +372,9 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 			RegisterSubXactCallback(mutex_subxact_callback, NULL);
 			callbacks_registered = true;
 		}
+		pending_mutex = tag;
+		pending_mutex_mode = MUTEX_MODE(shared);
+		pending_mutex_held = LockHeldByMe(&tag, MUTEX_MODE(shared));
 		idem_locktag(&pending_marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
 		/* Nothing conflicting is ever taken on markers: never waits. */
 		(void) LockAcquire(&pending_marker, MARKER_MODE(shared), true, false);
@@ -363,7 +388,7 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 		if (acquired)
 			pending_marker_mode = NoLock;	/* keep it */
 		else
-			mutex_release_pending_marker();
+			mutex_release_pending(false);
 	}
 
 	error_context_stack = errcb.previous;

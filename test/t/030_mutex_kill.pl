@@ -8,6 +8,12 @@
 # 3. A holder killed with SIGKILL: the postmaster resets every backend (the
 #    waiter's connection dies too, as with any crash); afterwards the mutex
 #    is free -- it lives only in shared memory, never on disk.
+# 4. A session mutex granted to a waiter at the moment its wait is cancelled
+#    (the lock manager keeps a lock granted while the error is raised): the
+#    call fails, and the waiter holds neither the mutex nor its marker.  The
+#    waiter is stopped (SIGSTOP) while the holder unlocks and cancels it, so
+#    that both have happened when it runs again.  Without a timeout (the
+#    server's lock_timeout) and with one (the wait in a subtransaction).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -64,6 +70,37 @@ kill_and_handoff('tx-key', "BEGIN; SELECT idempotency.mutex_lock('tx-key')",
 	'transaction mutex, SIGTERM');
 kill_and_handoff('session-key', "SELECT idempotency.mutex_session_lock('session-key')",
 	'session mutex, SIGTERM');
+
+sub granted_while_cancelled
+{
+	my ($key, $timeout, $label) = @_;
+	my $holder = IdemSession->new($node, 'postgres');
+	my $waiter = IdemSession->new($node, 'postgres');
+
+	is($holder->query("SELECT idempotency.mutex_session_lock('$key')"), 't',
+		"$label: holder got the session mutex");
+	$waiter->query_start("SELECT idempotency.mutex_session_lock('$key', $timeout)");
+	wait_for_waiter($key, $waiter->pid);
+	kill 'STOP', $waiter->pid;
+	is($holder->query(
+			"SELECT idempotency.mutex_session_unlock('$key'), pg_cancel_backend(" . $waiter->pid . ")"),
+		't|t', "$label: holder unlocked and cancelled the stopped waiter");
+	kill 'CONT', $waiter->pid;
+	$waiter->query_wait;
+	like($waiter->stderr, qr/canceling statement due to user request/,
+		"$label: the waiter's call was cancelled");
+	is($waiter->query(
+			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"),
+		'0', "$label: the cancelled waiter holds neither the mutex nor its marker");
+	is($holder->query("SELECT idempotency.mutex_try_lock('$key')"), 't',
+		"$label: the mutex is free");
+	$holder->quit;
+	$waiter->quit;
+	return;
+}
+
+granted_while_cancelled('race-key-1', 'NULL', 'granted while cancelled, no timeout');
+granted_while_cancelled('race-key-2', "'5 minutes'", 'granted while cancelled, with a timeout');
 
 # SIGKILL: crash and reset.
 my $holder = IdemSession->new($node, 'postgres');
