@@ -181,7 +181,11 @@ lock_wait_cleanup(void *arg)
  * Returns true when the lock was acquired (or was already held: locks are
  * counted, like advisory locks), false when it was not free in time.  Any
  * other way the wait can end (deadlock 40P01, statement_timeout, cancel) is
- * raised.
+ * raised.  The lock manager may grant the lock in the same instant the wait
+ * ends in an error (false or raised): it keeps that grant, and while an
+ * aborted (sub)transaction takes a transaction lock with it, a session lock
+ * stays.  A caller asking for a session lock releases it on abort itself
+ * (mutex.c's abort callbacks).
  */
 bool
 idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_ms)
