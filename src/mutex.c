@@ -65,8 +65,8 @@
  * pending acquisition (marker and mutex) is backend-local.
  *
  * Memory and lifetime.  Nothing outlives a call but the locks themselves
- * (transaction or session scope) and the pending acquisition's tags,
- * statics that are only meaningful while a session lock is being acquired.
+ * (transaction or session scope) and the pending acquisition, a static
+ * that is only meaningful while a session lock is being acquired.
  *
  *-------------------------------------------------------------------------
  */
@@ -99,15 +99,19 @@
 /* idempotency.session_locks (defined in idempotency.c). */
 
 /*
- * A session mutex being acquired: its marker (taken, NoLock when there is
- * none), the mutex, and whether this backend held the mutex in that mode
- * before the call.
+ * A session mutex being acquired, while its marker is held (active): the
+ * key's hash and the mode, from which both lock tags follow, and whether
+ * this backend held the mutex in that mode before the call.
  */
-static LOCKTAG pending_marker;
-static LOCKMODE pending_marker_mode = NoLock;
-static LOCKTAG pending_mutex;
-static LOCKMODE pending_mutex_mode;
-static bool pending_mutex_held;
+typedef struct PendingMutex
+{
+	bool		active;
+	bool		shared;
+	bool		was_held;
+	uint64		hash;
+} PendingMutex;
+
+static PendingMutex pending;
 static bool callbacks_registered = false;
 
 /* What an error context callback reports. */
@@ -271,15 +275,18 @@ mutex_error_context(void *arg)
 static void
 mutex_release_pending(bool aborted)
 {
-	LOCKMODE	mode = pending_marker_mode;
+	LOCKTAG		tag;
+	LOCKTAG		marker;
 
-	if (mode == NoLock)
+	if (!pending.active)
 		return;
-	pending_marker_mode = NoLock;
-	if (aborted && !pending_mutex_held &&
-		LockHeldByMe(&pending_mutex, pending_mutex_mode))
-		LockRelease(&pending_mutex, pending_mutex_mode, true);
-	LockRelease(&pending_marker, mode, true);
+	pending.active = false;
+	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, pending.hash);
+	idem_locktag(&marker, IDEM_LOCKSPACE_MUTEX_SESSION, pending.hash);
+	if (aborted && !pending.was_held &&
+		LockHeldByMe(&tag, MUTEX_MODE(pending.shared)))
+		LockRelease(&tag, MUTEX_MODE(pending.shared), true);
+	LockRelease(&marker, MARKER_MODE(pending.shared), true);
 }
 
 /*
@@ -319,6 +326,7 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	uint64		hash;
 	bool		shared;
 	LOCKTAG		tag;
+	LOCKTAG		marker;
 	bool		acquired;
 	MutexErrorContext ctx;
 	ErrorContextCallback errcb;
@@ -372,13 +380,13 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 			RegisterSubXactCallback(mutex_subxact_callback, NULL);
 			callbacks_registered = true;
 		}
-		pending_mutex = tag;
-		pending_mutex_mode = MUTEX_MODE(shared);
-		pending_mutex_held = LockHeldByMe(&tag, MUTEX_MODE(shared));
-		idem_locktag(&pending_marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
+		pending.hash = hash;
+		pending.shared = shared;
+		pending.was_held = LockHeldByMe(&tag, MUTEX_MODE(shared));
+		idem_locktag(&marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
 		/* Nothing conflicting is ever taken on markers: never waits. */
-		(void) LockAcquire(&pending_marker, MARKER_MODE(shared), true, false);
-		pending_marker_mode = MARKER_MODE(shared);
+		(void) LockAcquire(&marker, MARKER_MODE(shared), true, false);
+		pending.active = true;
 	}
 
 	acquired = idem_lock_acquire(&tag, MUTEX_MODE(shared), session, timeout);
@@ -386,7 +394,7 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	if (session)
 	{
 		if (acquired)
-			pending_marker_mode = NoLock;	/* keep it */
+			pending.active = false; /* keep the marker */
 		else
 			mutex_release_pending(false);
 	}

@@ -852,9 +852,10 @@ class Session {
     // GRANT / ANALYZE that a fuzz table's trigger or domain check runs while
     // the extension writes the row (the innermost line of the error's
     // context then names it).
-    const ddlContext = /^SQL statement "(GRANT|REVOKE|ANALYZE)\b/.test(String(e.where || '').split('\n')[0]);
+    const innermost = String(e.where || '').split('\n')[0];
+    const ddlContext = /^SQL statement "(GRANT|REVOKE|ANALYZE)\b/.test(innermost);
     const coreDdlRace = (/^ddl/.test(stmt.fn) || ddlContext) && /tuple concurrently (updated|deleted)/.test(msg);
-    const ctx = e.where ? ` (context: ${String(e.where).split('\n')[0].slice(0, 200)})` : '';
+    const ctx = innermost ? ` (context: ${innermost.slice(0, 200)})` : '';
     if (/^XX/.test(code) && !coreDdlRace) finding(`internal error ${code}`, `${code} "${msg}"${ctx} from ${where}`, variant, this);
     else if (/^(unexpected|cache lookup failed|SPI_)/i.test(msg)) finding('internal error message', `${code} "${msg}" from ${where}`, variant, this);
     if (code === '25P02' && !expectTx) finding('aborted transaction outside a block', `25P02 "${msg}" from ${where} (see the statements before it in ${this.file})`, '', this);
