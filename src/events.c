@@ -530,7 +530,9 @@ static const IdemPlanDef event_citus_plan_defs[NUM_CPLANS] = {
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3"
 	" AND p.updated_at OPERATOR(pg_catalog.=) $9"
-	" AND p.fencing_token IS NOT DISTINCT FROM $10"
+	/* not IS NOT DISTINCT FROM: it finds its = through the search_path */
+	" AND (p.fencing_token OPERATOR(pg_catalog.=) $10"
+	" OR (p.fencing_token IS NULL AND $10 IS NULL))"
 	" AND p.status OPERATOR(pg_catalog.=) $11"
 	" RETURNING p.token, p.fencing_token, p.attempts",
 		13, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TIMESTAMPTZOID,

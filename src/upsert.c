@@ -74,9 +74,10 @@
  * without inheritance children, not a Citus table (see Citus below),
  * table-level SELECT privilege, no RLS for
  * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
- * probe of the arbiter index with a fresh snapshot (GetTransactionSnapshot,
- * which is the statement snapshot the SELECT would take), without SPI and
- * the executor.  The row found is copied once, from the buffer (formed
+ * probe of the arbiter index with a fresh snapshot (CommandCounterIncrement
+ * and GetTransactionSnapshot, the snapshot SPI would take for the SELECT,
+ * so that rows written or deleted earlier in the caller's statement are
+ * seen as they are), without SPI and the executor.  The row found is copied once, from the buffer (formed
  * anew only when the tuple lacks columns added since it was written).
  * Everything after a miss goes through SPI, starting at the INSERT: the
  * probe was the first SELECT.
@@ -171,6 +172,9 @@
  *	   lookup once its last pin is gone (never from an abort callback, while
  *	   the aborting executor may still reference its plans).
  *	 - Emptying a full cache skips pinned entries.
+ *	 - An entry whose table was invalidated while it was being built (the
+ *	   build's catalog lookups may process invalidations) is born invalid:
+ *	   it serves the call that built it, and the next lookup replaces it.
  *
  * A caller may therefore keep using its entry, plans and descriptors until
  * it unpins, whatever the nested calls did.
@@ -196,6 +200,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
@@ -308,13 +313,14 @@ typedef struct UpsertEntry
 	int			nkeys;
 	int		   *keyparam;		/* key i -> index into cols */
 	char	  **keyeq;			/* "OPERATOR(nsp.=)" per key */
+	char	  **keycast;		/* "::nsp.type" (its input type) or "" */
 	RegProcedure *keyproc;		/* ... its function, for the direct lookup */
 	bool		plain;			/* plain table without children */
 	bool		citus;			/* a Citus table (see "Citus" in the header) */
 	int			rowcols;		/* result columns holding the row: 1, or the
 								 * live columns when citus */
 	char	  **keylt;			/* "OPERATOR(nsp.<)" per key */
-	char	  **keycoll;		/* " COLLATE x" per key, or "" */
+	char	  **keycoll;		/* " COLLATE nsp.x" per key, or "" */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
 	bool		alltext;		/* every present column is of type text */
@@ -383,6 +389,7 @@ static Oid	upsert_memo_relid = InvalidOid;
 static UpsertColMemo *upsert_colmemo = NULL;	/* [UPSERT_COLMEMO_SLOTS] */
 
 static HTAB *upsert_cache = NULL;
+static uint64 upsert_invals = 0;	/* relcache invalidations seen */
 static MemoryContext upsert_cache_cxt = NULL;
 static List *upsert_pins = NIL;		/* of UpsertPin *, oldest first */
 static List *upsert_detached = NIL; /* of UpsertEntry *, pinned, not in the hash */
@@ -399,6 +406,8 @@ static void upsert_xact_callback(XactEvent event, void *arg);
 static void upsert_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
 static char *operator_sql(Oid opno);
+static char *cast_sql(Oid from, Oid to);
+static char *catalog_name_sql(int cacheid, Oid oid);
 static const char *colname(UpsertEntry *e, AttrNumber att);
 static const char *row_alias(UpsertEntry *e);
 static void append_key_match(StringInfo buf, UpsertEntry *e, const char *alias,
@@ -478,6 +487,7 @@ upsert_inval_callback(Datum arg, Oid relid)
 			if (relid == InvalidOid || upsert_colmemo[i].relid == relid)
 				upsert_colmemo[i].relid = InvalidOid;
 	}
+	upsert_invals++;
 	if (upsert_cache == NULL)
 		return;
 	hash_seq_init(&status, upsert_cache);
@@ -737,6 +747,7 @@ upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycol
 	UpsertSlot *slot;
 	UpsertEntry *e;
 	MemoryContext cxt;
+	uint64		invals;
 	int			i;
 
 	upsert_init_cache();
@@ -784,8 +795,18 @@ upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycol
 	e->key = key;
 	e->valid = false;
 	slot->entry = e;
+	invals = upsert_invals;
 	upsert_build(e, rel, keycols);
-	e->valid = true;
+
+	/*
+	 * The build's catalog lookups may process invalidations (taking a lock
+	 * on a catalog does), and one for this table would find the entry
+	 * still invalid: what was read before it may be stale (a child table
+	 * or a unique index added by a command that needs no lock conflicting
+	 * with ours).  Then the entry serves this call, as it would have had
+	 * the invalidation come a moment later, and the next lookup rebuilds it.
+	 */
+	e->valid = (invals == upsert_invals);
 	upsert_pin(e);
 	return e;
 }
@@ -845,21 +866,69 @@ upsert_index_list(Relation rel, bool usable_only)
 	return buf.data;
 }
 
+/*
+ * The quoted, schema-qualified name of an operator ("OPERATOR(nsp.op)"), a
+ * type or a collation ("nsp.name"), by syscache id.  Kept statements are
+ * parsed again, when the plan cache revalidates them, under whatever
+ * search_path the caller has then: nothing in them may depend on it.
+ */
 static char *
-operator_sql(Oid opno)
+catalog_name_sql(int cacheid, Oid oid)
 {
-	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
-	Form_pg_operator op;
+	HeapTuple	tup = SearchSysCache1(cacheid, ObjectIdGetDatum(oid));
+	Oid			nsp;
+	const char *name;
 	char	   *res;
 
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for operator %u", opno);
-	op = (Form_pg_operator) GETSTRUCT(tup);
-	res = psprintf("OPERATOR(%s.%s)",
-				   quote_identifier(get_namespace_name(op->oprnamespace)),
-				   NameStr(op->oprname));
+		elog(ERROR, "cache lookup failed for object %u (syscache %d)", oid, cacheid);
+	switch (cacheid)
+	{
+		case OPEROID:
+			nsp = ((Form_pg_operator) GETSTRUCT(tup))->oprnamespace;
+			name = NameStr(((Form_pg_operator) GETSTRUCT(tup))->oprname);
+			break;
+		case TYPEOID:
+			nsp = ((Form_pg_type) GETSTRUCT(tup))->typnamespace;
+			name = NameStr(((Form_pg_type) GETSTRUCT(tup))->typname);
+			break;
+		case COLLOID:
+			nsp = ((Form_pg_collation) GETSTRUCT(tup))->collnamespace;
+			name = NameStr(((Form_pg_collation) GETSTRUCT(tup))->collname);
+			break;
+		default:
+			elog(ERROR, "unexpected syscache %d", cacheid);
+	}
+	if (cacheid == OPEROID)
+		res = psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(nsp)), name);
+	else
+		res = quote_qualified_identifier(get_namespace_name(nsp), name);
 	ReleaseSysCache(tup);
 	return res;
+}
+
+static char *
+operator_sql(Oid opno)
+{
+	return catalog_name_sql(OPEROID, opno);
+}
+
+/*
+ * "::nsp.type" when a value of type from is not of type to, else "".  An
+ * operator named by OPERATOR(nsp.op) is still chosen by its argument
+ * types: where a column's type (a domain, varchar) is not the input type
+ * of the index's operator, an operator of that name in nsp taking the
+ * column's type exactly would be chosen instead, and anyone allowed to
+ * create objects in nsp could plant one.  Casting each operand to the
+ * operator's input type leaves only the intended one (as PostgreSQL's
+ * foreign-key checks do, generate_operator_clause()).
+ */
+static char *
+cast_sql(Oid from, Oid to)
+{
+	if (from == to)
+		return "";
+	return psprintf("::%s", catalog_name_sql(TYPEOID, to));
 }
 
 /*
@@ -1047,6 +1116,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	e->nkeys = ind->indnkeyatts;
 	e->keyparam = palloc(sizeof(int) * e->nkeys);
 	e->keyeq = palloc(sizeof(char *) * e->nkeys);
+	e->keycast = palloc(sizeof(char *) * e->nkeys);
 	e->keylt = palloc(sizeof(char *) * e->nkeys);
 	e->keycoll = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
@@ -1078,6 +1148,8 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 							get_rel_name(chosen), e->relmsg),
 					 errhint("Use a btree unique index as the key of table \"%s\".", e->relmsg)));
 		e->keyeq[i] = operator_sql(eq);
+		e->keycast[i] = cast_sql(TupleDescAttr(e->tupdesc, att - 1)->atttypid,
+								 opcintype);
 		e->keyproc[i] = get_opcode(eq);
 		fmgr_info_cxt(e->keyproc[i], &e->keyeqfn[i], e->cxt);
 		cmp = get_opfamily_proc(opfamily, opcintype, opcintype, BTORDER_PROC);
@@ -1096,7 +1168,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 		if (OidIsValid(indcoll->values[i]) &&
 			indcoll->values[i] != TupleDescAttr(e->tupdesc, att - 1)->attcollation)
 			e->keycoll[i] = psprintf(" COLLATE %s",
-									 generate_collation_name(indcoll->values[i]));
+									 catalog_name_sql(COLLOID, indcoll->values[i]));
 		else
 			e->keycoll[i] = "";
 		e->keyparam[i] = -1;
@@ -1315,8 +1387,9 @@ append_key_match(StringInfo buf, UpsertEntry *e, const char *alias, uint32 nullm
 		if (nullmask & (((uint32) 1) << i))
 			appendStringInfo(buf, "%s.%s IS NULL", alias, colname(e, att));
 		else
-			appendStringInfo(buf, "%s.%s %s $%d%s", alias, colname(e, att),
-							 e->keyeq[i], e->keyparam[i] + 1, e->keycoll[i]);
+			appendStringInfo(buf, "%s.%s%s %s $%d%s%s", alias, colname(e, att),
+							 e->keycast[i], e->keyeq[i], e->keyparam[i] + 1,
+							 e->keycast[i], e->keycoll[i]);
 	}
 }
 
@@ -1354,9 +1427,17 @@ append_differs(StringInfo buf, UpsertEntry *e, const char *alias)
 		any = true;
 		tc = lookup_type_cache(e->coltypes[j], TYPECACHE_EQ_OPR);
 		if (OidIsValid(tc->eq_opr))
+		{
+			Oid			left,
+						right;
+
+			op_input_types(tc->eq_opr, &left, &right);
 			appendStringInfo(buf,
-							 "((%s.%s %s $%d) IS NOT TRUE AND NOT (%s.%s IS NULL AND $%d IS NULL))",
-							 alias, c, operator_sql(tc->eq_opr), j + 1, alias, c, j + 1);
+							 "((%s.%s%s %s $%d%s) IS NOT TRUE AND NOT (%s.%s IS NULL AND $%d IS NULL))",
+							 alias, c, cast_sql(e->coltypes[j], left),
+							 operator_sql(tc->eq_opr), j + 1,
+							 cast_sql(e->coltypes[j], right), alias, c, j + 1);
+		}
 		else
 			appendStringInfo(buf,
 							 "((CAST(%s.%s AS pg_catalog.text) OPERATOR(pg_catalog.=) CAST($%d AS pg_catalog.text)) IS NOT TRUE"
@@ -1384,11 +1465,12 @@ append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias)
 		if (i > 0)
 			appendStringInfoString(buf, " AND ");
 		if (e->nulls_not_distinct)
-			appendStringInfo(buf, "(%s %s (s.r).%s%s OR (%s IS NULL AND (s.r).%s IS NULL))",
-							 lhs, e->keyeq[i], c, e->keycoll[i], lhs, c);
+			appendStringInfo(buf, "(%s%s %s (s.r).%s%s%s OR (%s IS NULL AND (s.r).%s IS NULL))",
+							 lhs, e->keycast[i], e->keyeq[i], c, e->keycast[i],
+							 e->keycoll[i], lhs, c);
 		else
-			appendStringInfo(buf, "%s %s (s.r).%s%s", lhs, e->keyeq[i], c,
-							 e->keycoll[i]);
+			appendStringInfo(buf, "%s%s %s (s.r).%s%s%s", lhs, e->keycast[i],
+							 e->keyeq[i], c, e->keycast[i], e->keycoll[i]);
 	}
 }
 
@@ -1477,9 +1559,9 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			for (i = 0; i < e->nkeys; i++)
 				appendStringInfo(&buf,
 								 "(pg_catalog.jsonb_populate_record($2, $1 OPERATOR(pg_catalog.->) "
-								 "CAST(w.o OPERATOR(pg_catalog.-) 1 AS pg_catalog.int4))).%s%s USING %s, ",
+								 "CAST(w.o OPERATOR(pg_catalog.-) 1 AS pg_catalog.int4))).%s%s%s USING %s, ",
 								 colname(e, e->cols[e->keyparam[i]]),
-								 e->keycoll[i], e->keylt[i]);
+								 e->keycast[i], e->keycoll[i], e->keylt[i]);
 			appendStringInfoString(&buf, "w.o");
 			break;
 		case STMT_MANY_SELECT:
@@ -1503,17 +1585,17 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 				appendStringInfo(&buf, "%s%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
 			appendStringInfoString(&buf, ") SELECT DISTINCT ON (");
 			for (i = 0; i < e->nkeys; i++)
-				appendStringInfo(&buf, "%s(s.r).%s%s", i > 0 ? ", " : "",
+				appendStringInfo(&buf, "%s(s.r).%s%s%s", i > 0 ? ", " : "",
 								 colname(e, e->cols[e->keyparam[i]]),
-								 e->keycoll[i]);
+								 e->keycast[i], e->keycoll[i]);
 			appendStringInfoString(&buf, ") ");
 			for (j = 0; j < e->ncols; j++)
 				appendStringInfo(&buf, "%s(s.r).%s", j > 0 ? ", " : "", colname(e, e->cols[j]));
 			appendStringInfoString(&buf, " FROM s ORDER BY ");
 			for (i = 0; i < e->nkeys; i++)
-				appendStringInfo(&buf, "(s.r).%s%s USING %s, ",
+				appendStringInfo(&buf, "(s.r).%s%s%s USING %s, ",
 								 colname(e, e->cols[e->keyparam[i]]),
-								 e->keycoll[i], e->keylt[i]);
+								 e->keycast[i], e->keycoll[i], e->keylt[i]);
 			appendStringInfoString(&buf, "s.o ON CONFLICT (");
 			for (i = 0; i < e->nkeys; i++)
 				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
@@ -1799,6 +1881,13 @@ upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel)
 	Assert(RelationGetRelid(rel) == e->relid);
 	d->heap = rel;				/* locked by upsert_open_table */
 	d->index = index_open(e->indexoid, AccessShareLock);
+	/*
+	 * As SPI does before the SELECT it replaces: what this transaction
+	 * wrote so far, even earlier in the caller's statement (a DELETE in a
+	 * WITH clause, a function called before this one), must be seen, and a
+	 * row deleted by it must not.
+	 */
+	CommandCounterIncrement();
 	d->snap = RegisterSnapshot(GetTransactionSnapshot());
 	d->slot = table_slot_create(d->heap, NULL);
 	d->scan = index_beginscan(d->heap, d->index, d->snap, e->nkeys, 0);

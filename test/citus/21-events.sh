@@ -105,6 +105,39 @@ else
 	idem_fail "$T: fencing token still higher after the record is deleted and claimed anew"
 fi
 
+# The claim's compare-and-swap runs as the table's owner, under the
+# caller's search_path: it must name its operators with their schema.  A
+# caller whose search_path puts its own "=" on bigint ahead of pg_catalog
+# takes over a claim (a new fencing token, and a mark_processed record's
+# NULL one) on every node: the planted operator is never called.
+for n in 0 1 2; do
+	idem_citus_psql "$n" -q -v ON_ERROR_STOP=1 >/dev/null <<'EOF'
+SET citus.enable_ddl_propagation = off;
+CREATE SCHEMA idem_spy;
+GRANT USAGE ON SCHEMA idem_spy TO PUBLIC;
+CREATE FUNCTION idem_spy.eq(bigint, bigint) RETURNS boolean IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE WARNING 'planted operator called by %', current_user;
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR idem_spy.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = idem_spy.eq);
+EOF
+done
+idem_citus_all_ok "a takeover does not run an operator from the caller's search_path" "$(
+	for n in 0 1 2; do
+		idem_citus_psql "$n" -U idem_app -tA -v ON_ERROR_STOP=0 2>&1 <<EOF | grep -v '^$'
+SET search_path = idem_spy, pg_catalog;
+SELECT fencing_token AS f1 FROM idempotency.claim('spy-$n', lease => '1 millisecond') \gset
+SELECT CASE WHEN idempotency.mark_processed('spy-m-$n', ttl => '1 millisecond') THEN 'ok marked' END;
+SELECT pg_sleep(0.01) IS NOT NULL AS slept \gset
+SELECT CASE WHEN status = 'claimed' AND attempts = 2 AND fencing_token > :f1
+	THEN 'ok takeover on node $n' ELSE 'FAIL takeover ' || status END FROM idempotency.claim('spy-$n');
+SELECT CASE WHEN status = 'claimed' AND fencing_token IS NOT NULL
+	THEN 'ok expired record reclaimed on node $n' ELSE 'FAIL reclaim ' || status END FROM idempotency.claim('spy-m-$n');
+EOF
+	done
+)"
+
 # Prepared statements (pgbench -M prepared), a new key every transaction,
 # 1500 per client, 8 clients on two nodes: every claim claims and its
 # complete finds it.

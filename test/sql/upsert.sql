@@ -526,6 +526,78 @@ COMMIT;
 DROP TABLE twokeys;
 
 ---------------------------------------------------------------------------
+-- Rows the caller's own statement deleted earlier are gone for the lookup
+-- too (a DELETE in WITH, then the call): the key is inserted again
+---------------------------------------------------------------------------
+CREATE TABLE cte_del (id serial PRIMARY KEY, k text UNIQUE NOT NULL);
+INSERT INTO cte_del (k) VALUES ('gone'), ('gone-1'), ('gone-2');
+WITH d AS (DELETE FROM cte_del WHERE k = 'gone' RETURNING k)
+SELECT g.created, (g.item).k FROM d,
+    LATERAL idempotency.get_or_create(NULL::cte_del, jsonb_build_object('k', d.k)) g;
+WITH d AS (DELETE FROM cte_del WHERE k LIKE 'gone-%' RETURNING k)
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::cte_del,
+    (SELECT jsonb_agg(jsonb_build_object('k', k) ORDER BY k) FROM d));
+SELECT k, id > 3 AS new_row FROM cte_del ORDER BY k;
+DROP TABLE cte_del;
+
+---------------------------------------------------------------------------
+-- The statements name the index's collation with its schema: a later call
+-- under another search_path parses them again and finds the same one
+---------------------------------------------------------------------------
+CREATE SCHEMA upsert_coll;
+CREATE COLLATION upsert_coll.c_copy FROM "C";
+CREATE TABLE collkey (id serial PRIMARY KEY, k text);
+CREATE UNIQUE INDEX collkey_k ON collkey (k COLLATE upsert_coll.c_copy);
+SET search_path = upsert_coll, public;
+SELECT k FROM idempotency.idempotent_upsert(NULL::collkey, '{"k": "a"}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::collkey, '[{"k": "b"}, {"k": "c"}]');
+RESET search_path;
+SELECT k FROM idempotency.idempotent_upsert(NULL::collkey, '{"k": "d"}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::collkey, '[{"k": "e"}, {"k": "f"}]');
+SELECT string_agg(k, ',' ORDER BY k) FROM collkey;
+DROP TABLE collkey;
+DROP SCHEMA upsert_coll CASCADE;
+
+---------------------------------------------------------------------------
+-- A key column whose type (a domain) is not the input type of the index's
+-- operator: the operands are cast to that type, so an operator of the same
+-- name taking the domain, planted in the operator's schema, is never run
+---------------------------------------------------------------------------
+CREATE SCHEMA upsert_ops;
+CREATE OPERATOR upsert_ops.= (LEFTARG = text, RIGHTARG = text, FUNCTION = texteq,
+    COMMUTATOR = OPERATOR(upsert_ops.=));
+CREATE OPERATOR upsert_ops.< (LEFTARG = text, RIGHTARG = text, FUNCTION = text_lt);
+CREATE OPERATOR upsert_ops.<= (LEFTARG = text, RIGHTARG = text, FUNCTION = text_le);
+CREATE OPERATOR upsert_ops.>= (LEFTARG = text, RIGHTARG = text, FUNCTION = text_ge);
+CREATE OPERATOR upsert_ops.> (LEFTARG = text, RIGHTARG = text, FUNCTION = text_gt);
+CREATE OPERATOR CLASS upsert_ops.text_ops FOR TYPE text USING btree AS
+    OPERATOR 1 upsert_ops.<, OPERATOR 2 upsert_ops.<=, OPERATOR 3 upsert_ops.=,
+    OPERATOR 4 upsert_ops.>=, OPERATOR 5 upsert_ops.>, FUNCTION 1 bttextcmp(text, text);
+CREATE DOMAIN upsert_ops.dtext AS text;
+CREATE TABLE shadowed (id serial PRIMARY KEY, k upsert_ops.dtext NOT NULL, v int);
+CREATE UNIQUE INDEX shadowed_k ON shadowed (k upsert_ops.text_ops);
+-- what a role allowed to create objects in upsert_ops could add
+CREATE FUNCTION upsert_ops.spy(upsert_ops.dtext, upsert_ops.dtext) RETURNS boolean
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE WARNING 'planted operator called';
+    RETURN $1::text = $2::text;
+END $$;
+CREATE OPERATOR upsert_ops.= (LEFTARG = upsert_ops.dtext, RIGHTARG = upsert_ops.dtext,
+    FUNCTION = upsert_ops.spy);
+SELECT k FROM idempotency.idempotent_upsert(NULL::shadowed, '{"k": "a", "v": 1}');
+SELECT (item).v, created FROM idempotency.update_or_create(NULL::shadowed, '{"k": "a", "v": 2}');
+SELECT (item).v, created FROM idempotency.update_or_create(NULL::shadowed, '{"k": "b", "v": 2}');
+SELECT k FROM idempotency.idempotent_upsert_many(NULL::shadowed, '[{"k": "c"}, {"k": "a"}]');
+-- the set statements of a batch (no direct probe under SERIALIZABLE)
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT k FROM idempotency.idempotent_upsert_many(NULL::shadowed, '[{"k": "e"}, {"k": "d"}, {"k": "a"}, {"k": "e"}]');
+COMMIT;
+SELECT string_agg(k, ',' ORDER BY k::text) FROM shadowed;
+DROP TABLE shadowed;
+DROP SCHEMA upsert_ops CASCADE;
+
+---------------------------------------------------------------------------
 -- REPEATABLE READ: a row the snapshot sees is returned as it was seen
 ---------------------------------------------------------------------------
 BEGIN ISOLATION LEVEL REPEATABLE READ;
