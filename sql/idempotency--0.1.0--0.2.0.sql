@@ -16,15 +16,90 @@
 -- the extension at pg_catalog (an extension cannot be a member of the
 -- schema that it lives in), replace its dependency on the schema by
 -- membership, and hand the schema to the superuser running this script.
+--
+-- Until this block takes it, the schema belongs to the installing role,
+-- which could have renamed it and created another schema of that name
+-- full of look-alike tables and casts, for this script (run by a
+-- superuser) to use, or left functions of its own in it, for other roles
+-- to call once the schema is trusted.  So: the schema named idempotency
+-- must be the extension's, every object in it must belong to the
+-- extension (or be part of one that does: a row type, an index), and
+-- whatever privileges that role granted on it are dropped; the same
+-- privileges as a fresh install's follow.
 DO $schema$
 DECLARE
     ext pg_catalog.oid;
     nsp pg_catalog.oid;
+    named pg_catalog.oid := pg_catalog.to_regnamespace('idempotency');
+    strangers pg_catalog.text;
 BEGIN
     SELECT e.oid, e.extnamespace INTO ext, nsp
       FROM pg_catalog.pg_extension e
      WHERE e.extname OPERATOR(pg_catalog.=) 'idempotency';
-    IF nsp OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace THEN
+    IF nsp OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+       AND named IS NOT NULL
+       AND EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.objid OPERATOR(pg_catalog.=) named
+                      AND d.refobjid OPERATOR(pg_catalog.=) ext
+                      AND d.deptype OPERATOR(pg_catalog.=) 'e') THEN
+        nsp := named;
+    END IF;
+    IF named IS NULL OR named OPERATOR(pg_catalog.<>) nsp THEN
+        RAISE EXCEPTION 'schema "idempotency" is not the schema of extension "idempotency"'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('The extension''s objects are in schema %s.',
+                                             nsp::pg_catalog.regnamespace),
+                  HINT = 'Give the extension''s schema its name idempotency back (renaming any other schema of that name) and update again.';
+    END IF;
+
+    SELECT pg_catalog.string_agg(i.type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) i.identity,
+                                 ', ' ORDER BY i.type, i.identity)
+      INTO strangers
+      FROM (SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid AS objid
+              FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid
+              FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid
+              FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid
+              FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass, oc.oid
+              FROM pg_catalog.pg_opclass oc WHERE oc.opcnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, f.oid
+              FROM pg_catalog.pg_opfamily f WHERE f.opfnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, co.oid
+              FROM pg_catalog.pg_collation co WHERE co.collnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, cv.oid
+              FROM pg_catalog.pg_conversion cv WHERE cv.connamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, x.oid
+              FROM pg_catalog.pg_statistic_ext x WHERE x.stxnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, tc.oid
+              FROM pg_catalog.pg_ts_config tc WHERE tc.cfgnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, td.oid
+              FROM pg_catalog.pg_ts_dict td WHERE td.dictnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_ts_parser'::pg_catalog.regclass, tp.oid
+              FROM pg_catalog.pg_ts_parser tp WHERE tp.prsnamespace OPERATOR(pg_catalog.=) nsp
+            UNION ALL SELECT 'pg_catalog.pg_ts_template'::pg_catalog.regclass, tt.oid
+              FROM pg_catalog.pg_ts_template tt WHERE tt.tmplnamespace OPERATOR(pg_catalog.=) nsp) o,
+           LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, 0) i
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                        WHERE d.classid OPERATOR(pg_catalog.=) o.classid
+                          AND d.objid OPERATOR(pg_catalog.=) o.objid
+                          AND ((d.deptype OPERATOR(pg_catalog.=) 'e'
+                                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                                AND d.refobjid OPERATOR(pg_catalog.=) ext)
+                               OR d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'a']::pg_catalog."char"[])));
+    IF strangers IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "idempotency" holds objects that do not belong to extension "idempotency"'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Not the extension''s: ' OPERATOR(pg_catalog.||) strangers OPERATOR(pg_catalog.||) '.',
+                  HINT = 'The update makes the schema trusted by every role: move these objects to another schema (ALTER ... SET SCHEMA) or drop them, and update again.';
+    END IF;
+
+    -- (unless it was pointed at pg_catalog already)
+    IF nsp OPERATOR(pg_catalog.=) (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+                                    WHERE e.oid OPERATOR(pg_catalog.=) ext) THEN
         UPDATE pg_catalog.pg_extension
            SET extnamespace = 'pg_catalog'::pg_catalog.regnamespace
          WHERE oid OPERATOR(pg_catalog.=) ext;
@@ -34,14 +109,24 @@ BEGIN
            AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
            AND d.refobjid OPERATOR(pg_catalog.=) nsp;
     END IF;
+
+    -- The owner changes first, in this block: from here on, the role that
+    -- owned the schema can no longer rename it.  Its grants go with it (a
+    -- fresh install's schema grants USAGE to PUBLIC, nothing else), before
+    -- ADD SCHEMA records the privileges at that moment as the schema's
+    -- initial privileges (pg_init_privs), which must name the superuser.
+    EXECUTE 'ALTER SCHEMA idempotency OWNER TO CURRENT_USER';
+    UPDATE pg_catalog.pg_namespace SET nspacl = NULL WHERE oid OPERATOR(pg_catalog.=) nsp;
+    EXECUTE 'GRANT USAGE ON SCHEMA idempotency TO PUBLIC';
+    EXECUTE 'ALTER EXTENSION idempotency ADD SCHEMA idempotency';
+    named := pg_catalog.to_regnamespace('idempotency');
+    IF named IS NULL OR named OPERATOR(pg_catalog.<>) nsp THEN
+        RAISE EXCEPTION 'schema "idempotency" was renamed during the update'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Update again.';
+    END IF;
 END
 $schema$;
-
--- The owner changes first: ADD SCHEMA records the schema's privileges at
--- that moment as its initial privileges (pg_init_privs), which must name
--- the superuser, as a fresh install's do.
-ALTER SCHEMA idempotency OWNER TO CURRENT_USER;
-ALTER EXTENSION idempotency ADD SCHEMA idempotency;
 
 ---------------------------------------------------------------------------
 -- Upsert: the entry points under their 0.2.0 C names (the library keeps the
@@ -91,8 +176,9 @@ DROP POLICY processed_events_owner ON idempotency.processed_events;
 -- different OID on every node, but the same name.  The name as the role
 -- has it (what CURRENT_USER returns), not regrole's text output, which
 -- double-quotes names such as "Billing-App".  A record of a role that no
--- longer exists gets pg_get_userbyid()'s "unknown (OID=n)": no role can
--- match it, as no role could match the dangling OID before.  In the "C"
+-- longer exists gets pg_get_userbyid()'s "unknown (OID=n)", which only a
+-- role created later under that very name would match (records belong to
+-- role names; the README says so).  In the "C"
 -- collation, as role names compare: owner = CURRENT_USER searches the key.
 -- The same rewrite rebuilds the primary key with the key first (see
 -- idempotency.sql): one ALTER TABLE, so the table is rewritten once and
@@ -188,6 +274,10 @@ DECLARE
     is_coord pg_catalog.bool;
     done pg_catalog.int4;
     dist_type pg_catalog.oid;
+    tabs pg_catalog.oid[] := ARRAY['idempotency.processed_events'::pg_catalog.regclass,
+                                   'idempotency.leases'::pg_catalog.regclass,
+                                   'idempotency.mutex_slots'::pg_catalog.regclass]::pg_catalog.oid[];
+    problems pg_catalog.text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
                     WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
@@ -235,6 +325,66 @@ BEGIN
     IF done OPERATOR(pg_catalog.=) 3 THEN
         RAISE NOTICE 'the tables of extension "idempotency" are distributed already';
         RETURN 'already distributed';
+    END IF;
+
+    -- The tables belong to the role that installed the extension, which
+    -- may have attached things to them: what happens next as a superuser
+    -- (Citus copies the rows into the shards, this function fills
+    -- mutex_slots) would run them with superuser rights.  So only the
+    -- tables as the extension made them are distributed: no trigger,
+    -- rule, constraint other than the primary key and NOT NULL, index
+    -- expression or predicate, column of a type other than a built-in
+    -- one, generated column, column default using anything outside
+    -- pg_catalog, or inheritance.
+    SELECT pg_catalog.string_agg(p.what, '; ' ORDER BY p.what) INTO problems
+      FROM (SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_trigger t
+             WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY (tabs) AND NOT t.tgisinternal
+            UNION ALL
+            SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass)
+              FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) ANY (tabs)
+            UNION ALL
+            SELECT pg_catalog.format('constraint %I on %s', c.conname, c.conrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_constraint c
+             WHERE c.conrelid OPERATOR(pg_catalog.=) ANY (tabs)
+               AND c.contype OPERATOR(pg_catalog.<>) ALL (ARRAY['p', 'n']::pg_catalog."char"[])
+            UNION ALL
+            SELECT pg_catalog.format('index %s', i.indexrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_index i
+             WHERE i.indrelid OPERATOR(pg_catalog.=) ANY (tabs)
+               AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+            UNION ALL
+            SELECT pg_catalog.format('column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (tabs) AND a.attnum OPERATOR(pg_catalog.>) 0
+               AND NOT a.attisdropped
+               AND (a.atttypid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid  -- FirstNormalObjectId
+                    OR a.attgenerated OPERATOR(pg_catalog.<>) '')
+            UNION ALL
+            SELECT pg_catalog.format('default of column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_attrdef ad
+              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid
+                                            AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
+             WHERE ad.adrelid OPERATOR(pg_catalog.=) ANY (tabs)
+               AND EXISTS (SELECT FROM pg_catalog.pg_depend d,
+                                  LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) o
+                            WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                              AND d.objid OPERATOR(pg_catalog.=) ad.oid
+                              AND d.refclassid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass
+                              AND (o.schema IS NULL OR o.schema OPERATOR(pg_catalog.<>) 'pg_catalog'))
+            UNION ALL
+            SELECT pg_catalog.format('inheritance between %s and %s', h.inhrelid::pg_catalog.regclass,
+                                     h.inhparent::pg_catalog.regclass)
+              FROM pg_catalog.pg_inherits h
+             WHERE h.inhrelid OPERATOR(pg_catalog.=) ANY (tabs)
+                OR h.inhparent OPERATOR(pg_catalog.=) ANY (tabs)) p(what);
+    IF problems IS NOT NULL THEN
+        RAISE EXCEPTION 'the tables of extension "idempotency" were changed since the extension created them'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('Found: %s.  This function runs as a superuser, and the tables belong to role %s.',
+                                             problems, (SELECT c.relowner::pg_catalog.regrole FROM pg_catalog.pg_class c
+                                                         WHERE c.oid OPERATOR(pg_catalog.=) tabs[1])),
+                  HINT = 'Remove what was added to the tables, then call idempotency.citus_distribute() again.';
     END IF;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition

@@ -374,7 +374,8 @@ SELECT pg_catalog.pg_extension_config_dump('idempotency.leases', '');
 -- Nobody but the table's owner may read or change the rows directly: the
 -- functions run their statements as the owner and change a lease only by
 -- compare-and-swap, so the fencing counter of a key can never go back and
--- a lease can never be pinned or cleared behind its holder's back.  Leases
+-- a lease changes only through them (lease_release without a token, like
+-- a DELETE without If-Match, releases whoever holds it).  Leases
 -- are shared between the services of an application, like advisory locks:
 -- any role that may EXECUTE the lease functions may use any key (revoke
 -- EXECUTE from PUBLIC and grant it to chosen roles to restrict that).
@@ -445,6 +446,10 @@ DECLARE
     is_coord pg_catalog.bool;
     done pg_catalog.int4;
     dist_type pg_catalog.oid;
+    tabs pg_catalog.oid[] := ARRAY['idempotency.processed_events'::pg_catalog.regclass,
+                                   'idempotency.leases'::pg_catalog.regclass,
+                                   'idempotency.mutex_slots'::pg_catalog.regclass]::pg_catalog.oid[];
+    problems pg_catalog.text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
                     WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
@@ -492,6 +497,66 @@ BEGIN
     IF done OPERATOR(pg_catalog.=) 3 THEN
         RAISE NOTICE 'the tables of extension "idempotency" are distributed already';
         RETURN 'already distributed';
+    END IF;
+
+    -- The tables belong to the role that installed the extension, which
+    -- may have attached things to them: what happens next as a superuser
+    -- (Citus copies the rows into the shards, this function fills
+    -- mutex_slots) would run them with superuser rights.  So only the
+    -- tables as the extension made them are distributed: no trigger,
+    -- rule, constraint other than the primary key and NOT NULL, index
+    -- expression or predicate, column of a type other than a built-in
+    -- one, generated column, column default using anything outside
+    -- pg_catalog, or inheritance.
+    SELECT pg_catalog.string_agg(p.what, '; ' ORDER BY p.what) INTO problems
+      FROM (SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_trigger t
+             WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY (tabs) AND NOT t.tgisinternal
+            UNION ALL
+            SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass)
+              FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) ANY (tabs)
+            UNION ALL
+            SELECT pg_catalog.format('constraint %I on %s', c.conname, c.conrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_constraint c
+             WHERE c.conrelid OPERATOR(pg_catalog.=) ANY (tabs)
+               AND c.contype OPERATOR(pg_catalog.<>) ALL (ARRAY['p', 'n']::pg_catalog."char"[])
+            UNION ALL
+            SELECT pg_catalog.format('index %s', i.indexrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_index i
+             WHERE i.indrelid OPERATOR(pg_catalog.=) ANY (tabs)
+               AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+            UNION ALL
+            SELECT pg_catalog.format('column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (tabs) AND a.attnum OPERATOR(pg_catalog.>) 0
+               AND NOT a.attisdropped
+               AND (a.atttypid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid  -- FirstNormalObjectId
+                    OR a.attgenerated OPERATOR(pg_catalog.<>) '')
+            UNION ALL
+            SELECT pg_catalog.format('default of column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
+              FROM pg_catalog.pg_attrdef ad
+              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid
+                                            AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
+             WHERE ad.adrelid OPERATOR(pg_catalog.=) ANY (tabs)
+               AND EXISTS (SELECT FROM pg_catalog.pg_depend d,
+                                  LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) o
+                            WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                              AND d.objid OPERATOR(pg_catalog.=) ad.oid
+                              AND d.refclassid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass
+                              AND (o.schema IS NULL OR o.schema OPERATOR(pg_catalog.<>) 'pg_catalog'))
+            UNION ALL
+            SELECT pg_catalog.format('inheritance between %s and %s', h.inhrelid::pg_catalog.regclass,
+                                     h.inhparent::pg_catalog.regclass)
+              FROM pg_catalog.pg_inherits h
+             WHERE h.inhrelid OPERATOR(pg_catalog.=) ANY (tabs)
+                OR h.inhparent OPERATOR(pg_catalog.=) ANY (tabs)) p(what);
+    IF problems IS NOT NULL THEN
+        RAISE EXCEPTION 'the tables of extension "idempotency" were changed since the extension created them'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('Found: %s.  This function runs as a superuser, and the tables belong to role %s.',
+                                             problems, (SELECT c.relowner::pg_catalog.regrole FROM pg_catalog.pg_class c
+                                                         WHERE c.oid OPERATOR(pg_catalog.=) tabs[1])),
+                  HINT = 'Remove what was added to the tables, then call idempotency.citus_distribute() again.';
     END IF;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# idempotency.citus_distribute(): refused without Citus, on a worker and
-# for an ordinary role; rows written before it (processed events, a claim,
+# idempotency.citus_distribute(): refused without Citus, on a worker, for
+# an ordinary role and while the tables carry something their owner added
+# (it would run as the superuser calling it); rows written before it (processed events, a claim,
 # a lease, by two roles) are moved into the shards and seen from every node;
 # a second call says so and changes nothing; the tables end up hash-
 # distributed by key, leases colocated with processed_events.
@@ -52,6 +53,38 @@ expect "wrong colocation table (not distributed) refused" "is not a hash-distrib
 expect "wrong colocation table (bigint key) refused" "is not distributed by a text column" \
 	idem_citus_psql 0 -c "CREATE TABLE public.int_t (k bigint)" -c "SELECT create_distributed_table('public.int_t', 'k')" \
 	-c "SELECT idempotency.citus_distribute('public.int_t')"
+
+# The tables belong to the role that installed the extension, and
+# citus_distribute() runs as a superuser: what that role attached to them
+# (a column default, a CHECK constraint, an index expression, here planted
+# by the test) would run with superuser rights.  Refused, naming each;
+# nothing runs and nothing is distributed.
+idem_citus_psql 0 -q >/dev/null <<'EOF'
+CREATE FUNCTION public.planted() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN RAISE WARNING 'planted code ran as %', current_user; RETURN 1; END $$;
+CREATE FUNCTION public.planted_check(text) RETURNS boolean IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN RAISE WARNING 'planted check ran as %', current_user; RETURN true; END $$;
+SET client_min_messages = error;
+ALTER TABLE idempotency.mutex_slots ADD COLUMN planted int DEFAULT public.planted();
+ALTER TABLE idempotency.processed_events ADD CONSTRAINT planted CHECK (public.planted_check(key));
+CREATE INDEX planted_idx ON idempotency.leases ((public.planted_check(key)));
+EOF
+out=$(idem_citus_psql 0 -tA -c 'SELECT idempotency.citus_distribute()' 2>&1)
+if grep -qF 'were changed since the extension created them' <<<"$out" \
+	&& grep -qF 'Found: constraint planted on idempotency.processed_events; default of column planted of idempotency.mutex_slots; index idempotency.planted_idx.' <<<"$out" \
+	&& ! grep -q 'planted .* ran as' <<<"$out" \
+	&& [ "$(idem_citus_psql 0 -tA -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'idempotency.%'")" = 0 ]; then
+	idem_pass "$T: tables changed by their owner refused (a default, a CHECK, an index expression), nothing run or distributed"
+else
+	printf '      %s\n' "$out"
+	idem_fail "$T: tables changed by their owner refused (a default, a CHECK, an index expression), nothing run or distributed"
+fi
+idem_citus_psql 0 -q >/dev/null <<'EOF'
+ALTER TABLE idempotency.mutex_slots DROP COLUMN planted;
+ALTER TABLE idempotency.processed_events DROP CONSTRAINT planted;
+DROP INDEX idempotency.planted_idx;
+DROP FUNCTION public.planted(), public.planted_check(text);
+EOF
 
 idem_citus_same "first call distributes" "distributed" \
 	"$(idem_citus_psql 0 -tA -c 'SELECT idempotency.citus_distribute()' 2>&1)"

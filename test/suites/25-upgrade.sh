@@ -320,7 +320,23 @@ scenario() {
 	check "$name/quoted-owner-before" t "$(as Upg-Mixed "$old" "
 		SELECT idempotency.mark_processed('$name-quoted', 'quoted-owner')")"
 
+	# The installing role owns 0.1.0's schema.  The update, run by a
+	# superuser, refuses another schema of that name and objects in the
+	# schema that are not the extension's, and drops the role's grants on
+	# it (the catalog comparison below sees the schema's privileges).
+	as "$installer" "$old" "ALTER SCHEMA idempotency RENAME TO idem_moved; CREATE SCHEMA idempotency" >/dev/null
+	check "$name/update-refuses-another-schema" 1 "$(as "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" 2>&1 \
+		| grep -c '^ERROR:  schema "idempotency" is not the schema of extension "idempotency"')"
+	as "$installer" "$old" "DROP SCHEMA idempotency; ALTER SCHEMA idem_moved RENAME TO idempotency" >/dev/null
+	as "$installer" "$old" "CREATE FUNCTION idempotency.lease_acquire(key text, wait text) RETURNS text
+		LANGUAGE sql AS 'SELECT ''planted''::text'; GRANT CREATE ON SCHEMA idempotency TO upg_app" >/dev/null
+	check "$name/update-refuses-foreign-objects" 1 "$(as "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" 2>&1 \
+		| grep -c '^DETAIL:  Not the extension.s: function idempotency.lease_acquire(pg_catalog.text,pg_catalog.text)\.$')"
+	as "$installer" "$old" "DROP FUNCTION idempotency.lease_acquire(text, text)" >/dev/null
+
 	step "$name/update" "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" || return
+	check "$name/schema-grants-dropped" "{$(sql "$old" "SELECT current_user")=UC/$(sql "$old" "SELECT current_user"),=U/$(sql "$old" "SELECT current_user")}" \
+		"$(sql "$old" "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'idempotency'")"
 	check "$name/updated" "$default_version" \
 		"$(sql "$old" "SELECT extversion FROM pg_extension WHERE extname = 'idempotency'")"
 	dump_rows "$old" "$work/$name-rows-after"
