@@ -596,6 +596,40 @@ COMMIT;
 SELECT string_agg(k, ',' ORDER BY k::text) FROM shadowed;
 DROP TABLE shadowed;
 DROP SCHEMA upsert_ops CASCADE;
+-- Operators whose input type is polymorphic or another type than the
+-- column's (anyarray, anyenum, record, text for varchar, a domain's base
+-- type): keys and the update_or_create comparison, one row and batches
+CREATE TYPE upsert_color AS ENUM ('red', 'green');
+CREATE DOMAIN upsert_code AS int CHECK (VALUE > 0);
+CREATE TABLE polykeys (id serial PRIMARY KEY, a int[] UNIQUE, c upsert_color UNIQUE,
+    v varchar(10) UNIQUE, d upsert_code UNIQUE, p upsert_pair UNIQUE, note text);
+SELECT created FROM idempotency.get_or_create(NULL::polykeys, '{"a": [1, 2], "note": "x"}', '{a}');
+SELECT created FROM idempotency.get_or_create(NULL::polykeys, '{"a": [1, 2]}', '{a}');
+SELECT created FROM idempotency.get_or_create(NULL::polykeys, '{"c": "red"}', '{c}');
+SELECT created FROM idempotency.get_or_create(NULL::polykeys, '{"v": "vee"}', '{v}');
+SELECT created FROM idempotency.get_or_create(NULL::polykeys, '{"d": 7}', '{d}');
+SELECT created FROM idempotency.get_or_create(NULL::polykeys, '{"p": {"x": 1, "y": "a"}}', '{p}');
+SELECT (item).note, created FROM idempotency.update_or_create(NULL::polykeys, '{"a": [1, 2], "note": "y"}', '{a}');
+SELECT (item).note, created FROM idempotency.update_or_create(NULL::polykeys, '{"c": "red", "note": "y"}', '{c}');
+SELECT (item).note, created FROM idempotency.update_or_create(NULL::polykeys, '{"v": "vee", "note": "y"}', '{v}');
+SELECT (item).note, created FROM idempotency.update_or_create(NULL::polykeys, '{"d": 7, "note": "y"}', '{d}');
+SELECT (item).note, created FROM idempotency.update_or_create(NULL::polykeys, '{"p": {"x": 1, "y": "a"}, "note": "y"}', '{p}');
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::polykeys, '[{"v": "w1"}, {"v": "vee"}, {"v": "w1"}]', '{v}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::polykeys, '[{"c": "green"}, {"c": "red"}]', '{c}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::polykeys, '[{"d": 8}, {"d": 7}]', '{d}');
+COMMIT;
+SELECT a, c, v, d, p, note FROM polykeys ORDER BY id;
+-- the comparison of non-key columns of such types
+SELECT (item).arr, (item).mood, (item).pos, (item).pair, (item).pairs, created
+  FROM idempotency.update_or_create(NULL::typed, $$ {"k": "one", "arr": [3], "mood": "ok",
+      "pos": 6, "pair": {"x": 9, "y": "z"}, "pairs": [{"x": 1}]} $$);
+SELECT (item).arr, (item).mood, (item).pos, (item).pair, (item).pairs, created
+  FROM idempotency.update_or_create(NULL::typed, $$ {"k": "one", "arr": [3], "mood": "ok",
+      "pos": 6, "pair": {"x": 9, "y": "z"}, "pairs": [{"x": 1}]} $$);
+DROP TABLE polykeys;
+DROP TYPE upsert_color;
+DROP DOMAIN upsert_code;
 
 ---------------------------------------------------------------------------
 -- REPEATABLE READ: a row the snapshot sees is returned as it was seen
