@@ -22,16 +22,17 @@
 -- full of look-alike tables and casts, for this script (run by a
 -- superuser) to use, or left functions of its own in it, for other roles
 -- to call once the schema is trusted.  So: the schema named idempotency
--- must be the extension's, every object in it must belong to the
--- extension (or be part of one that does: a row type, an index), and
--- whatever privileges that role granted on it are dropped; the same
--- privileges as a fresh install's follow.
+-- must be the extension's; it is then taken, whatever privileges that role
+-- granted on it are dropped (the same privileges as a fresh install's
+-- follow), and every object in it must belong to the extension (or be part
+-- of one that does: a row type, an index).
 DO $schema$
 DECLARE
     ext pg_catalog.oid;
     nsp pg_catalog.oid;
     named pg_catalog.oid := pg_catalog.to_regnamespace('idempotency');
     strangers pg_catalog.text;
+    grantee pg_catalog.oid;
 BEGIN
     SELECT e.oid, e.extnamespace INTO ext, nsp
       FROM pg_catalog.pg_extension e
@@ -53,6 +54,34 @@ BEGIN
                   HINT = 'Give the extension''s schema its name idempotency back (renaming any other schema of that name) and update again.';
     END IF;
 
+    -- Take the schema first: from here on the role that owned it can no
+    -- longer rename it or create anything in it.  Its grants go (REVOKE,
+    -- which also forgets them in pg_shdepend; CASCADE takes the grants
+    -- made with a grant option), leaving a fresh install's USAGE for
+    -- PUBLIC, before ADD SCHEMA below records the privileges at that
+    -- moment as the schema's initial privileges (pg_init_privs), which must
+    -- name the superuser.
+    EXECUTE 'ALTER SCHEMA idempotency OWNER TO CURRENT_USER';
+    FOR grantee IN
+        SELECT DISTINCT a.grantee
+          FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a
+         WHERE n.oid OPERATOR(pg_catalog.=) nsp
+           AND a.grantor OPERATOR(pg_catalog.=) n.nspowner
+           AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner
+    LOOP
+        EXECUTE 'REVOKE ALL ON SCHEMA idempotency FROM '
+                OPERATOR(pg_catalog.||) CASE WHEN grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                            ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grantee)) END
+                OPERATOR(pg_catalog.||) ' CASCADE';
+    END LOOP;
+    EXECUTE 'GRANT USAGE ON SCHEMA idempotency TO PUBLIC';
+
+    -- Then what is in it: nothing but the extension's objects, and objects
+    -- that are part of one (a table's row type and its array type, an
+    -- index, a sequence owned by a column).  An object created by a
+    -- transaction still open now is not seen (PostgreSQL takes no lock on
+    -- a schema to create in it); the README says to update when the
+    -- installing role has no transaction open, and how to check after.
     SELECT pg_catalog.string_agg(i.type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) i.identity,
                                  ', ' ORDER BY i.type, i.identity)
       INTO strangers
@@ -83,13 +112,33 @@ BEGIN
             UNION ALL SELECT 'pg_catalog.pg_ts_template'::pg_catalog.regclass, tt.oid
               FROM pg_catalog.pg_ts_template tt WHERE tt.tmplnamespace OPERATOR(pg_catalog.=) nsp) o,
            LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, 0) i
-     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
-                        WHERE d.classid OPERATOR(pg_catalog.=) o.classid
-                          AND d.objid OPERATOR(pg_catalog.=) o.objid
-                          AND ((d.deptype OPERATOR(pg_catalog.=) 'e'
-                                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
-                                AND d.refobjid OPERATOR(pg_catalog.=) ext)
-                               OR d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'a']::pg_catalog."char"[])));
+     WHERE NOT EXISTS (
+           -- a member, or part of a member, or part of a part of one
+           SELECT FROM pg_catalog.pg_depend d
+            WHERE d.classid OPERATOR(pg_catalog.=) o.classid
+              AND d.objid OPERATOR(pg_catalog.=) o.objid
+              AND ((d.deptype OPERATOR(pg_catalog.=) 'e'
+                    AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                    AND d.refobjid OPERATOR(pg_catalog.=) ext)
+                   OR (d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'a']::pg_catalog."char"[])
+                       AND EXISTS (
+                           SELECT FROM pg_catalog.pg_depend m
+                            WHERE m.classid OPERATOR(pg_catalog.=) d.refclassid
+                              AND m.objid OPERATOR(pg_catalog.=) d.refobjid
+                              AND m.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                              AND m.refobjid OPERATOR(pg_catalog.=) ext
+                              AND m.deptype OPERATOR(pg_catalog.=) 'e'
+                           UNION ALL
+                           SELECT FROM pg_catalog.pg_depend d2
+                             JOIN pg_catalog.pg_depend m2
+                               ON m2.classid OPERATOR(pg_catalog.=) d2.refclassid
+                              AND m2.objid OPERATOR(pg_catalog.=) d2.refobjid
+                            WHERE d2.classid OPERATOR(pg_catalog.=) d.refclassid
+                              AND d2.objid OPERATOR(pg_catalog.=) d.refobjid
+                              AND d2.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'a']::pg_catalog."char"[])
+                              AND m2.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                              AND m2.refobjid OPERATOR(pg_catalog.=) ext
+                              AND m2.deptype OPERATOR(pg_catalog.=) 'e'))));
     IF strangers IS NOT NULL THEN
         RAISE EXCEPTION 'schema "idempotency" holds objects that do not belong to extension "idempotency"'
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -110,14 +159,6 @@ BEGIN
            AND d.refobjid OPERATOR(pg_catalog.=) nsp;
     END IF;
 
-    -- The owner changes first, in this block: from here on, the role that
-    -- owned the schema can no longer rename it.  Its grants go with it (a
-    -- fresh install's schema grants USAGE to PUBLIC, nothing else), before
-    -- ADD SCHEMA records the privileges at that moment as the schema's
-    -- initial privileges (pg_init_privs), which must name the superuser.
-    EXECUTE 'ALTER SCHEMA idempotency OWNER TO CURRENT_USER';
-    UPDATE pg_catalog.pg_namespace SET nspacl = NULL WHERE oid OPERATOR(pg_catalog.=) nsp;
-    EXECUTE 'GRANT USAGE ON SCHEMA idempotency TO PUBLIC';
     EXECUTE 'ALTER EXTENSION idempotency ADD SCHEMA idempotency';
     named := pg_catalog.to_regnamespace('idempotency');
     IF named IS NULL OR named OPERATOR(pg_catalog.<>) nsp THEN
@@ -274,9 +315,7 @@ DECLARE
     is_coord pg_catalog.bool;
     done pg_catalog.int4;
     dist_type pg_catalog.oid;
-    tabs pg_catalog.oid[] := ARRAY['idempotency.processed_events'::pg_catalog.regclass,
-                                   'idempotency.leases'::pg_catalog.regclass,
-                                   'idempotency.mutex_slots'::pg_catalog.regclass]::pg_catalog.oid[];
+    tabs pg_catalog.oid[];
     problems pg_catalog.text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
@@ -330,12 +369,29 @@ BEGIN
     -- The tables belong to the role that installed the extension, which
     -- may have attached things to them: what happens next as a superuser
     -- (Citus copies the rows into the shards, this function fills
-    -- mutex_slots) would run them with superuser rights.  So only the
-    -- tables as the extension made them are distributed: no trigger,
-    -- rule, constraint other than the primary key and NOT NULL, index
-    -- expression or predicate, column of a type other than a built-in
-    -- one, generated column, column default using anything outside
-    -- pg_catalog, or inheritance.
+    -- mutex_slots) would run them with superuser rights.  So only tables
+    -- as the extension made them are distributed: the columns it created,
+    -- with their types and defaults (the list below follows the CREATE
+    -- TABLE statements of this file), and no trigger, rule, constraint
+    -- other than the primary key and NOT NULL, index expression or
+    -- predicate, or inheritance.  The tables still to distribute are
+    -- locked first, against a change committed between this look and
+    -- their use, and the look needs a snapshot taken after the lock.
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        RAISE EXCEPTION 'idempotency.citus_distribute() must run at isolation level READ COMMITTED'
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Call it outside a transaction block, or in a READ COMMITTED transaction.';
+    END IF;
+    SELECT pg_catalog.array_agg(t.oid) INTO tabs
+      FROM pg_catalog.unnest(ARRAY['idempotency.processed_events'::pg_catalog.regclass,
+                                   'idempotency.leases'::pg_catalog.regclass,
+                                   'idempotency.mutex_slots'::pg_catalog.regclass]::pg_catalog.oid[]) AS t(oid)
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                        WHERE p.logicalrelid OPERATOR(pg_catalog.=) t.oid);
+    EXECUTE (SELECT 'LOCK TABLE ' OPERATOR(pg_catalog.||)
+                    pg_catalog.string_agg(t.oid::pg_catalog.regclass::pg_catalog.text, ', ')
+                    OPERATOR(pg_catalog.||) ' IN SHARE ROW EXCLUSIVE MODE'
+               FROM pg_catalog.unnest(tabs) AS t(oid));
     SELECT pg_catalog.string_agg(p.what, '; ' ORDER BY p.what) INTO problems
       FROM (SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
               FROM pg_catalog.pg_trigger t
@@ -356,22 +412,40 @@ BEGIN
             UNION ALL
             SELECT pg_catalog.format('column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
               FROM pg_catalog.pg_attribute a
+              LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid OPERATOR(pg_catalog.=) a.attrelid
+                                                AND ad.adnum OPERATOR(pg_catalog.=) a.attnum
              WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (tabs) AND a.attnum OPERATOR(pg_catalog.>) 0
                AND NOT a.attisdropped
-               AND (a.atttypid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid  -- FirstNormalObjectId
-                    OR a.attgenerated OPERATOR(pg_catalog.<>) '')
-            UNION ALL
-            SELECT pg_catalog.format('default of column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
-              FROM pg_catalog.pg_attrdef ad
-              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid
-                                            AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
-             WHERE ad.adrelid OPERATOR(pg_catalog.=) ANY (tabs)
-               AND EXISTS (SELECT FROM pg_catalog.pg_depend d,
-                                  LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) o
-                            WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
-                              AND d.objid OPERATOR(pg_catalog.=) ad.oid
-                              AND d.refclassid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass
-                              AND (o.schema IS NULL OR o.schema OPERATOR(pg_catalog.<>) 'pg_catalog'))
+               AND NOT EXISTS (
+                   SELECT FROM (VALUES
+                       ('idempotency.processed_events', 'owner', 'pg_catalog.text', 'CURRENT_USER'),
+                       ('idempotency.processed_events', 'scope', 'pg_catalog.text', NULL),
+                       ('idempotency.processed_events', 'key', 'pg_catalog.text', NULL),
+                       ('idempotency.processed_events', 'status', 'pg_catalog.text', NULL),
+                       ('idempotency.processed_events', 'fingerprint', 'pg_catalog.bytea', NULL),
+                       ('idempotency.processed_events', 'result', 'pg_catalog.jsonb', NULL),
+                       ('idempotency.processed_events', 'error', 'pg_catalog.jsonb', NULL),
+                       ('idempotency.processed_events', 'token', 'pg_catalog.uuid', NULL),
+                       ('idempotency.processed_events', 'fencing_token', 'pg_catalog.int8', NULL),
+                       ('idempotency.processed_events', 'attempts', 'pg_catalog.int4', '1'),
+                       ('idempotency.processed_events', 'created_at', 'pg_catalog.timestamptz', 'clock_timestamp()'),
+                       ('idempotency.processed_events', 'updated_at', 'pg_catalog.timestamptz', 'clock_timestamp()'),
+                       ('idempotency.processed_events', 'locked_until', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.processed_events', 'expires_at', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.leases', 'key', 'pg_catalog.text', NULL),
+                       ('idempotency.leases', 'token', 'pg_catalog.uuid', NULL),
+                       ('idempotency.leases', 'fencing_token', 'pg_catalog.int8', NULL),
+                       ('idempotency.leases', 'holder', 'pg_catalog.text', NULL),
+                       ('idempotency.leases', 'acquired_at', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.leases', 'expires_at', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.mutex_slots', 'slot', 'pg_catalog.int4', NULL))
+                       AS e(tab, col, typ, def)
+                    WHERE e.tab::pg_catalog.regclass OPERATOR(pg_catalog.=) a.attrelid
+                      AND e.col OPERATOR(pg_catalog.=) a.attname
+                      AND e.typ::pg_catalog.regtype OPERATOR(pg_catalog.=) a.atttypid
+                      AND a.attgenerated OPERATOR(pg_catalog.=) ''
+                      AND ((e.def IS NULL AND ad.oid IS NULL)
+                           OR e.def OPERATOR(pg_catalog.=) pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)))
             UNION ALL
             SELECT pg_catalog.format('inheritance between %s and %s', h.inhrelid::pg_catalog.regclass,
                                      h.inhparent::pg_catalog.regclass)

@@ -446,9 +446,7 @@ DECLARE
     is_coord pg_catalog.bool;
     done pg_catalog.int4;
     dist_type pg_catalog.oid;
-    tabs pg_catalog.oid[] := ARRAY['idempotency.processed_events'::pg_catalog.regclass,
-                                   'idempotency.leases'::pg_catalog.regclass,
-                                   'idempotency.mutex_slots'::pg_catalog.regclass]::pg_catalog.oid[];
+    tabs pg_catalog.oid[];
     problems pg_catalog.text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
@@ -502,12 +500,29 @@ BEGIN
     -- The tables belong to the role that installed the extension, which
     -- may have attached things to them: what happens next as a superuser
     -- (Citus copies the rows into the shards, this function fills
-    -- mutex_slots) would run them with superuser rights.  So only the
-    -- tables as the extension made them are distributed: no trigger,
-    -- rule, constraint other than the primary key and NOT NULL, index
-    -- expression or predicate, column of a type other than a built-in
-    -- one, generated column, column default using anything outside
-    -- pg_catalog, or inheritance.
+    -- mutex_slots) would run them with superuser rights.  So only tables
+    -- as the extension made them are distributed: the columns it created,
+    -- with their types and defaults (the list below follows the CREATE
+    -- TABLE statements of this file), and no trigger, rule, constraint
+    -- other than the primary key and NOT NULL, index expression or
+    -- predicate, or inheritance.  The tables still to distribute are
+    -- locked first, against a change committed between this look and
+    -- their use, and the look needs a snapshot taken after the lock.
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        RAISE EXCEPTION 'idempotency.citus_distribute() must run at isolation level READ COMMITTED'
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Call it outside a transaction block, or in a READ COMMITTED transaction.';
+    END IF;
+    SELECT pg_catalog.array_agg(t.oid) INTO tabs
+      FROM pg_catalog.unnest(ARRAY['idempotency.processed_events'::pg_catalog.regclass,
+                                   'idempotency.leases'::pg_catalog.regclass,
+                                   'idempotency.mutex_slots'::pg_catalog.regclass]::pg_catalog.oid[]) AS t(oid)
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                        WHERE p.logicalrelid OPERATOR(pg_catalog.=) t.oid);
+    EXECUTE (SELECT 'LOCK TABLE ' OPERATOR(pg_catalog.||)
+                    pg_catalog.string_agg(t.oid::pg_catalog.regclass::pg_catalog.text, ', ')
+                    OPERATOR(pg_catalog.||) ' IN SHARE ROW EXCLUSIVE MODE'
+               FROM pg_catalog.unnest(tabs) AS t(oid));
     SELECT pg_catalog.string_agg(p.what, '; ' ORDER BY p.what) INTO problems
       FROM (SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
               FROM pg_catalog.pg_trigger t
@@ -528,22 +543,40 @@ BEGIN
             UNION ALL
             SELECT pg_catalog.format('column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
               FROM pg_catalog.pg_attribute a
+              LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid OPERATOR(pg_catalog.=) a.attrelid
+                                                AND ad.adnum OPERATOR(pg_catalog.=) a.attnum
              WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (tabs) AND a.attnum OPERATOR(pg_catalog.>) 0
                AND NOT a.attisdropped
-               AND (a.atttypid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid  -- FirstNormalObjectId
-                    OR a.attgenerated OPERATOR(pg_catalog.<>) '')
-            UNION ALL
-            SELECT pg_catalog.format('default of column %I of %s', a.attname, a.attrelid::pg_catalog.regclass)
-              FROM pg_catalog.pg_attrdef ad
-              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid
-                                            AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
-             WHERE ad.adrelid OPERATOR(pg_catalog.=) ANY (tabs)
-               AND EXISTS (SELECT FROM pg_catalog.pg_depend d,
-                                  LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) o
-                            WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
-                              AND d.objid OPERATOR(pg_catalog.=) ad.oid
-                              AND d.refclassid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass
-                              AND (o.schema IS NULL OR o.schema OPERATOR(pg_catalog.<>) 'pg_catalog'))
+               AND NOT EXISTS (
+                   SELECT FROM (VALUES
+                       ('idempotency.processed_events', 'owner', 'pg_catalog.text', 'CURRENT_USER'),
+                       ('idempotency.processed_events', 'scope', 'pg_catalog.text', NULL),
+                       ('idempotency.processed_events', 'key', 'pg_catalog.text', NULL),
+                       ('idempotency.processed_events', 'status', 'pg_catalog.text', NULL),
+                       ('idempotency.processed_events', 'fingerprint', 'pg_catalog.bytea', NULL),
+                       ('idempotency.processed_events', 'result', 'pg_catalog.jsonb', NULL),
+                       ('idempotency.processed_events', 'error', 'pg_catalog.jsonb', NULL),
+                       ('idempotency.processed_events', 'token', 'pg_catalog.uuid', NULL),
+                       ('idempotency.processed_events', 'fencing_token', 'pg_catalog.int8', NULL),
+                       ('idempotency.processed_events', 'attempts', 'pg_catalog.int4', '1'),
+                       ('idempotency.processed_events', 'created_at', 'pg_catalog.timestamptz', 'clock_timestamp()'),
+                       ('idempotency.processed_events', 'updated_at', 'pg_catalog.timestamptz', 'clock_timestamp()'),
+                       ('idempotency.processed_events', 'locked_until', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.processed_events', 'expires_at', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.leases', 'key', 'pg_catalog.text', NULL),
+                       ('idempotency.leases', 'token', 'pg_catalog.uuid', NULL),
+                       ('idempotency.leases', 'fencing_token', 'pg_catalog.int8', NULL),
+                       ('idempotency.leases', 'holder', 'pg_catalog.text', NULL),
+                       ('idempotency.leases', 'acquired_at', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.leases', 'expires_at', 'pg_catalog.timestamptz', NULL),
+                       ('idempotency.mutex_slots', 'slot', 'pg_catalog.int4', NULL))
+                       AS e(tab, col, typ, def)
+                    WHERE e.tab::pg_catalog.regclass OPERATOR(pg_catalog.=) a.attrelid
+                      AND e.col OPERATOR(pg_catalog.=) a.attname
+                      AND e.typ::pg_catalog.regtype OPERATOR(pg_catalog.=) a.atttypid
+                      AND a.attgenerated OPERATOR(pg_catalog.=) ''
+                      AND ((e.def IS NULL AND ad.oid IS NULL)
+                           OR e.def OPERATOR(pg_catalog.=) pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)))
             UNION ALL
             SELECT pg_catalog.format('inheritance between %s and %s', h.inhrelid::pg_catalog.regclass,
                                      h.inhparent::pg_catalog.regclass)

@@ -68,22 +68,54 @@ SET client_min_messages = error;
 ALTER TABLE idempotency.mutex_slots ADD COLUMN planted int DEFAULT public.planted();
 ALTER TABLE idempotency.processed_events ADD CONSTRAINT planted CHECK (public.planted_check(key));
 CREATE INDEX planted_idx ON idempotency.leases ((public.planted_check(key)));
+-- only pg_catalog functions, one of which runs the query it is given
+ALTER TABLE idempotency.leases ALTER COLUMN holder
+    SET DEFAULT pg_catalog.query_to_xml('SELECT public.planted()', true, false, '')::text;
 EOF
-out=$(idem_citus_psql 0 -tA -c 'SELECT idempotency.citus_distribute()' 2>&1)
-if grep -qF 'were changed since the extension created them' <<<"$out" \
-	&& grep -qF 'Found: constraint planted on idempotency.processed_events; default of column planted of idempotency.mutex_slots; index idempotency.planted_idx.' <<<"$out" \
-	&& ! grep -q 'planted .* ran as' <<<"$out" \
-	&& [ "$(idem_citus_psql 0 -tA -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'idempotency.%'")" = 0 ]; then
-	idem_pass "$T: tables changed by their owner refused (a default, a CHECK, an index expression), nothing run or distributed"
-else
-	printf '      %s\n' "$out"
-	idem_fail "$T: tables changed by their owner refused (a default, a CHECK, an index expression), nothing run or distributed"
-fi
+# refused NAME FOUND OUT: OUT (citus_distribute()'s output) is the refusal
+# listing FOUND, no planted code ran, and nothing was distributed.
+refused() {
+	if grep -qF 'were changed since the extension created them' <<<"$3" \
+		&& grep -qF "Found: $2." <<<"$3" && ! grep -q 'planted .* ran as' <<<"$3" \
+		&& [ "$(idem_citus_psql 0 -tA -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'idempotency.%'")" = 0 ]; then
+		idem_pass "$T: $1"
+	else
+		printf '      %s\n' "$3"
+		idem_fail "$T: $1"
+	fi
+}
+refused "tables changed by their owner refused (a column, a default, a CHECK, an index expression), nothing run or distributed" \
+	'column holder of idempotency.leases; column planted of idempotency.mutex_slots; constraint planted on idempotency.processed_events; index idempotency.planted_idx' \
+	"$(idem_citus_psql 0 -tA -c 'SELECT idempotency.citus_distribute()' 2>&1)"
 idem_citus_psql 0 -q >/dev/null <<'EOF'
 ALTER TABLE idempotency.mutex_slots DROP COLUMN planted;
 ALTER TABLE idempotency.processed_events DROP CONSTRAINT planted;
 DROP INDEX idempotency.planted_idx;
+ALTER TABLE idempotency.leases ALTER COLUMN holder DROP DEFAULT;
 DROP FUNCTION public.planted(), public.planted_check(text);
+CREATE FUNCTION public.planted_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE WARNING 'planted trigger ran as %', current_user; RETURN NEW; END $$;
+EOF
+# The same with a trigger created in a transaction still open when
+# citus_distribute() starts and committed while it runs: the function locks
+# the tables before it looks at them, so it waits for that commit, sees the
+# trigger, and refuses.
+idem_citus_psql 0 -q >/dev/null 2>&1 <<'EOF' &
+BEGIN;
+CREATE TRIGGER planted_trg BEFORE INSERT ON idempotency.mutex_slots
+    FOR EACH ROW EXECUTE FUNCTION public.planted_trg();
+SELECT pg_sleep(2);
+COMMIT;
+EOF
+trg_pid=$!
+sleep 0.5
+out=$(idem_citus_psql 0 -tA -c 'SELECT idempotency.citus_distribute()' 2>&1)
+wait "$trg_pid"
+refused "a trigger committed while the call waits for the tables is seen and refused" \
+	'trigger planted_trg on idempotency.mutex_slots' "$out"
+idem_citus_psql 0 -q >/dev/null <<'EOF'
+DROP TRIGGER planted_trg ON idempotency.mutex_slots;
+DROP FUNCTION public.planted_trg();
 EOF
 
 idem_citus_same "first call distributes" "distributed" \

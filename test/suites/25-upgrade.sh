@@ -337,6 +337,10 @@ scenario() {
 	step "$name/update" "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" || return
 	check "$name/schema-grants-dropped" "{$(sql "$old" "SELECT current_user")=UC/$(sql "$old" "SELECT current_user"),=U/$(sql "$old" "SELECT current_user")}" \
 		"$(sql "$old" "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'idempotency'")"
+	check "$name/schema-grants-forgotten" 0 "$(sql "$old" "
+		SELECT count(*) FROM pg_shdepend s
+		 WHERE s.classid = 'pg_namespace'::regclass AND s.objid = 'idempotency'::regnamespace
+		   AND s.refobjid = 'upg_app'::regrole")"
 	check "$name/updated" "$default_version" \
 		"$(sql "$old" "SELECT extversion FROM pg_extension WHERE extname = 'idempotency'")"
 	dump_rows "$old" "$work/$name-rows-after"
