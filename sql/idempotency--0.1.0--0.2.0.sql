@@ -82,6 +82,18 @@ BEGIN
     -- transaction still open now is not seen (PostgreSQL takes no lock on
     -- a schema to create in it); the README says to update when the
     -- installing role has no transaction open, and how to check after.
+    WITH RECURSIVE owned(classid, objid) AS (
+        -- the extension's members, and what is part of one (internal or
+        -- automatic dependencies), at any depth
+        SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.refobjid OPERATOR(pg_catalog.=) ext
+           AND d.deptype OPERATOR(pg_catalog.=) 'e'
+        UNION
+        SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+          JOIN owned w ON d.refclassid OPERATOR(pg_catalog.=) w.classid
+                      AND d.refobjid OPERATOR(pg_catalog.=) w.objid
+         WHERE d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'a']::pg_catalog."char"[]))
     SELECT pg_catalog.string_agg(i.type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) i.identity,
                                  ', ' ORDER BY i.type, i.identity)
       INTO strangers
@@ -112,33 +124,9 @@ BEGIN
             UNION ALL SELECT 'pg_catalog.pg_ts_template'::pg_catalog.regclass, tt.oid
               FROM pg_catalog.pg_ts_template tt WHERE tt.tmplnamespace OPERATOR(pg_catalog.=) nsp) o,
            LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, 0) i
-     WHERE NOT EXISTS (
-           -- a member, or part of a member, or part of a part of one
-           SELECT FROM pg_catalog.pg_depend d
-            WHERE d.classid OPERATOR(pg_catalog.=) o.classid
-              AND d.objid OPERATOR(pg_catalog.=) o.objid
-              AND ((d.deptype OPERATOR(pg_catalog.=) 'e'
-                    AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
-                    AND d.refobjid OPERATOR(pg_catalog.=) ext)
-                   OR (d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'a']::pg_catalog."char"[])
-                       AND EXISTS (
-                           SELECT FROM pg_catalog.pg_depend m
-                            WHERE m.classid OPERATOR(pg_catalog.=) d.refclassid
-                              AND m.objid OPERATOR(pg_catalog.=) d.refobjid
-                              AND m.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
-                              AND m.refobjid OPERATOR(pg_catalog.=) ext
-                              AND m.deptype OPERATOR(pg_catalog.=) 'e'
-                           UNION ALL
-                           SELECT FROM pg_catalog.pg_depend d2
-                             JOIN pg_catalog.pg_depend m2
-                               ON m2.classid OPERATOR(pg_catalog.=) d2.refclassid
-                              AND m2.objid OPERATOR(pg_catalog.=) d2.refobjid
-                            WHERE d2.classid OPERATOR(pg_catalog.=) d.refclassid
-                              AND d2.objid OPERATOR(pg_catalog.=) d.refobjid
-                              AND d2.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['i', 'a']::pg_catalog."char"[])
-                              AND m2.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
-                              AND m2.refobjid OPERATOR(pg_catalog.=) ext
-                              AND m2.deptype OPERATOR(pg_catalog.=) 'e'))));
+     WHERE NOT EXISTS (SELECT FROM owned w
+                        WHERE w.classid OPERATOR(pg_catalog.=) o.classid
+                          AND w.objid OPERATOR(pg_catalog.=) o.objid);
     IF strangers IS NOT NULL THEN
         RAISE EXCEPTION 'schema "idempotency" holds objects that do not belong to extension "idempotency"'
             USING ERRCODE = 'object_not_in_prerequisite_state',

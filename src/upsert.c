@@ -77,8 +77,9 @@
  * probe of the arbiter index with a fresh snapshot (CommandCounterIncrement
  * and GetTransactionSnapshot, the snapshot SPI would take for the SELECT,
  * so that rows written or deleted earlier in the caller's statement are
- * seen as they are), without SPI and the executor.  The row found is copied once, from the buffer (formed
- * anew only when the tuple lacks columns added since it was written).
+ * seen as they are), without SPI and the executor.  The row found is
+ * copied once, from the buffer (formed anew only when the tuple lacks
+ * columns added since it was written).
  * Everything after a miss goes through SPI, starting at the INSERT: the
  * probe was the first SELECT.
  *
@@ -223,7 +224,6 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
-#include "utils/ruleutils.h"
 #include "utils/acl.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -1881,6 +1881,7 @@ upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel)
 	Assert(RelationGetRelid(rel) == e->relid);
 	d->heap = rel;				/* locked by upsert_open_table */
 	d->index = index_open(e->indexoid, AccessShareLock);
+
 	/*
 	 * As SPI does before the SELECT it replaces: what this transaction
 	 * wrote so far, even earlier in the caller's statement (a DELETE in a

@@ -335,7 +335,9 @@ scenario() {
 	as "$installer" "$old" "DROP FUNCTION idempotency.lease_acquire(text, text)" >/dev/null
 
 	step "$name/update" "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" || return
-	check "$name/schema-grants-dropped" "{$(sql "$old" "SELECT current_user")=UC/$(sql "$old" "SELECT current_user"),=U/$(sql "$old" "SELECT current_user")}" \
+	local su
+	su=$(sql "$old" "SELECT current_user")
+	check "$name/schema-grants-dropped" "{$su=UC/$su,=U/$su}" \
 		"$(sql "$old" "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'idempotency'")"
 	check "$name/schema-grants-forgotten" 0 "$(sql "$old" "
 		SELECT count(*) FROM pg_shdepend s
