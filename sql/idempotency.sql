@@ -327,12 +327,12 @@ COMMENT ON TABLE idempotency.mutex_slots IS
 REVOKE ALL ON TABLE idempotency.mutex_slots FROM PUBLIC;
 
 CREATE FUNCTION idempotency.mutex_lock_here(slot pg_catalog.int4, hash pg_catalog.int8,
-                                            shared pg_catalog.bool, timeout_ms pg_catalog.int4)
+                                            shared pg_catalog.bool, timeout_ms pg_catalog.int8)
     RETURNS pg_catalog.bool
     AS 'MODULE_PATHNAME', 'idempotency_mutex_lock_here'
     LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION idempotency.mutex_lock_here(pg_catalog.int4, pg_catalog.int8, pg_catalog.bool, pg_catalog.int4) IS
+COMMENT ON FUNCTION idempotency.mutex_lock_here(pg_catalog.int4, pg_catalog.int8, pg_catalog.bool, pg_catalog.int8) IS
     'internal: the lock a distributed mutex_lock() takes on the node owning the slot';
 
 CREATE FUNCTION idempotency.mutex_holders_here(slot pg_catalog.int4, hash pg_catalog.int8)

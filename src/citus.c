@@ -61,7 +61,6 @@ typedef struct CitusKindEntry
 
 static HTAB *citus_kind_cache = NULL;
 
-static void citus_inval_callback(Datum arg, Oid relid);
 static IdemCitusKind citus_read_kind(Oid relid);
 
 const char *
@@ -152,7 +151,6 @@ idem_citus_table_kind(Oid relid)
 		citus_kind_cache = hash_create("idempotency Citus table kinds", 16,
 									   &ctl,
 									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CacheRegisterRelcacheCallback(citus_inval_callback, (Datum) 0);
 	}
 
 	e = hash_search(citus_kind_cache, &relid, HASH_FIND, NULL);
@@ -173,8 +171,8 @@ idem_citus_table_kind(Oid relid)
 	}
 }
 
-static void
-citus_inval_callback(Datum arg, Oid relid)
+void
+idem_citus_relcache_inval(Oid relid)
 {
 	HASH_SEQ_STATUS seq;
 	CitusKindEntry *e;

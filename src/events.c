@@ -325,7 +325,7 @@ static void event_claims_done(EventKey *ek);
 static void event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek,
 							   Datum token, bool token_null, char status,
 							   Datum value, bool value_null, bool retryable);
-static bool event_lock(const LOCKTAG *tag, int timeout_ms);
+static bool event_lock(const LOCKTAG *tag, int64 timeout_ms);
 static void event_unlock(const LOCKTAG *tag);
 static void event_xact_callback(XactEvent event, void *arg);
 static void event_subxact_callback(SubXactEvent event,
@@ -668,10 +668,9 @@ event_exec(int which, Datum *values, const char *nulls)
  */
 static Oid	event_kind_relid = InvalidOid;
 static bool event_kind_legacy = false;
-static bool event_kind_registered = false;
 
-static void
-event_kind_inval(Datum arg, Oid relid)
+void
+idem_events_relcache_inval(Oid relid)
 {
 	if (relid == InvalidOid || relid == event_kind_relid)
 		event_kind_relid = InvalidOid;
@@ -692,11 +691,6 @@ event_table_kind(void)
 	{
 		AttrNumber	att = get_attnum(relid, "owner");
 
-		if (!event_kind_registered)
-		{
-			CacheRegisterRelcacheCallback(event_kind_inval, (Datum) 0);
-			event_kind_registered = true;
-		}
 		event_kind_legacy = (att != InvalidAttrNumber &&
 							 get_atttype(relid, att) == REGROLEOID);
 		event_kind_relid = relid;
@@ -1230,7 +1224,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
  * CurTransactionResourceOwner), so that event_unlock() finds it.
  */
 static bool
-event_lock(const LOCKTAG *tag, int timeout_ms)
+event_lock(const LOCKTAG *tag, int64 timeout_ms)
 {
 	ResourceOwner save = CurrentResourceOwner;
 	bool		got;
@@ -1886,6 +1880,7 @@ idempotency_purge(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	IdemSpi		spi;
 
+	idem_stats_begin(IDEM_OP_PURGE);
 	idempotency_check_version();
 	idem_forbid_parallel("idempotency.purge()");
 	if (PG_ARGISNULL(0))
@@ -1902,7 +1897,6 @@ idempotency_purge(PG_FUNCTION_ARGS)
 				 errhint("Pass a positive batch size to idempotency.purge(), or omit it for 10000.")));
 
 	idem_check_writable("purge");
-	idem_stats_begin(IDEM_OP_PURGE);
 
 	event_table_kind();
 	idem_spi_begin(&spi, "processed_events");

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * idempotency.c
- *	  Module entry point, the library/SQL version check, and the check
- *	  that a writing function may write (not on a hot standby, not in a
- *	  read-only transaction).
+ *	  Module entry point (the callbacks of every file), the library/SQL
+ *	  version check, and the check that a writing function may write (not
+ *	  on a hot standby, not in a read-only transaction).
  *
  * The shared library and the SQL objects of the extension are installed and
  * upgraded separately: "make install" (or a package upgrade) replaces the
@@ -28,6 +28,12 @@
  *
  * Locking: the catalog read takes AccessShareLock on pg_extension, as every
  * other reader of that catalog does.  The cached flag is backend-local.
+ *
+ * _PG_init() also registers, once per backend, every cache and transaction
+ * callback of the other files: one relcache callback that calls each
+ * cache's handler (a backend has ten relcache callback slots, Citus takes
+ * five of them), and each file's transaction callbacks, which do nothing
+ * while their file has nothing pending.
  *
  *-------------------------------------------------------------------------
  */
@@ -60,6 +66,7 @@ void		_PG_init(void);
 static char *installed_sql_version(void);
 static int	compare_versions(const char *a, const char *b);
 static void version_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
+static void relcache_inval_callback(Datum arg, Oid relid);
 
 /* Oldest release whose SQL objects this library still serves. */
 #define IDEMPOTENCY_OLDEST_SQL_VERSION	"0.1.0"
@@ -96,9 +103,28 @@ _PG_init(void)
 	 */
 	MarkGUCPrefixReserved(IDEMPOTENCY_EXTNAME);
 
+	/*
+	 * Every cache callback of the library, registered once here rather than
+	 * by each cache on first use: one relcache slot of the ten a backend
+	 * has (see idempotency.h).
+	 */
 	CacheRegisterSyscacheCallback(PROCOID, version_inval_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, idem_tables_nsp_inval, (Datum) 0);
+	CacheRegisterRelcacheCallback(relcache_inval_callback, (Datum) 0);
 
 	idem_events_init();
+	idem_upsert_init();
+	idem_mutex_init();
+	idem_locks_init();
+}
+
+static void
+relcache_inval_callback(Datum arg, Oid relid)
+{
+	idem_tables_relcache_inval(relid);
+	idem_citus_relcache_inval(relid);
+	idem_events_relcache_inval(relid);
+	idem_upsert_relcache_inval(relid);
 }
 
 static void

@@ -24,7 +24,26 @@ extern void idempotency_check_version(void);
 extern void idem_check_writable(const char *fn);
 extern bool idem_session_locks;	/* GUC idempotency.session_locks */
 
-/* events.c */
+/*
+ * The relcache invalidation handlers of the backend-local caches, called by
+ * the one relcache callback idempotency.c registers (InvalidOid: every
+ * relation).  A backend has ten relcache callback slots, Citus takes five
+ * and PostgreSQL two, and the eleventh registration is a FATAL error, so
+ * the caches share a slot.  Each handler may run before its cache exists,
+ * and must neither fail nor read the catalogs.
+ */
+extern void idem_tables_relcache_inval(Oid relid);	/* plans.c */
+extern void idem_citus_relcache_inval(Oid relid);	/* citus.c */
+extern void idem_events_relcache_inval(Oid relid);	/* events.c */
+extern void idem_upsert_relcache_inval(Oid relid);	/* upsert.c */
+
+/* plans.c: the syscache callback for schemas */
+extern void idem_tables_nsp_inval(Datum arg, int cacheid, uint32 hashvalue);
+
+/* Called once from _PG_init(): each file's transaction callbacks. */
 extern void idem_events_init(void);
+extern void idem_upsert_init(void);
+extern void idem_mutex_init(void);
+extern void idem_locks_init(void);
 
 #endif							/* IDEMPOTENCY_H */

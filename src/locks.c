@@ -28,6 +28,8 @@
  * every other error is re-thrown (a wait that follows lock_timeout, whose
  * expiry is an error anyway, is one plain LockAcquire).  A lock granted inside the subtransaction
  * is handed to the parent resource owner when the subtransaction commits.
+ * LockTimeout is an int: a timeout longer than INT_MAX milliseconds (about
+ * 24.8 days) waits in as many such subtransactions as it takes.
  * The wait itself is the lock manager's: FIFO, deadlock detection, visible in
  * pg_locks and pg_stat_activity.
  *
@@ -101,7 +103,6 @@ typedef struct PendingNotify
 } PendingNotify;
 
 static PendingNotify *pending_notifies = NULL;
-static bool xact_callback_registered = false;
 
 static void keywait_xact_callback(XactEvent event, void *arg);
 static void keywait_wake(const LOCKTAG *tag);
@@ -188,9 +189,10 @@ lock_wait_cleanup(void *arg)
  * (mutex.c's abort callbacks).
  */
 bool
-idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_ms)
+idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int64 timeout_ms)
 {
 	LockWait	w;
+	TimestampTz deadline;
 
 	/*
 	 * Waiting as lock_timeout says needs no subtransaction: one LockAcquire
@@ -223,26 +225,33 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int timeout_m
 	w.tag = tag;
 	w.mode = mode;
 	w.session = session;
-	w.timeout_ms = timeout_ms;
 	w.save_timeout = LockTimeout;
-	return idem_subxact_run(lock_wait_body, lock_wait_cleanup, &w,
-							ERRCODE_LOCK_NOT_AVAILABLE, NULL);
+	deadline = GetCurrentTimestamp() + timeout_ms * 1000;
+	for (;;)
+	{
+		w.timeout_ms = (int) Min(timeout_ms, (int64) INT_MAX);
+		if (idem_subxact_run(lock_wait_body, lock_wait_cleanup, &w,
+							 ERRCODE_LOCK_NOT_AVAILABLE, NULL))
+			return true;
+		if (timeout_ms <= INT_MAX)
+			return false;
+		/* a longer timeout than LockTimeout holds: wait again for the rest */
+		timeout_ms = (deadline - GetCurrentTimestamp() + 999) / 1000;
+		if (timeout_ms <= 0)
+			return false;
+	}
 }
 
 /*
  * Convert an interval-like number of microseconds to the milliseconds
- * idem_lock_acquire() takes, rounding up so that 1 us still waits, and
- * clamping to what LockTimeout (an int) can hold.
+ * idem_lock_acquire() takes, rounding up so that 1 us still waits.
  */
-int
+int64
 idem_timeout_ms(int64 usecs)
 {
-	int64		ms;
-
 	if (usecs <= 0)
 		return 0;
-	ms = (usecs + 999) / 1000;
-	return ms > INT_MAX ? INT_MAX : (int) ms;
+	return (usecs + 999) / 1000;
 }
 
 /*
@@ -341,12 +350,6 @@ idem_keywait_notify(uint16 lockspace, uint64 hash)
 		if (memcmp(&n->tag, &tag, sizeof(LOCKTAG)) == 0)
 			return;
 
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(keywait_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-
 	n = MemoryContextAlloc(TopTransactionContext, sizeof(PendingNotify));
 	n->tag = tag;
 	n->next = pending_notifies;
@@ -375,6 +378,13 @@ keywait_wake(const LOCKTAG *tag)
 			SetLatch(&proc->procLatch);
 	}
 	/* vxids is in the transaction's memory, freed with it. */
+}
+
+/* Called once from _PG_init(). */
+void
+idem_locks_init(void)
+{
+	RegisterXactCallback(keywait_xact_callback, NULL);
 }
 
 static void

@@ -45,8 +45,8 @@ extern uint64 idem_hash_key(const char *key, int len, uint64 seed);
 extern void idem_locktag(LOCKTAG *tag, uint16 lockspace, uint64 hash);
 extern void idem_forbid_parallel(const char *what);
 extern bool idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session,
-							  int timeout_ms);
-extern int	idem_timeout_ms(int64 usecs);
+							  int64 timeout_ms);
+extern int64 idem_timeout_ms(int64 usecs);
 extern void idem_keywait_begin(IdemKeyWait *w, uint16 lockspace, uint64 hash);
 extern bool idem_keywait_sleep(IdemKeyWait *w, TimestampTz until);
 extern void idem_keywait_end(IdemKeyWait *w);

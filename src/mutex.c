@@ -112,7 +112,6 @@ typedef struct PendingMutex
 } PendingMutex;
 
 static PendingMutex pending;
-static bool callbacks_registered = false;
 
 /* What an error context callback reports. */
 typedef struct MutexErrorContext
@@ -124,7 +123,7 @@ typedef struct MutexErrorContext
 static uint64 mutex_key_hash(FunctionCallInfo fcinfo, int argno,
 							 char **key, int *len);
 static bool mutex_arg_bool(FunctionCallInfo fcinfo, int argno, const char *name);
-static int	mutex_arg_timeout(FunctionCallInfo fcinfo, int argno, const char *fn);
+static int64 mutex_arg_timeout(FunctionCallInfo fcinfo, int argno, const char *fn);
 static bool mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg,
 						  int shared_arg, bool session);
 static void mutex_error_context(void *arg);
@@ -161,7 +160,7 @@ static const IdemPlanDef mutex_plan_defs[NUM_MPLANS] = {
 	"SELECT idempotency.mutex_lock_here($1, $2, $3, $4)"
 	" FROM idempotency.mutex_slots WHERE slot OPERATOR(pg_catalog.=) $1"
 	" FOR KEY SHARE",
-		4, {INT4OID, INT8OID, BOOLOID, INT4OID}
+		4, {INT4OID, INT8OID, BOOLOID, INT8OID}
 	},
 	[MPLAN_HOLDERS] = {
 	"SELECT h.pid, h.mode, h.granted, h.scope, h.waiting_since"
@@ -188,22 +187,40 @@ mutex_slot(uint64 hash)
  * caller has checked that mutex_slots is distributed.
  */
 static bool
-mutex_acquire_citus(uint64 hash, bool shared, int timeout)
+mutex_acquire_citus(uint64 hash, bool shared, int64 timeout)
 {
 	IdemSpi		spi;
 	Datum		values[4];
 	bool		acquired = false;
 	bool		isnull = true;
+	bool		waited = false;
 
 	values[0] = Int32GetDatum(mutex_slot(hash));
 	values[1] = Int64GetDatum((int64) hash);
 	values[2] = BoolGetDatum(shared);
-	values[3] = Int32GetDatum(timeout);
 	idem_spi_begin(&spi, "mutex_slots");
-	if (idem_plan_exec(&mutex_plans, MPLAN_LOCK, values, NULL, 0) == 1)
-		acquired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1,
-											  &isnull));
+
+	/*
+	 * Try first, as idem_lock_acquire() does for a call being counted: the
+	 * wait happens on the node owning the slot, whose backend counts
+	 * nothing, so a wait is timed here, around the second statement.
+	 */
+	values[3] = Int64GetDatum(0);
+	for (;;)
+	{
+		if (idem_plan_exec(&mutex_plans, MPLAN_LOCK, values, NULL, 0) == 1)
+			acquired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1,
+												  &isnull));
+		if (waited)
+			idem_stats_wait_stop();
+		if (acquired || isnull || timeout == 0 || waited)
+			break;
+		values[3] = Int64GetDatum(timeout);
+		isnull = true;
+		waited = true;
+		idem_stats_wait_start();
+	}
 	idem_spi_end(&spi);
 	if (isnull)
 		ereport(ERROR,
@@ -248,7 +265,7 @@ mutex_arg_bool(FunctionCallInfo fcinfo, int argno, const char *name)
  * lock_timeout), otherwise milliseconds rounded up, 0 = try.  Negative ->
  * 22023.
  */
-static int
+static int64
 mutex_arg_timeout(FunctionCallInfo fcinfo, int argno, const char *fn)
 {
 	if (PG_ARGISNULL(argno))
@@ -296,6 +313,14 @@ mutex_release_pending(bool aborted)
  * subtransaction is idem_lock_acquire()'s own when the wait had a timeout
  * that expired: the call then returns false, with nothing held.
  */
+/* Called once from _PG_init(). */
+void
+idem_mutex_init(void)
+{
+	RegisterXactCallback(mutex_xact_callback, NULL);
+	RegisterSubXactCallback(mutex_subxact_callback, NULL);
+}
+
 static void
 mutex_xact_callback(XactEvent event, void *arg)
 {
@@ -320,7 +345,7 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 			  bool session)
 {
 	const char *fn;
-	int			timeout;
+	int64		timeout;
 	char	   *key;
 	int			len;
 	uint64		hash;
@@ -374,12 +399,6 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 
 	if (session)
 	{
-		if (!callbacks_registered)
-		{
-			RegisterXactCallback(mutex_xact_callback, NULL);
-			RegisterSubXactCallback(mutex_subxact_callback, NULL);
-			callbacks_registered = true;
-		}
 		pending.hash = hash;
 		pending.shared = shared;
 		pending.was_held = LockHeldByMe(&tag, MUTEX_MODE(shared));
@@ -578,11 +597,17 @@ idempotency_mutex_lock_here(PG_FUNCTION_ARGS)
 {
 	uint64		hash = (uint64) PG_GETARG_INT64(1);
 	bool		shared = PG_GETARG_BOOL(2);
-	int32		timeout = PG_GETARG_INT32(3);
+	int64		timeout = PG_GETARG_INT64(3);
 	LOCKTAG		tag;
 
 	idempotency_check_version();
 	idem_forbid_parallel("mutex_lock_here");
+	if (timeout > IDEM_MAX_INTERVAL_USECS / 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must be at most %lld",
+						(long long) (IDEM_MAX_INTERVAL_USECS / 1000)),
+				 errhint("mutex_lock_here() is internal: call idempotency.mutex_lock().")));
 	idem_locktag(&tag, IDEM_LOCKSPACE_MUTEX, hash);
 	PG_RETURN_BOOL(idem_lock_acquire(&tag, MUTEX_MODE(shared), false,
 									 timeout < 0 ? -1 : timeout));

@@ -173,9 +173,9 @@ idem_subxid_cache_room(void)
 
 /*
  * The extension's own tables (idempotency.<name>): OID and owner, looked up
- * once per backend.  idem_table_inval() forgets an entry when its table's
+ * once per backend.  idem_tables_relcache_inval() forgets an entry when its table's
  * relcache entry is invalidated (ALTER TABLE ... OWNER TO, RENAME, DROP, a
- * reset of every entry) and idem_table_nsp_inval() forgets them all when
+ * reset of every entry) and idem_tables_nsp_inval() forgets them all when
  * any schema changes (the schema renamed or dropped).
  */
 typedef struct IdemTable
@@ -189,11 +189,10 @@ typedef struct IdemTable
 
 static IdemTable idem_tables[IDEM_MAX_TABLES];
 static int	idem_ntables = 0;
-static bool idem_tables_registered = false;
 static uint64 idem_tables_invals = 0;	/* invalidations seen, for lookups */
 
-static void
-idem_table_inval(Datum arg, Oid relid)
+void
+idem_tables_relcache_inval(Oid relid)
 {
 	int			i;
 
@@ -203,10 +202,10 @@ idem_table_inval(Datum arg, Oid relid)
 			idem_tables[i].relid = InvalidOid;
 }
 
-static void
-idem_table_nsp_inval(Datum arg, int cacheid, uint32 hashvalue)
+void
+idem_tables_nsp_inval(Datum arg, int cacheid, uint32 hashvalue)
 {
-	idem_table_inval(arg, InvalidOid);
+	idem_tables_relcache_inval(InvalidOid);
 }
 
 Oid
@@ -230,14 +229,6 @@ idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
 			}
 			break;
 		}
-
-	if (!idem_tables_registered)
-	{
-		CacheRegisterRelcacheCallback(idem_table_inval, (Datum) 0);
-		CacheRegisterSyscacheCallback(NAMESPACEOID, idem_table_nsp_inval,
-									  (Datum) 0);
-		idem_tables_registered = true;
-	}
 
 	invals = idem_tables_invals;
 	nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);

@@ -394,7 +394,6 @@ static MemoryContext upsert_cache_cxt = NULL;
 static List *upsert_pins = NIL;		/* of UpsertPin *, oldest first */
 static List *upsert_detached = NIL; /* of UpsertEntry *, pinned, not in the hash */
 
-static void upsert_inval_callback(Datum arg, Oid relid);
 static void upsert_init_cache(void);
 static void upsert_cache_flush(void);
 static void upsert_retire(UpsertEntry *e);
@@ -473,8 +472,8 @@ static bool bitmap_empty(const uint64 *bits);
  * Cache
  * --------------------------------------------------------------------- */
 
-static void
-upsert_inval_callback(Datum arg, Oid relid)
+void
+idem_upsert_relcache_inval(Oid relid)
 {
 	HASH_SEQ_STATUS status;
 	UpsertSlot *slot;
@@ -531,19 +530,28 @@ upsert_init_cache(void)
 
 	if (upsert_cache != NULL)
 		return;
-	upsert_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
-											 "idempotency upsert cache",
-											 ALLOCSET_DEFAULT_SIZES);
+	/* the context once, even if an allocation below fails */
+	if (upsert_cache_cxt == NULL)
+		upsert_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+												 "idempotency upsert cache",
+												 ALLOCSET_DEFAULT_SIZES);
+	if (upsert_colmemo == NULL)
+		upsert_colmemo = MemoryContextAllocZero(upsert_cache_cxt,
+												sizeof(UpsertColMemo) * UPSERT_COLMEMO_SLOTS);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(UpsertCacheKey);
 	ctl.entrysize = sizeof(UpsertSlot);
 	ctl.hash = upsert_key_hash;
 	ctl.hcxt = upsert_cache_cxt;
+	/* last: a non-NULL upsert_cache means everything above exists */
 	upsert_cache = hash_create("idempotency upsert cache", 64, &ctl,
 							   HASH_ELEM | HASH_FUNCTION | HASH_CONTEXT);
-	upsert_colmemo = MemoryContextAllocZero(upsert_cache_cxt,
-											sizeof(UpsertColMemo) * UPSERT_COLMEMO_SLOTS);
-	CacheRegisterRelcacheCallback(upsert_inval_callback, (Datum) 0);
+}
+
+/* Called once from _PG_init(). */
+void
+idem_upsert_init(void)
+{
 	RegisterXactCallback(upsert_xact_callback, NULL);
 	RegisterSubXactCallback(upsert_subxact_callback, NULL);
 }

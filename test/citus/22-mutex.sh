@@ -6,7 +6,8 @@
 # workload through two nodes loses nothing under the mutex when the counter
 # is on the node owning the mutex's slot, and does lose updates without the
 # mutex; a deadlock across two workers is found by Citus's distributed
-# deadlock detection.
+# deadlock detection; a wait is counted in the statistics of the waiter's
+# node, also when the mutex's slot is on another node.
 . "$IDEM_ROOT/test/lib/common.sh"
 . "$IDEM_ROOT/test/lib/citus.sh"
 W=$IDEM_CITUS_WORK
@@ -30,6 +31,7 @@ for role in postgres idem_app; do
 			-c "SELECT idempotency.mutex_try_lock('mx-other-$role')" | tr '\n' ' ')
 		idem_citus_same "held through node $1 as $role: try_lock false, holder listed, timeout false on node $2; other keys free" \
 			"f 1 f t " "$got"
+		idem_citus_psql "$2" -qtA -c "SELECT idempotency.stats_reset()" >/dev/null
 		t0=$(date +%s.%N)
 		got=$(idem_citus_psql "$2" -U "$role" -tA -c "BEGIN" -c "SELECT idempotency.mutex_lock('mx-$role', '10 seconds')" -c "COMMIT")
 		waited=$(echo "$(date +%s.%N) - $t0" | bc)
@@ -39,6 +41,10 @@ for role in postgres idem_app; do
 			echo "      got '$got' after $waited s"
 			idem_fail "$T: a waiter on node $2 gets the mutex when the holder on node $1 commits ($role)"
 		fi
+		# the wait is counted on the waiter's node, wherever the slot is
+		idem_citus_same "node $2 counts that call as acquired after a wait of over a second ($role)" "1|1|t" \
+			"$(idem_citus_psql "$2" -tA -c "SELECT calls, wait_calls, wait_ms > 1000 FROM idempotency.stats
+				WHERE operation = 'mutex_lock' AND outcome = 'acquired'")"
 		wait
 	done
 done

@@ -107,6 +107,11 @@ SELECT idempotency.mark_processed('stats-old-' || g, ttl => '1 millisecond')
   FROM generate_series(1, 3) g;
 SELECT pg_sleep(0.01);
 SELECT idempotency.purge();
+-- A purge refused for its argument or in a read-only transaction: 'error'.
+SELECT idempotency.purge(0);
+BEGIN READ ONLY;
+SELECT idempotency.purge();
+ROLLBACK;
 SELECT * FROM regress_stats;
 
 -- Mutexes (single session: never busy).
