@@ -5,9 +5,10 @@
  *	  claim, complete, fail and forget on idempotency.processed_events.
  *
  * Keys.  A record is identified by (owner, scope, key), owner being the
- * current user: roles cannot collide with or probe each other's keys, and
- * row level security keeps them out of each other's rows (the functions are
- * SECURITY INVOKER and run their SQL through SPI as the caller).
+ * current user: roles cannot collide with or probe each other's keys.  The
+ * functions are SECURITY INVOKER; their statements run through SPI as the
+ * table's owner (plans.c) and always name the caller as the owner, and row
+ * level security keeps a role reading the table out of other roles' rows.
  *
  * Claims in one transaction.  claim() reads the row (no lock); when the key
  * looks free (no row, an expired row, a lease that ran out) it takes an
@@ -1883,6 +1884,7 @@ idempotency_purge(PG_FUNCTION_ARGS)
 	idem_stats_begin(IDEM_OP_PURGE);
 	idempotency_check_version();
 	idem_forbid_parallel("idempotency.purge()");
+	idem_check_writable("purge");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1895,8 +1897,6 @@ idempotency_purge(PG_FUNCTION_ARGS)
 				 errmsg("batch_size must be positive"),
 				 errdetail("The batch size was %d.", batch),
 				 errhint("Pass a positive batch size to idempotency.purge(), or omit it for 10000.")));
-
-	idem_check_writable("purge");
 
 	event_table_kind();
 	idem_spi_begin(&spi, "processed_events");

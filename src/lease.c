@@ -381,7 +381,7 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 				  LeaseRow *row)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz expires = idem_time_add(now, ttl, "ttl", "lease");
+	TimestampTz expires = idem_time_add(now, ttl, "ttl", "lease_acquire");
 	pg_uuid_t  *token;
 	Datum		args[6];
 	char		nulls[6] = "      ";
@@ -619,7 +619,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	idem_spi_begin(&spi, "leases");
 
 	now = GetCurrentTimestamp();
-	expires = idem_time_add(now, ttl, "ttl", "lease");
+	expires = idem_time_add(now, ttl, "ttl", "lease_renew");
 	args[0] = PointerGetDatum(key);
 	args[1] = UUIDPGetDatum(token);
 	args[2] = TimestampTzGetDatum(expires);

@@ -48,7 +48,9 @@
  * column names and operator names are read back from the catalogs and
  * quoted; every value is a parameter.  SPI runs as the caller (the
  * functions are SECURITY INVOKER), so privileges, column privileges, RLS,
- * triggers and partition routing are those of a plain INSERT.
+ * triggers and partition routing are those of a plain INSERT; only the
+ * probe that tells a key hidden by RLS from a free one (upsert_probe) runs
+ * as the table owner, and returns no column of the row.
  *
  * Algorithm (one row), each statement with a fresh snapshot under READ
  * COMMITTED (SPI, read_only = false):

@@ -42,7 +42,18 @@ SELECT f, pg_temp.try(sql) AS outcome FROM (VALUES
     ('lease_acquire', $$SELECT idempotency.lease_acquire('ro-lease-2')$$),
     ('lease_renew', $$SELECT idempotency.lease_renew('ro-lease', '$$ || :'ro_token' || $$')$$),
     ('lease_release', $$SELECT idempotency.lease_release('ro-lease')$$),
-    ('lease_assert', $$SELECT idempotency.lease_assert('ro-lease', '$$ || :'ro_token' || $$')$$)
+    ('lease_assert', $$SELECT idempotency.lease_assert('ro-lease', '$$ || :'ro_token' || $$')$$),
+    -- refused whatever the arguments: 25006 before any argument error
+    ('purge (batch_size 0)', $$SELECT idempotency.purge(0)$$),
+    ('purge (batch_size NULL)', $$SELECT idempotency.purge(NULL)$$),
+    ('mark_processed (empty key)', $$SELECT idempotency.mark_processed('')$$),
+    ('claim (NULL key)', $$SELECT idempotency.claim(NULL)$$),
+    ('complete (empty key)', $$SELECT idempotency.complete('', '{}')$$),
+    ('forget (NULL key)', $$SELECT idempotency.forget(NULL)$$),
+    ('idempotent_upsert (vals not an object)', $$SELECT idempotency.idempotent_upsert(NULL::ro_items, '[]')$$),
+    ('idempotent_upsert_many (vals NULL)', $$SELECT idempotency.idempotent_upsert_many(NULL::ro_items, NULL)$$),
+    ('lease_acquire (ttl 0)', $$SELECT idempotency.lease_acquire('ro-lease-3', ttl => '0')$$),
+    ('lease_release (empty key)', $$SELECT idempotency.lease_release('')$$)
 ) AS calls(f, sql);
 
 -- What only reads works; so do the mutexes (advisory locks are allowed in
