@@ -1325,6 +1325,13 @@ claim_read_args(FunctionCallInfo fcinfo, ClaimState *st)
 	st->lease = idem_arg_interval(fcinfo, 3, "lease", "claim", false);
 	st->ttl = idem_arg_interval(fcinfo, 4, "ttl", "claim", false);
 	st->wait = idem_arg_interval(fcinfo, 5, "wait", "claim", true);
+	if (st->wait > 0 && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("claim() cannot wait in a %s transaction",
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("The transaction's snapshot would never show the other claim being completed, failed or forgotten."),
+				 errhint("Call claim() with a wait in a READ COMMITTED transaction, or pass wait => '0'.")));
 	if (PG_ARGISNULL(6))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1372,7 +1379,13 @@ claim_examine(ClaimState *st, bool *takeover)
 		/* A finish on another node does not wake us: look again soon. */
 		if (event_citus)
 			until = Min(until, TimestampTzPlusMilliseconds(now, IDEM_CITUS_POLL_MS));
+		/*
+		 * Nor when the claim is this transaction's own (it holds the
+		 * key's claim lock): nobody else can end it, and no wake-up would
+		 * come before the deadline.
+		 */
 		if (now >= st->deadline ||
+			LockHeldByMe(&st->tag, ExclusiveLock) ||
 			!idem_keywait_sleep(&st->kw, until))
 		{
 			claim_result_from_row(st, "in_progress", IDEM_OC_IN_PROGRESS);

@@ -205,6 +205,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_opclass.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -323,6 +324,10 @@ typedef struct UpsertEntry
 								 * live columns when citus */
 	char	  **keylt;			/* "OPERATOR(nsp.<)" per key */
 	char	  **keycoll;		/* " COLLATE nsp.x" per key, or "" */
+	char	  **keytarget;		/* "col COLLATE nsp.x nsp.opclass" per key: the
+								 * ON CONFLICT inference element naming the
+								 * chosen index, not another unique index on
+								 * the same columns */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
 	bool		alltext;		/* every present column is of type text */
@@ -906,6 +911,10 @@ catalog_name_sql(int cacheid, Oid oid)
 			nsp = ((Form_pg_collation) GETSTRUCT(tup))->collnamespace;
 			name = NameStr(((Form_pg_collation) GETSTRUCT(tup))->collname);
 			break;
+		case CLAOID:
+			nsp = ((Form_pg_opclass) GETSTRUCT(tup))->opcnamespace;
+			name = NameStr(((Form_pg_opclass) GETSTRUCT(tup))->opcname);
+			break;
 		default:
 			elog(ERROR, "unexpected syscache %d", cacheid);
 	}
@@ -1129,6 +1138,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	e->keycast = palloc(sizeof(char *) * e->nkeys);
 	e->keylt = palloc(sizeof(char *) * e->nkeys);
 	e->keycoll = palloc(sizeof(char *) * e->nkeys);
+	e->keytarget = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
 	e->keycmp = palloc(sizeof(FmgrInfo) * e->nkeys);
 	e->keyeqfn = palloc(sizeof(FmgrInfo) * e->nkeys);
@@ -1181,6 +1191,22 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 									 catalog_name_sql(COLLOID, indcoll->values[i]));
 		else
 			e->keycoll[i] = "";
+
+		/*
+		 * ON CONFLICT (col) takes every unique index on col as an arbiter,
+		 * whatever its collation or operator class: a conflict in another
+		 * one (say a case-insensitive index on the same column) would be
+		 * skipped, yet never found under the key's equality.  Naming the
+		 * collation and the operator class leaves only the chosen index
+		 * (and its exact twins), and a conflict in any other unique index
+		 * raises 23505, as for any other column.
+		 */
+		e->keytarget[i] = psprintf("%s%s%s %s",
+								   quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname)),
+								   OidIsValid(indcoll->values[i]) ? " COLLATE " : "",
+								   OidIsValid(indcoll->values[i])
+								   ? catalog_name_sql(COLLOID, indcoll->values[i]) : "",
+								   catalog_name_sql(CLAOID, indclass->values[i]));
 		e->keyparam[i] = -1;
 		for (j = 0; j < e->ncols; j++)
 			if (e->cols[j] == att)
@@ -1538,8 +1564,7 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 				appendStringInfo(&buf, "%s$%d", j > 0 ? ", " : "", j + 1);
 			appendStringInfoString(&buf, ") ON CONFLICT (");
 			for (i = 0; i < e->nkeys; i++)
-				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
-								 colname(e, e->cols[e->keyparam[i]]));
+				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", e->keytarget[i]);
 			/* column 2: does the row still have the key asked for? */
 			appendStringInfoString(&buf, ") DO NOTHING RETURNING ");
 			append_row(&buf, e, alias);
@@ -1608,8 +1633,7 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 								 e->keycast[i], e->keycoll[i], e->keylt[i]);
 			appendStringInfoString(&buf, "s.o ON CONFLICT (");
 			for (i = 0; i < e->nkeys; i++)
-				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
-								 colname(e, e->cols[e->keyparam[i]]));
+				appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", e->keytarget[i]);
 			appendStringInfo(&buf, ") DO NOTHING RETURNING %s AS r", alias);
 			for (i = 0; i < e->nkeys; i++)
 				appendStringInfo(&buf, ", %s.%s AS k_%d", alias,
@@ -1644,8 +1668,7 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			{
 				appendStringInfoString(&buf, " ON CONFLICT (");
 				for (i = 0; i < e->nkeys; i++)
-					appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
-									 colname(e, e->cols[e->keyparam[i]]));
+					appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", e->keytarget[i]);
 				appendStringInfoString(&buf, ") DO NOTHING");
 			}
 			appendStringInfoString(&buf, " RETURNING ");
@@ -2612,11 +2635,19 @@ batch_split(UpsertBatch *b)
 	JsonbIteratorToken r;
 	int			i = 0;
 	int			g;
+	int		   *group_of;
+	int			maxgroups = 4;
 
+	/*
+	 * The groups array grows as groups appear, and each group's ordinals
+	 * are allocated once its size is known: memory stays linear in the
+	 * batch, however many different sets of columns its elements name.
+	 */
 	b->nelems = JB_ROOT_COUNT(b->arr);
 	b->elems = palloc(sizeof(Jsonb *) * (b->nelems + 1));
 	b->rows = palloc0(sizeof(Datum) * (b->nelems + 1));
-	b->groups = palloc(sizeof(UpsertGroup) * (b->nelems + 1));
+	group_of = palloc(sizeof(int) * (b->nelems + 1));
+	b->groups = palloc(sizeof(UpsertGroup) * maxgroups);
 	b->ngroups = 0;
 	it = JsonbIteratorInit(&b->arr->root);
 	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -2637,14 +2668,31 @@ batch_split(UpsertBatch *b)
 				break;
 		if (g == b->ngroups)
 		{
+			if (b->ngroups == maxgroups)
+			{
+				maxgroups *= 2;
+				b->groups = repalloc(b->groups, sizeof(UpsertGroup) * maxgroups);
+			}
 			memcpy(b->groups[g].cols, cols, sizeof(cols));
 			b->groups[g].n = 0;
-			b->groups[g].ords = palloc(sizeof(int64) * b->nelems);
 			b->ngroups++;
 		}
-		b->groups[g].ords[b->groups[g].n++] = i + 1;
+		b->groups[g].n++;
+		group_of[i] = g;
 		i++;
 	}
+	for (g = 0; g < b->ngroups; g++)
+	{
+		b->groups[g].ords = palloc(sizeof(int64) * b->groups[g].n);
+		b->groups[g].n = 0;
+	}
+	for (i = 0; i < b->nelems; i++)
+	{
+		UpsertGroup *grp = &b->groups[group_of[i]];
+
+		grp->ords[grp->n++] = i + 1;
+	}
+	pfree(group_of);
 }
 
 /*

@@ -242,6 +242,18 @@ SELECT idempotency.fail('k', retryable => NULL);
 SELECT idempotency.fail('', '{}');
 SELECT idempotency.forget(NULL);
 SELECT idempotency.forget(repeat('x', 10 * 1024 * 1024));
+-- A claim cannot wait under REPEATABLE READ or SERIALIZABLE: the
+-- snapshot would never show the other claim end (0A000); without a wait
+-- it runs.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM idempotency.claim('k', wait => '1 second');
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT * FROM idempotency.claim('k', wait => '1 second');
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT status FROM idempotency.claim('k', wait => '0');
+ROLLBACK;
 SELECT count(*) AS nothing_stored_by_bad_calls FROM idempotency.processed_events WHERE key IN ('k', '');
 
 -- A status the functions never write (no CHECK constraint; the owner
@@ -271,3 +283,12 @@ SELECT pg_catalog.pg_get_indexdef('idempotency.processed_events_pkey'::regclass)
 -- clean up
 SELECT count(*) > 0 AS had_rows FROM idempotency.processed_events;
 DELETE FROM idempotency.processed_events;
+
+-- A second claim of a key this transaction claimed answers in_progress at
+-- once, whatever its wait: nobody else can end the first claim.
+BEGIN;
+SELECT status FROM idempotency.claim('own-wait', lease => '1 hour');
+SELECT clock_timestamp() AS own_t0 \gset
+SELECT status FROM idempotency.claim('own-wait', wait => '5 seconds');
+SELECT clock_timestamp() - :'own_t0'::timestamptz < interval '2 seconds' AS answered_at_once;
+ROLLBACK;
