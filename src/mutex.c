@@ -353,6 +353,7 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	LOCKTAG		tag;
 	LOCKTAG		marker;
 	bool		acquired;
+	TimestampTz deadline;
 	MutexErrorContext ctx;
 	ErrorContextCallback errcb;
 
@@ -397,25 +398,46 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	if (session)
+	/*
+	 * A session mutex waits one lock_timeout round (INT_MAX ms at most) per
+	 * call of idem_lock_acquire(): a round that times out aborts its
+	 * internal subtransaction, whose abort callback releases the marker,
+	 * so each further round takes the marker again.  (idem_lock_acquire()
+	 * would go on to the next round by itself, without a marker.)
+	 */
+	deadline = session && timeout > INT_MAX
+		? GetCurrentTimestamp() + timeout * 1000 : 0;
+	for (;;)
 	{
-		pending.hash = hash;
-		pending.shared = shared;
-		pending.was_held = LockHeldByMe(&tag, MUTEX_MODE(shared));
-		idem_locktag(&marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
-		/* Nothing conflicting is ever taken on markers: never waits. */
-		(void) LockAcquire(&marker, MARKER_MODE(shared), true, false);
-		pending.active = true;
-	}
+		int64		round = timeout;
 
-	acquired = idem_lock_acquire(&tag, MUTEX_MODE(shared), session, timeout);
+		if (session)
+		{
+			pending.hash = hash;
+			pending.shared = shared;
+			pending.was_held = LockHeldByMe(&tag, MUTEX_MODE(shared));
+			idem_locktag(&marker, IDEM_LOCKSPACE_MUTEX_SESSION, hash);
+			/* Nothing conflicting is ever taken on markers: never waits. */
+			(void) LockAcquire(&marker, MARKER_MODE(shared), true, false);
+			pending.active = true;
+			round = Min(timeout, (int64) INT_MAX);
+		}
 
-	if (session)
-	{
-		if (acquired)
-			pending.active = false; /* keep the marker */
-		else
-			mutex_release_pending(false);
+		acquired = idem_lock_acquire(&tag, MUTEX_MODE(shared), session, round);
+
+		if (session)
+		{
+			if (acquired)
+				pending.active = false; /* keep the marker */
+			else
+				mutex_release_pending(false);
+		}
+		if (acquired || round == timeout)
+			break;
+		/* a session wait longer than one round: the rest */
+		timeout = (deadline - GetCurrentTimestamp() + 999) / 1000;
+		if (timeout <= 0)
+			break;
 	}
 
 	error_context_stack = errcb.previous;

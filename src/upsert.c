@@ -324,10 +324,10 @@ typedef struct UpsertEntry
 								 * live columns when citus */
 	char	  **keylt;			/* "OPERATOR(nsp.<)" per key */
 	char	  **keycoll;		/* " COLLATE nsp.x" per key, or "" */
-	char	  **keytarget;		/* "col COLLATE nsp.x nsp.opclass" per key: the
-								 * ON CONFLICT inference element naming the
-								 * chosen index, not another unique index on
-								 * the same columns */
+	char	  **keytarget;		/* the ON CONFLICT inference element per key:
+								 * "col", or "col COLLATE nsp.x nsp.opclass"
+								 * when keytwins */
+	bool		keytwins;		/* another unique index has the key's columns */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
 	bool		alltext;		/* every present column is of type text */
@@ -1076,7 +1076,10 @@ upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols)
 			continue;
 		/* several indexes on the same columns are one candidate */
 		if (OidIsValid(chosen) && memcmp(bits, chosen_bits, sizeof(bits)) == 0)
+		{
+			e->keytwins = true;
 			continue;
+		}
 		ncandidates++;
 		if (!OidIsValid(chosen))
 		{
@@ -1196,17 +1199,22 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 		 * ON CONFLICT (col) takes every unique index on col as an arbiter,
 		 * whatever its collation or operator class: a conflict in another
 		 * one (say a case-insensitive index on the same column) would be
-		 * skipped, yet never found under the key's equality.  Naming the
-		 * collation and the operator class leaves only the chosen index
-		 * (and its exact twins), and a conflict in any other unique index
-		 * raises 23505, as for any other column.
+		 * skipped, yet never found under the key's equality.  When the
+		 * table has such a twin, naming the collation and the operator
+		 * class leaves only the chosen index (and its exact twins), and a
+		 * conflict in any other unique index raises 23505, as for any
+		 * other column.  Only then: the names need USAGE on their schemas,
+		 * which a plain INSERT does not.
 		 */
-		e->keytarget[i] = psprintf("%s%s%s %s",
-								   quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname)),
-								   OidIsValid(indcoll->values[i]) ? " COLLATE " : "",
-								   OidIsValid(indcoll->values[i])
-								   ? catalog_name_sql(COLLOID, indcoll->values[i]) : "",
-								   catalog_name_sql(CLAOID, indclass->values[i]));
+		if (e->keytwins)
+			e->keytarget[i] = psprintf("%s%s%s %s",
+									   quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname)),
+									   OidIsValid(indcoll->values[i]) ? " COLLATE " : "",
+									   OidIsValid(indcoll->values[i])
+									   ? catalog_name_sql(COLLOID, indcoll->values[i]) : "",
+									   catalog_name_sql(CLAOID, indclass->values[i]));
+		else
+			e->keytarget[i] = pstrdup(quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname)));
 		e->keyparam[i] = -1;
 		for (j = 0; j < e->ncols; j++)
 			if (e->cols[j] == att)

@@ -556,6 +556,24 @@ SELECT k FROM idempotency.idempotent_upsert(NULL::collkey, '{"k": "d"}');
 SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::collkey, '[{"k": "e"}, {"k": "f"}]');
 SELECT string_agg(k, ',' ORDER BY k) FROM collkey;
 DROP TABLE collkey;
+
+-- A key column whose own collation is in a schema the caller may not use:
+-- a plain INSERT needs no USAGE there, nor do the upserts (the statements
+-- name a collation only where it differs from the column's, or where a
+-- second unique index on the key's columns makes it necessary).
+CREATE TABLE collcol (id serial PRIMARY KEY, k text COLLATE upsert_coll.c_copy UNIQUE);
+CREATE ROLE regress_upsert_nocoll;
+GRANT SELECT, INSERT ON collcol TO regress_upsert_nocoll;
+GRANT USAGE ON SEQUENCE collcol_id_seq TO regress_upsert_nocoll;
+SET ROLE regress_upsert_nocoll;
+INSERT INTO collcol (k) VALUES ('plain');
+SELECT k FROM idempotency.idempotent_upsert(NULL::collcol, '{"k": "a"}');
+SELECT (item).k, created FROM idempotency.get_or_create(NULL::collcol, '{"k": "a"}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::collcol, '[{"k": "b"}, {"k": "c"}, {"k": "a"}]');
+RESET ROLE;
+SELECT string_agg(k, ',' ORDER BY k) FROM collcol;
+DROP TABLE collcol;
+DROP ROLE regress_upsert_nocoll;
 DROP SCHEMA upsert_coll CASCADE;
 
 ---------------------------------------------------------------------------
