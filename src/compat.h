@@ -60,6 +60,18 @@
 #endif
 
 /*
+ * Virtual generated columns appeared in 18: stored as NULL, computed by
+ * the executor's rewrite of the query, so a tuple read from the heap
+ * lacks their values.
+ */
+#if PG_VERSION_NUM >= 180000
+#define IdemHasVirtualGenerated(tupdesc) \
+	((tupdesc)->constr != NULL && (tupdesc)->constr->has_generated_virtual)
+#else
+#define IdemHasVirtualGenerated(tupdesc) false
+#endif
+
+/*
  * LockHeldByMe() takes a third argument, orstronger, from 17; ours asks for
  * exactly the given mode, as 15's does.
  */

@@ -67,6 +67,7 @@ static char *installed_sql_version(void);
 static int	compare_versions(const char *a, const char *b);
 static void version_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 static void relcache_inval_callback(Datum arg, Oid relid);
+static void namespace_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 
 /* Oldest release whose SQL objects this library still serves. */
 #define IDEMPOTENCY_OLDEST_SQL_VERSION	"0.1.0"
@@ -109,13 +110,26 @@ _PG_init(void)
 	 * has (see idempotency.h).
 	 */
 	CacheRegisterSyscacheCallback(PROCOID, version_inval_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(NAMESPACEOID, idem_tables_nsp_inval, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_inval_callback, (Datum) 0);
 	CacheRegisterRelcacheCallback(relcache_inval_callback, (Datum) 0);
 
 	idem_events_init();
 	idem_upsert_init();
 	idem_mutex_init();
 	idem_locks_init();
+}
+
+/*
+ * A schema renamed or dropped: the caches that keep a table's qualified
+ * name (its statements' text) forget every table, as for a reset of the
+ * whole relcache.  No relcache invalidation of the tables in the schema
+ * comes with it.
+ */
+static void
+namespace_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	idem_tables_relcache_inval(InvalidOid);
+	idem_upsert_relcache_inval(InvalidOid);
 }
 
 static void

@@ -37,8 +37,6 @@ extern void idem_citus_relcache_inval(Oid relid);	/* citus.c */
 extern void idem_events_relcache_inval(Oid relid);	/* events.c */
 extern void idem_upsert_relcache_inval(Oid relid);	/* upsert.c */
 
-/* plans.c: the syscache callback for schemas */
-extern void idem_tables_nsp_inval(Datum arg, int cacheid, uint32 hashvalue);
 
 /* Called once from _PG_init(): each file's transaction callbacks. */
 extern void idem_events_init(void);

@@ -175,7 +175,7 @@ idem_subxid_cache_room(void)
  * The extension's own tables (idempotency.<name>): OID and owner, looked up
  * once per backend.  idem_tables_relcache_inval() forgets an entry when its table's
  * relcache entry is invalidated (ALTER TABLE ... OWNER TO, RENAME, DROP, a
- * reset of every entry) and idem_tables_nsp_inval() forgets them all when
+ * reset of every entry) and idempotency.c's schema callback forgets them all when
  * any schema changes (the schema renamed or dropped).
  */
 typedef struct IdemTable
@@ -202,11 +202,7 @@ idem_tables_relcache_inval(Oid relid)
 			idem_tables[i].relid = InvalidOid;
 }
 
-void
-idem_tables_nsp_inval(Datum arg, int cacheid, uint32 hashvalue)
-{
-	idem_tables_relcache_inval(InvalidOid);
-}
+
 
 Oid
 idem_table_lookup(const char *table, bool missing_ok, Oid *owner)

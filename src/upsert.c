@@ -74,8 +74,8 @@
  *
  * Hit path: where it gives the same answer as the SELECT (plain table
  * without inheritance children, not a Citus table (see Citus below),
- * table-level SELECT privilege, no RLS for
- * the caller, not SERIALIZABLE, no NULL key) the first look is a direct
+ * table-level SELECT privilege, no RLS for the caller, not SERIALIZABLE,
+ * no NULL key, no virtual generated column) the first look is a direct
  * probe of the arbiter index with a fresh snapshot (CommandCounterIncrement
  * and GetTransactionSnapshot, the snapshot SPI would take for the SELECT,
  * so that rows written or deleted earlier in the caller's statement are
@@ -146,8 +146,9 @@
  * Keys are compared under the arbiter index's collation (COLLATE in the
  * generated SQL where it differs from the column's), as ON CONFLICT and the
  * direct probe compare them, so that every path finds the same row.  A row
- * returned by the INSERT is checked to still have the key asked for (a
- * BEFORE INSERT trigger may rewrite it: 55000, never a row of another key).
+ * returned by the INSERT or the UPDATE is checked to still have the key
+ * asked for (a BEFORE trigger may rewrite it: 55000, never a row of another
+ * key).
  *
  * Locks: AccessShareLock on the table (held to end of transaction);
  * everything else is the locking of the statements themselves.  The cache
@@ -308,6 +309,8 @@ typedef struct UpsertEntry
 	TupleDesc	tupdesc;		/* copy of the table's descriptor */
 	Datum		emptyrow;		/* non-null row, every field NULL */
 	FmgrInfo	populate;		/* jsonb_populate_record, fn_expr set */
+	bool		populate_percall;	/* a column holds composite values: a
+									 * fresh copy of populate per call */
 	int			ncols;			/* columns present in vals ... */
 	AttrNumber *cols;			/* ... their attnums, ascending */
 	Oid		   *coltypes;
@@ -319,6 +322,7 @@ typedef struct UpsertEntry
 	char	  **keycast;		/* "::nsp.type" (its input type) or "" */
 	RegProcedure *keyproc;		/* ... its function, for the direct lookup */
 	bool		plain;			/* plain table without children */
+	bool		virtual_generated;	/* has a virtual generated column (18) */
 	bool		citus;			/* a Citus table (see "Citus" in the header) */
 	int			rowcols;		/* result columns holding the row: 1, or the
 								 * live columns when citus */
@@ -970,6 +974,8 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	e->relmsg = psprintf("%s.%s", get_namespace_name(RelationGetNamespace(rel)),
 						 RelationGetRelationName(rel));
 	e->tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
+	/* the copy has no constraints: read this from the relation's */
+	e->virtual_generated = IdemHasVirtualGenerated(RelationGetDescr(rel));
 	upsert_build_citus(e);
 
 	/* present columns, ascending attnum */
@@ -1113,6 +1119,38 @@ upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols)
 				 errhint("Pass key_cols to say which columns identify the row in table \"%s\".",
 						 e->relmsg)));
 
+	/*
+	 * ON CONFLICT (cols) also takes a deferrable unique index on the same
+	 * columns as an arbiter, and then refuses to run: every miss would fail.
+	 * Say so now, naming the index.
+	 */
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		uint64		bits[UPSERT_COLWORDS];
+		bool		deferrable;
+
+		itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		if (!HeapTupleIsValid(itup))
+			elog(ERROR, "cache lookup failed for index %u", indexoid);
+		ind = (Form_pg_index) GETSTRUCT(itup);
+		deferrable = ind->indisunique && !ind->indimmediate &&
+			heap_attisnull(itup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(itup, Anum_pg_index_indpred, NULL);
+		memset(bits, 0, sizeof(bits));
+		for (j = 0; deferrable && j < ind->indnkeyatts; j++)
+			BIT_SET(bits, ind->indkey.values[j]);
+		ReleaseSysCache(itup);
+		if (deferrable && memcmp(bits, chosen_bits, sizeof(bits)) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("deferrable unique index \"%s\" of table \"%s\" has the key's columns",
+							get_rel_name(indexoid), e->relmsg),
+					 errdetail("INSERT ... ON CONFLICT takes every unique index on the key's columns as an arbiter, and does not support deferrable ones."),
+					 errhint("Make that constraint NOT DEFERRABLE, or key table \"%s\" on other columns.",
+							 e->relmsg)));
+	}
+
 	return chosen;
 }
 
@@ -1229,16 +1267,42 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	ReleaseSysCache(itup);
 }
 
+/* Does a value of this type contain composite values (a domain's base, an array's elements)? */
+static bool
+type_holds_composite(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem;
+
+	if (type_is_rowtype(base))
+		return true;
+	elem = get_element_type(base);
+	return OidIsValid(elem) && type_holds_composite(elem);
+}
+
 /* jsonb_populate_record(rowtype, jsonb) with a call expression. */
 static void
 upsert_build_populate(UpsertEntry *e)
 {
+	int			i;
 	Datum	   *nullvals;
 	bool	   *nullflags;
 	HeapTuple	empty;
 	FuncExpr   *fexpr;
 
 	fmgr_info_cxt(F_JSONB_POPULATE_RECORD, &e->populate, e->cxt);
+
+	/*
+	 * jsonb_populate_record keeps, in fn_extra, the layout of each composite
+	 * type it fills, and notices a change of type, not an ALTER TYPE of the
+	 * same one (ADD, DROP or RENAME ATTRIBUTE), which invalidates nothing
+	 * of the table.  For a table with such a column, each call starts from
+	 * a copy of populate without that cache.
+	 */
+	for (i = 0; i < e->tupdesc->natts; i++)
+		if (!TupleDescAttr(e->tupdesc, i)->attisdropped &&
+			type_holds_composite(TupleDescAttr(e->tupdesc, i)->atttypid))
+			e->populate_percall = true;
 	fexpr = makeFuncExpr(F_JSONB_POPULATE_RECORD, e->rowtype,
 						 list_make2(makeNullConst(e->rowtype, -1, InvalidOid),
 									makeNullConst(JSONBOID, -1, InvalidOid)),
@@ -1429,7 +1493,17 @@ append_key_match(StringInfo buf, UpsertEntry *e, const char *alias, uint32 nullm
 		if (i > 0)
 			appendStringInfoString(buf, " AND ");
 		if (nullmask & (((uint32) 1) << i))
-			appendStringInfo(buf, "%s.%s IS NULL", alias, colname(e, att));
+		{
+			/*
+			 * IS NULL of a composite value is true for a row of null fields
+			 * too, which is another key: test the value itself.
+			 */
+			if (type_is_rowtype(TupleDescAttr(e->tupdesc, att - 1)->atttypid))
+				appendStringInfo(buf, "pg_catalog.num_nulls(%s.%s) OPERATOR(pg_catalog.=) 1",
+								 alias, colname(e, att));
+			else
+				appendStringInfo(buf, "%s.%s IS NULL", alias, colname(e, att));
+		}
 		else
 			appendStringInfo(buf, "%s.%s%s %s $%d%s%s", alias, colname(e, att),
 							 e->keycast[i], e->keyeq[i], e->keyparam[i] + 1,
@@ -1463,12 +1537,23 @@ append_differs(StringInfo buf, UpsertEntry *e, const char *alias)
 	{
 		TypeCacheEntry *tc;
 		const char *c = colname(e, e->cols[j]);
+		char	   *bothnull;
 
 		if (is_key(e, j))
 			continue;
 		if (any)
 			appendStringInfoString(buf, " OR ");
 		any = true;
+
+		/*
+		 * Both NULL.  IS NULL of a composite value is also true for a row of
+		 * null fields, which differs from NULL: count the null values.
+		 */
+		if (type_is_rowtype(e->coltypes[j]))
+			bothnull = psprintf("pg_catalog.num_nulls(%s.%s, $%d) OPERATOR(pg_catalog.=) 2",
+								alias, c, j + 1);
+		else
+			bothnull = psprintf("%s.%s IS NULL AND $%d IS NULL", alias, c, j + 1);
 		tc = lookup_type_cache(e->coltypes[j], TYPECACHE_EQ_OPR);
 		if (OidIsValid(tc->eq_opr))
 		{
@@ -1477,16 +1562,16 @@ append_differs(StringInfo buf, UpsertEntry *e, const char *alias)
 
 			op_input_types(tc->eq_opr, &left, &right);
 			appendStringInfo(buf,
-							 "((%s.%s%s %s $%d%s) IS NOT TRUE AND NOT (%s.%s IS NULL AND $%d IS NULL))",
+							 "((%s.%s%s %s $%d%s) IS NOT TRUE AND NOT (%s))",
 							 alias, c, cast_sql(e->coltypes[j], left),
 							 operator_sql(tc->eq_opr), j + 1,
-							 cast_sql(e->coltypes[j], right), alias, c, j + 1);
+							 cast_sql(e->coltypes[j], right), bothnull);
 		}
 		else
 			appendStringInfo(buf,
 							 "((CAST(%s.%s AS pg_catalog.text) OPERATOR(pg_catalog.=) CAST($%d AS pg_catalog.text)) IS NOT TRUE"
-							 " AND NOT (%s.%s IS NULL AND $%d IS NULL))",
-							 alias, c, j + 1, alias, c, j + 1);
+							 " AND NOT (%s))",
+							 alias, c, j + 1, bothnull);
 	}
 	if (!any)
 		appendStringInfoString(buf, "false");
@@ -1594,6 +1679,9 @@ upsert_sql(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask)
 			append_differs(&buf, e, alias);
 			appendStringInfoString(&buf, ") RETURNING ");
 			append_row(&buf, e, alias);
+			/* as for STMT_INSERT: does the row still have the key? */
+			appendStringInfoString(&buf, ", ");
+			append_key_match(&buf, e, alias, nullmask);
 			break;
 		case STMT_MANY_ORDER:
 			/* Citus batches: the ordinals $3 in key order (no table read) */
@@ -1853,7 +1941,16 @@ upsert_convert(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
 		return;
 	all = palloc(sizeof(Datum) * e->tupdesc->natts);
 	allnull = palloc(sizeof(bool) * e->tupdesc->natts);
-	row = FunctionCall2(&e->populate, e->emptyrow, JsonbPGetDatum(vals));
+	if (e->populate_percall)
+	{
+		FmgrInfo	fresh = e->populate;
+
+		fresh.fn_mcxt = CurrentMemoryContext;
+		fresh.fn_extra = NULL;
+		row = FunctionCall2(&fresh, e->emptyrow, JsonbPGetDatum(vals));
+	}
+	else
+		row = FunctionCall2(&e->populate, e->emptyrow, JsonbPGetDatum(vals));
 	th = DatumGetHeapTupleHeader(row);
 	tup.t_len = HeapTupleHeaderGetDatumLength(th);
 	ItemPointerSetInvalid(&tup.t_self);
@@ -1901,7 +1998,8 @@ upsert_check_keys(UpsertEntry *e, const char *nulls)
  * that is the same thing as the SELECT: a plain table without inheritance
  * children (the SELECT would scan those too), SELECT privilege on the whole
  * table, no row level security for this user, not SERIALIZABLE (the SELECT's
- * predicate locks), no NULL key, and only for the first look (idempotent_upsert,
+ * predicate locks), no NULL key, no virtual generated column (PostgreSQL
+ * 18: the heap tuple lacks its value), and only for the first look (idempotent_upsert,
  * get_or_create and batches).  After a miss the SQL path runs from the
  * INSERT on (the probe stood for its first SELECT).
  */
@@ -1909,7 +2007,7 @@ static bool
 upsert_direct_ok(UpsertEntry *e, UpsertOp op)
 {
 	if (op == UPSERT_UPDATE || !e->plain || e->citus || IsolationIsSerializable() ||
-		e->nkeys > INDEX_MAX_KEYS)
+		e->nkeys > INDEX_MAX_KEYS || e->virtual_generated)
 		return false;
 	if (pg_class_aclcheck(e->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		return false;
@@ -2123,6 +2221,18 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 			/* update_or_create and some given value differs: set it */
 			if (upsert_exec(e, STMT_UPDATE, nullmask, values, nulls, 1) > 0)
 			{
+				bool		isnull;
+
+				if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc,
+												e->rowcols + 1, &isnull)) || isnull)
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("the row updated in table \"%s\" does not have the key that was asked for",
+									e->relmsg),
+							 errdetail("A BEFORE UPDATE trigger changed the key columns of the row."),
+							 errhint("The key must survive the triggers of table \"%s\": change the trigger.",
+									 e->relmsg)));
 				*created = false;
 				idem_stats_note(IDEM_OC_UPDATED);
 				return upsert_result_row(e, SPI_tuptable->vals[0],

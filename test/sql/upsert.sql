@@ -658,6 +658,85 @@ SELECT (item).email, created FROM idempotency.get_or_create(NULL::accounts, '{"e
 SELECT (item).email, created FROM idempotency.get_or_create(NULL::accounts, '{"email": "rr@example.com"}');
 ROLLBACK;
 
+---------------------------------------------------------------------------
+-- update_or_create on a composite column: NULL and a row of null fields
+-- are different values (IS NULL is true for both), so each replaces the
+-- other; and a NULLS NOT DISTINCT composite key whose value is NULL finds
+-- the NULL row, not a row of null fields
+---------------------------------------------------------------------------
+CREATE TYPE upsert_cpair AS (a int, b int);
+CREATE TABLE cnull (k int PRIMARY KEY, v upsert_cpair);
+INSERT INTO cnull VALUES (1, NULL), (2, ROW(NULL, NULL));
+SELECT (item).v IS NOT DISTINCT FROM NULL AS v_is_null, created
+  FROM idempotency.update_or_create(NULL::cnull, '{"k": 1, "v": {"a": null, "b": null}}');
+SELECT (item).v IS NOT DISTINCT FROM NULL AS v_is_null, created
+  FROM idempotency.update_or_create(NULL::cnull, '{"k": 2, "v": null}');
+SELECT k, v IS NOT DISTINCT FROM NULL AS v_is_null, v::text FROM cnull ORDER BY k;
+CREATE TABLE cnullkey (id serial, k upsert_cpair, v text);
+CREATE UNIQUE INDEX cnullkey_k ON cnullkey (k) NULLS NOT DISTINCT;
+INSERT INTO cnullkey (k, v) VALUES (ROW(NULL, NULL), 'row of nulls');
+SELECT (item).v, created FROM idempotency.get_or_create(NULL::cnullkey, '{"k": null, "v": "null"}');
+SELECT (item).v, created FROM idempotency.get_or_create(NULL::cnullkey, '{"k": null, "v": "again"}');
+SELECT v FROM cnullkey ORDER BY id;
+DROP TABLE cnull, cnullkey;
+DROP TYPE upsert_cpair;
+
+---------------------------------------------------------------------------
+-- A composite column whose type is altered (ADD and RENAME ATTRIBUTE send
+-- no invalidation for the table): the next call fills the new layout
+---------------------------------------------------------------------------
+CREATE TYPE upsert_cfill AS (a int, b int);
+CREATE TABLE cfill (k int PRIMARY KEY, v upsert_cfill);
+SELECT (item).v::text, created FROM idempotency.get_or_create(NULL::cfill, '{"k": 1, "v": {"a": 1, "b": 2}}');
+ALTER TYPE upsert_cfill ADD ATTRIBUTE c int;
+SELECT (item).v::text, created FROM idempotency.get_or_create(NULL::cfill, '{"k": 2, "v": {"a": 1, "b": 2, "c": 3}}');
+ALTER TYPE upsert_cfill RENAME ATTRIBUTE b TO bb;
+SELECT (item).v::text, created FROM idempotency.get_or_create(NULL::cfill, '{"k": 3, "v": {"a": 1, "bb": 5, "c": 6}}');
+SELECT k, v::text FROM cfill ORDER BY k;
+DROP TABLE cfill;
+DROP TYPE upsert_cfill;
+
+---------------------------------------------------------------------------
+-- A BEFORE UPDATE trigger that rewrites the key: update_or_create raises
+-- 55000, as for a BEFORE INSERT trigger, instead of returning another
+-- key's row (the update is undone)
+---------------------------------------------------------------------------
+CREATE TABLE ukey (k int PRIMARY KEY, v text);
+CREATE FUNCTION ukey_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.k := NEW.k + 100; RETURN NEW; END $$;
+CREATE TRIGGER ukey_bump BEFORE UPDATE ON ukey FOR EACH ROW EXECUTE FUNCTION ukey_bump();
+INSERT INTO ukey VALUES (1, 'a');
+SELECT (item).k, created FROM idempotency.update_or_create(NULL::ukey, '{"k": 1, "v": "b"}');
+SELECT k, v FROM ukey;
+DROP TABLE ukey;
+DROP FUNCTION ukey_bump();
+
+---------------------------------------------------------------------------
+-- A schema renamed after a call (a hit: its statements not yet prepared):
+-- the next call, with the same columns, works on the same table, not on a
+-- new table under the old name
+---------------------------------------------------------------------------
+CREATE SCHEMA upsert_ren;
+CREATE TABLE upsert_ren.t (k int PRIMARY KEY, v text);
+INSERT INTO upsert_ren.t VALUES (1, 'old');
+SELECT k, v FROM idempotency.idempotent_upsert(NULL::upsert_ren.t, '{"k": 1, "v": "hit"}');
+ALTER SCHEMA upsert_ren RENAME TO upsert_ren2;
+CREATE SCHEMA upsert_ren;
+CREATE TABLE upsert_ren.t (k int PRIMARY KEY, v text);
+SELECT k, v FROM idempotency.idempotent_upsert(NULL::upsert_ren2.t, '{"k": 2, "v": "new"}');
+SELECT 'renamed' AS schema, k, v FROM upsert_ren2.t
+UNION ALL SELECT 'new', k, v FROM upsert_ren.t ORDER BY 1, 2;
+DROP SCHEMA upsert_ren CASCADE;
+DROP SCHEMA upsert_ren2 CASCADE;
+
+---------------------------------------------------------------------------
+-- A deferrable unique constraint on the key's columns: every INSERT ...
+-- ON CONFLICT would fail; the call says why up front
+---------------------------------------------------------------------------
+CREATE TABLE dkey (k int PRIMARY KEY, v text, CONSTRAINT dkey_k_deferred UNIQUE (k) DEFERRABLE);
+SELECT k FROM idempotency.idempotent_upsert(NULL::dkey, '{"k": 1}', '{k}');
+DROP TABLE dkey;
+
 DROP TABLE accounts, memberships, tags, typed, gen, events, scratch, fast, holes, prefs, items;
 DROP TYPE upsert_mood, upsert_pair;
 DROP DOMAIN upsert_pos, upsert_nn;
