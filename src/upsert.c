@@ -332,6 +332,8 @@ typedef struct UpsertEntry
 								 * "col", or "col COLLATE nsp.x nsp.opclass"
 								 * when keytwins */
 	bool		keytwins;		/* another unique index has the key's columns */
+	Oid			deferrable_twin;	/* ... a deferrable one ON CONFLICT would
+									 * take as an arbiter: no insert */
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
 	bool		alltext;		/* every present column is of type text */
@@ -1019,6 +1021,40 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 }
 
 /*
+ * Do two indexes on the same columns have, column by column, the same
+ * collation and operator family (each would find the other's conflicts)?
+ */
+static bool
+upsert_same_key_semantics(HeapTuple a, HeapTuple b)
+{
+	Form_pg_index ia = (Form_pg_index) GETSTRUCT(a);
+	Form_pg_index ib = (Form_pg_index) GETSTRUCT(b);
+	oidvector  *acoll,
+			   *bcoll,
+			   *aclass,
+			   *bclass;
+	bool		isnull;
+	int			i,
+				j;
+
+	acoll = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, a, Anum_pg_index_indcollation, &isnull));
+	bcoll = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, b, Anum_pg_index_indcollation, &isnull));
+	aclass = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, a, Anum_pg_index_indclass, &isnull));
+	bclass = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, b, Anum_pg_index_indclass, &isnull));
+	for (i = 0; i < ia->indnkeyatts; i++)
+	{
+		for (j = 0; j < ib->indnkeyatts; j++)
+			if (ib->indkey.values[j] == ia->indkey.values[i])
+				break;
+		if (j == ib->indnkeyatts ||
+			acoll->values[i] != bcoll->values[j] ||
+			get_opclass_family(aclass->values[i]) != get_opclass_family(bclass->values[j]))
+			return false;
+	}
+	return true;
+}
+
+/*
  * The arbiter index: the one valid, non-partial, non-expression,
  * non-deferrable unique index whose columns are all given (or exactly
  * key_cols); 42P10 for none or several.
@@ -1031,6 +1067,7 @@ upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols)
 	List	   *indexes;
 	ListCell   *lc;
 	Oid			chosen = InvalidOid;
+	HeapTuple	chosen_tup;
 	uint64		chosen_bits[UPSERT_COLWORDS];
 	int			ncandidates = 0;
 	HeapTuple	itup;
@@ -1120,36 +1157,44 @@ upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols)
 						 e->relmsg)));
 
 	/*
-	 * ON CONFLICT (cols) also takes a deferrable unique index on the same
-	 * columns as an arbiter, and then refuses to run: every miss would fail.
-	 * Say so now, naming the index.
+	 * Every other valid unique index on the key's columns, deferrable ones
+	 * included, is a twin: ON CONFLICT (cols) would take it as an arbiter
+	 * too, so the statements name the key index's collation and operator
+	 * class (keytwins).  A deferrable twin with the same ones stays an
+	 * arbiter, and ON CONFLICT refuses deferrable arbiters: remembered, and
+	 * refused when a row is to be inserted (hits still work).
 	 */
+	chosen_tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(chosen));
+	if (!HeapTupleIsValid(chosen_tup))
+		elog(ERROR, "cache lookup failed for index %u", chosen);
 	foreach(lc, indexes)
 	{
 		Oid			indexoid = lfirst_oid(lc);
 		uint64		bits[UPSERT_COLWORDS];
-		bool		deferrable;
+		bool		twin;
 
+		if (indexoid == chosen)
+			continue;
 		itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
 		if (!HeapTupleIsValid(itup))
 			elog(ERROR, "cache lookup failed for index %u", indexoid);
 		ind = (Form_pg_index) GETSTRUCT(itup);
-		deferrable = ind->indisunique && !ind->indimmediate &&
+		twin = ind->indisunique && ind->indisvalid &&
 			heap_attisnull(itup, Anum_pg_index_indexprs, NULL) &&
 			heap_attisnull(itup, Anum_pg_index_indpred, NULL);
 		memset(bits, 0, sizeof(bits));
-		for (j = 0; deferrable && j < ind->indnkeyatts; j++)
+		for (j = 0; twin && j < ind->indnkeyatts; j++)
 			BIT_SET(bits, ind->indkey.values[j]);
+		if (twin && memcmp(bits, chosen_bits, sizeof(bits)) == 0)
+		{
+			e->keytwins = true;
+			if (!ind->indimmediate && !OidIsValid(e->deferrable_twin) &&
+				upsert_same_key_semantics(chosen_tup, itup))
+				e->deferrable_twin = indexoid;
+		}
 		ReleaseSysCache(itup);
-		if (deferrable && memcmp(bits, chosen_bits, sizeof(bits)) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("deferrable unique index \"%s\" of table \"%s\" has the key's columns",
-							get_rel_name(indexoid), e->relmsg),
-					 errdetail("INSERT ... ON CONFLICT takes every unique index on the key's columns as an arbiter, and does not support deferrable ones."),
-					 errhint("Make that constraint NOT DEFERRABLE, or key table \"%s\" on other columns.",
-							 e->relmsg)));
 	}
+	ReleaseSysCache(chosen_tup);
 
 	return chosen;
 }
@@ -1593,7 +1638,13 @@ append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias)
 
 		if (i > 0)
 			appendStringInfoString(buf, " AND ");
-		if (e->nulls_not_distinct)
+		if (e->nulls_not_distinct &&
+			type_is_rowtype(TupleDescAttr(e->tupdesc, e->cols[e->keyparam[i]] - 1)->atttypid))
+			/* both NULL; IS NULL is also true for a row of null fields */
+			appendStringInfo(buf, "(%s%s %s (s.r).%s%s%s OR pg_catalog.num_nulls(%s, (s.r).%s) OPERATOR(pg_catalog.=) 2)",
+							 lhs, e->keycast[i], e->keyeq[i], c, e->keycast[i],
+							 e->keycoll[i], lhs, c);
+		else if (e->nulls_not_distinct)
 			appendStringInfo(buf, "(%s%s %s (s.r).%s%s%s OR (%s IS NULL AND (s.r).%s IS NULL))",
 							 lhs, e->keycast[i], e->keyeq[i], c, e->keycast[i],
 							 e->keycoll[i], lhs, c);
@@ -1794,6 +1845,17 @@ upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask, Datum *values,
 	Oid		   *argtypes;
 	int			rc;
 
+	if (OidIsValid(e->deferrable_twin) &&
+		(stmt == STMT_INSERT || stmt == STMT_MANY_INSERT ||
+		 stmt == STMT_MANY_UNNEST || stmt == STMT_MANY_PLAIN))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot insert into table \"%s\": deferrable unique index \"%s\" has the key's columns",
+						e->relmsg, get_rel_name(e->deferrable_twin)),
+				 errdetail("INSERT ... ON CONFLICT takes every unique index on the key's columns with the key's collation and operator class as an arbiter, and does not support deferrable ones."),
+				 errhint("Make that constraint NOT DEFERRABLE, or key table \"%s\" on other columns.",
+						 e->relmsg)));
+
 	if (stmt == STMT_MANY_UNNEST || stmt == STMT_MANY_PLAIN)
 	{
 		argtypes = e->colarray;
@@ -1943,11 +2005,15 @@ upsert_convert(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
 	allnull = palloc(sizeof(bool) * e->tupdesc->natts);
 	if (e->populate_percall)
 	{
+		/* its cache in a context of its own, gone with this element */
 		FmgrInfo	fresh = e->populate;
 
-		fresh.fn_mcxt = CurrentMemoryContext;
+		fresh.fn_mcxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "idempotency populate",
+											  ALLOCSET_SMALL_SIZES);
 		fresh.fn_extra = NULL;
 		row = FunctionCall2(&fresh, e->emptyrow, JsonbPGetDatum(vals));
+		MemoryContextDelete(fresh.fn_mcxt);
 	}
 	else
 		row = FunctionCall2(&e->populate, e->emptyrow, JsonbPGetDatum(vals));

@@ -678,6 +678,10 @@ INSERT INTO cnullkey (k, v) VALUES (ROW(NULL, NULL), 'row of nulls');
 SELECT (item).v, created FROM idempotency.get_or_create(NULL::cnullkey, '{"k": null, "v": "null"}');
 SELECT (item).v, created FROM idempotency.get_or_create(NULL::cnullkey, '{"k": null, "v": "again"}');
 SELECT v FROM cnullkey ORDER BY id;
+-- the batch path too: a NULL key and a row of null fields are two keys
+SELECT v FROM idempotency.idempotent_upsert_many(NULL::cnullkey,
+    '[{"k": null, "v": "b1"}, {"k": {"a": null, "b": null}, "v": "b2"}, {"k": {"a": 1, "b": 2}, "v": "b3"}]');
+SELECT v FROM cnullkey ORDER BY id;
 DROP TABLE cnull, cnullkey;
 DROP TYPE upsert_cpair;
 
@@ -730,12 +734,24 @@ DROP SCHEMA upsert_ren CASCADE;
 DROP SCHEMA upsert_ren2 CASCADE;
 
 ---------------------------------------------------------------------------
--- A deferrable unique constraint on the key's columns: every INSERT ...
--- ON CONFLICT would fail; the call says why up front
+-- A deferrable unique constraint on the key's columns, with the key's
+-- collation and operator class: INSERT ... ON CONFLICT takes it as an
+-- arbiter and refuses to run, so a call that must insert says why (hits
+-- still work).  With another collation it is no arbiter: the statements
+-- name the key's, and inserts work.
 ---------------------------------------------------------------------------
 CREATE TABLE dkey (k int PRIMARY KEY, v text, CONSTRAINT dkey_k_deferred UNIQUE (k) DEFERRABLE);
+INSERT INTO dkey VALUES (2, 'there');
 SELECT k FROM idempotency.idempotent_upsert(NULL::dkey, '{"k": 1}', '{k}');
+SELECT (item).v, created FROM idempotency.get_or_create(NULL::dkey, '{"k": 2}', '{k}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::dkey, '[{"k": 2}, {"k": 3}, {"k": 4}]', '{k}');
 DROP TABLE dkey;
+CREATE TABLE dcoll (e text, CONSTRAINT dcoll_e_deferred UNIQUE (e) DEFERRABLE);
+CREATE UNIQUE INDEX dcoll_e_c ON dcoll (e COLLATE "C");
+SELECT (item).e, created FROM idempotency.get_or_create(NULL::dcoll, '{"e": "x"}');
+SELECT (item).e, created FROM idempotency.get_or_create(NULL::dcoll, '{"e": "x"}');
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::dcoll, '[{"e": "x"}, {"e": "y"}, {"e": "z"}]');
+DROP TABLE dcoll;
 
 DROP TABLE accounts, memberships, tags, typed, gen, events, scratch, fast, holes, prefs, items;
 DROP TYPE upsert_mood, upsert_pair;
