@@ -236,7 +236,7 @@ idem_lock_acquire(const LOCKTAG *tag, LOCKMODE mode, bool session, int64 timeout
 		if (timeout_ms <= INT_MAX)
 			return false;
 		/* a longer timeout than LockTimeout holds: wait again for the rest */
-		timeout_ms = (deadline - GetCurrentTimestamp() + 999) / 1000;
+		timeout_ms = idem_timeout_ms(deadline - GetCurrentTimestamp());
 		if (timeout_ms <= 0)
 			return false;
 	}

@@ -435,7 +435,7 @@ mutex_acquire(FunctionCallInfo fcinfo, int timeout_arg, int shared_arg,
 		if (acquired || round == timeout)
 			break;
 		/* a session wait longer than one round: the rest */
-		timeout = (deadline - GetCurrentTimestamp() + 999) / 1000;
+		timeout = idem_timeout_ms(deadline - GetCurrentTimestamp());
 		if (timeout <= 0)
 			break;
 	}

@@ -1119,10 +1119,7 @@ upsert_choose_index(UpsertEntry *e, Relation rel, const uint64 *keycols)
 			continue;
 		/* several indexes on the same columns are one candidate */
 		if (OidIsValid(chosen) && memcmp(bits, chosen_bits, sizeof(bits)) == 0)
-		{
-			e->keytwins = true;
 			continue;
-		}
 		ncandidates++;
 		if (!OidIsValid(chosen))
 		{
@@ -1290,14 +1287,13 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 		 * which a plain INSERT does not.
 		 */
 		if (e->keytwins)
-			e->keytarget[i] = psprintf("%s%s%s %s",
-									   quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname)),
+			e->keytarget[i] = psprintf("%s%s%s %s", colname(e, att),
 									   OidIsValid(indcoll->values[i]) ? " COLLATE " : "",
 									   OidIsValid(indcoll->values[i])
 									   ? catalog_name_sql(COLLOID, indcoll->values[i]) : "",
 									   catalog_name_sql(CLAOID, indclass->values[i]));
 		else
-			e->keytarget[i] = pstrdup(quote_identifier(NameStr(TupleDescAttr(e->tupdesc, att - 1)->attname)));
+			e->keytarget[i] = pstrdup(colname(e, att));
 		e->keyparam[i] = -1;
 		for (j = 0; j < e->ncols; j++)
 			if (e->cols[j] == att)
@@ -1526,6 +1522,23 @@ row_alias(UpsertEntry *e)
 }
 
 /* "a.k1 = $1 AND a.k2 IS NULL ..." */
+/*
+ * "a is NULL" (b NULL), or "a and b are both NULL", for values of type
+ * typid.  IS NULL of a composite value is also true for a row of null
+ * fields, which is another value: for those, count the null values.
+ */
+static char *
+sql_all_null(Oid typid, const char *a, const char *b)
+{
+	if (type_is_rowtype(typid))
+		return b == NULL
+			? psprintf("pg_catalog.num_nulls(%s) OPERATOR(pg_catalog.=) 1", a)
+			: psprintf("pg_catalog.num_nulls(%s, %s) OPERATOR(pg_catalog.=) 2", a, b);
+	return b == NULL
+		? psprintf("%s IS NULL", a)
+		: psprintf("%s IS NULL AND %s IS NULL", a, b);
+}
+
 static void
 append_key_match(StringInfo buf, UpsertEntry *e, const char *alias, uint32 nullmask)
 {
@@ -1538,17 +1551,10 @@ append_key_match(StringInfo buf, UpsertEntry *e, const char *alias, uint32 nullm
 		if (i > 0)
 			appendStringInfoString(buf, " AND ");
 		if (nullmask & (((uint32) 1) << i))
-		{
-			/*
-			 * IS NULL of a composite value is true for a row of null fields
-			 * too, which is another key: test the value itself.
-			 */
-			if (type_is_rowtype(TupleDescAttr(e->tupdesc, att - 1)->atttypid))
-				appendStringInfo(buf, "pg_catalog.num_nulls(%s.%s) OPERATOR(pg_catalog.=) 1",
-								 alias, colname(e, att));
-			else
-				appendStringInfo(buf, "%s.%s IS NULL", alias, colname(e, att));
-		}
+			appendStringInfoString(buf,
+								   sql_all_null(TupleDescAttr(e->tupdesc, att - 1)->atttypid,
+												psprintf("%s.%s", alias, colname(e, att)),
+												NULL));
 		else
 			appendStringInfo(buf, "%s.%s%s %s $%d%s%s", alias, colname(e, att),
 							 e->keycast[i], e->keyeq[i], e->keyparam[i] + 1,
@@ -1590,15 +1596,8 @@ append_differs(StringInfo buf, UpsertEntry *e, const char *alias)
 			appendStringInfoString(buf, " OR ");
 		any = true;
 
-		/*
-		 * Both NULL.  IS NULL of a composite value is also true for a row of
-		 * null fields, which differs from NULL: count the null values.
-		 */
-		if (type_is_rowtype(e->coltypes[j]))
-			bothnull = psprintf("pg_catalog.num_nulls(%s.%s, $%d) OPERATOR(pg_catalog.=) 2",
-								alias, c, j + 1);
-		else
-			bothnull = psprintf("%s.%s IS NULL AND $%d IS NULL", alias, c, j + 1);
+		bothnull = sql_all_null(e->coltypes[j], psprintf("%s.%s", alias, c),
+								psprintf("$%d", j + 1));
 		tc = lookup_type_cache(e->coltypes[j], TYPECACHE_EQ_OPR);
 		if (OidIsValid(tc->eq_opr))
 		{
@@ -1638,16 +1637,12 @@ append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *alias)
 
 		if (i > 0)
 			appendStringInfoString(buf, " AND ");
-		if (e->nulls_not_distinct &&
-			type_is_rowtype(TupleDescAttr(e->tupdesc, e->cols[e->keyparam[i]] - 1)->atttypid))
-			/* both NULL; IS NULL is also true for a row of null fields */
-			appendStringInfo(buf, "(%s%s %s (s.r).%s%s%s OR pg_catalog.num_nulls(%s, (s.r).%s) OPERATOR(pg_catalog.=) 2)",
+		if (e->nulls_not_distinct)
+			appendStringInfo(buf, "(%s%s %s (s.r).%s%s%s OR (%s))",
 							 lhs, e->keycast[i], e->keyeq[i], c, e->keycast[i],
-							 e->keycoll[i], lhs, c);
-		else if (e->nulls_not_distinct)
-			appendStringInfo(buf, "(%s%s %s (s.r).%s%s%s OR (%s IS NULL AND (s.r).%s IS NULL))",
-							 lhs, e->keycast[i], e->keyeq[i], c, e->keycast[i],
-							 e->keycoll[i], lhs, c);
+							 e->keycoll[i],
+							 sql_all_null(TupleDescAttr(e->tupdesc, e->cols[e->keyparam[i]] - 1)->atttypid,
+										  lhs, psprintf("(s.r).%s", c)));
 		else
 			appendStringInfo(buf, "%s%s %s (s.r).%s%s%s", lhs, e->keycast[i],
 							 e->keyeq[i], c, e->keycast[i], e->keycoll[i]);
