@@ -251,6 +251,83 @@ ALTER TABLE idempotency.leases
     DROP CONSTRAINT leases_fencing_positive;
 
 ---------------------------------------------------------------------------
+-- processed_events, its sequence and leases: no grants to named roles.
+---------------------------------------------------------------------------
+
+-- 0.1.0's functions ran their statements with the caller's privileges, and
+-- its README had DBAs grant privileges on these three objects to
+-- application roles.  0.2.0's functions run their statements as the
+-- table's owner and need none of them, and they have become dangerous: a
+-- role that may write the tables or use the sequence directly can move
+-- fencing tokens back, change other roles' records or lock the tables
+-- against every claim.  A fresh install grants them to nobody but the
+-- owner (and SELECT on processed_events to PUBLIC, which the statements
+-- above set), so every privilege on them of any other role goes, on the
+-- object and on its columns (REVOKE ALL ON TABLE takes the column
+-- privileges too; CASCADE the grants made with a grant option), and a
+-- WARNING names the role, the object and the privileges, so that a DBA
+-- can grant read access again where it was wanted (a WARNING, not a
+-- NOTICE: PostgreSQL runs extension scripts with client_min_messages at
+-- WARNING or above, so a NOTICE would reach nobody).  Run by a superuser,
+-- REVOKE acts as the owner.  This comes before the tables are handed to
+-- the installer, so that the re-recording of their initial privileges
+-- after that (see there) records what is left.  Names are built with
+-- quote_ident: regclass output depends on the search_path.
+DO $grants$
+DECLARE
+    r record;
+    kind pg_catalog.text;
+    role pg_catalog.text;
+BEGIN
+    FOR r IN
+        SELECT c.relname, c.relkind, g.grantee,
+               pg_catalog.string_agg(DISTINCT g.privilege, ', ' ORDER BY g.privilege) AS privileges,
+               pg_catalog.bool_or(g.grantor OPERATOR(pg_catalog.=) c.relowner) AS from_owner
+          FROM pg_catalog.pg_class c
+          CROSS JOIN LATERAL (
+              SELECT a.grantee, a.grantor, a.privilege_type AS privilege
+                FROM pg_catalog.aclexplode(c.relacl) a
+              UNION ALL
+              SELECT a.grantee, a.grantor, a.privilege_type OPERATOR(pg_catalog.||) ' ('
+                                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(att.attname)
+                                OPERATOR(pg_catalog.||) ')'
+                FROM pg_catalog.pg_attribute att, LATERAL pg_catalog.aclexplode(att.attacl) a
+               WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid) g
+         WHERE c.relnamespace OPERATOR(pg_catalog.=) 'idempotency'::pg_catalog.regnamespace
+           AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['processed_events', 'processed_events_fencing_seq',
+                                                             'leases']::pg_catalog.name[])
+           AND g.grantee OPERATOR(pg_catalog.<>) c.relowner
+           AND g.grantee OPERATOR(pg_catalog.<>) 0
+         GROUP BY c.relname, c.relkind, g.grantee
+         ORDER BY c.relname, pg_catalog.pg_get_userbyid(g.grantee) COLLATE pg_catalog."C"
+    LOOP
+        kind := CASE WHEN r.relkind OPERATOR(pg_catalog.=) 'S' THEN 'sequence' ELSE 'table' END;
+        role := pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.grantee));
+        -- What another role passed on through a grant option goes with
+        -- that role's grant (CASCADE); revoking it as the owner would find
+        -- nothing to revoke.
+        IF r.from_owner THEN
+            EXECUTE pg_catalog.format('REVOKE ALL ON %s idempotency.%I FROM %s CASCADE',
+                                      pg_catalog.upper(kind), r.relname, role);
+        END IF;
+        -- (the installer is not told: it becomes the tables' owner below)
+        CONTINUE WHEN r.grantee OPERATOR(pg_catalog.=) (SELECT e.extowner FROM pg_catalog.pg_extension e
+                                                         WHERE e.extname OPERATOR(pg_catalog.=) 'idempotency');
+        RAISE WARNING 'revoked % on % idempotency.% from role %',
+                     r.privileges, kind, pg_catalog.quote_ident(r.relname), role
+            USING DETAIL = 'The functions of extension "idempotency" now run their statements as the owner of its tables and need no privilege on them; '
+                           'a role that may write the tables or use the fencing sequence directly could move fencing tokens back, '
+                           'change other roles'' records or lock the tables against every claim.',
+                  HINT = CASE WHEN r.relname OPERATOR(pg_catalog.=) 'processed_events'
+                              THEN 'Every role can still read its own records: SELECT on the table is granted to PUBLIC, limited by row level security.'
+                              ELSE pg_catalog.format('Read access can be granted again: GRANT SELECT ON %s idempotency.%I TO %s;',
+                                                     pg_catalog.upper(kind), r.relname, role)
+                         END;
+    END LOOP;
+END
+$grants$;
+
+---------------------------------------------------------------------------
 -- Mutexes on a Citus cluster.
 ---------------------------------------------------------------------------
 
@@ -544,6 +621,7 @@ CREATE VIEW idempotency.stats AS
 COMMENT ON VIEW idempotency.stats IS
     'calls, latency percentiles and wait time per operation and outcome of the idempotency functions';
 
+REVOKE ALL ON idempotency.stats FROM PUBLIC;
 GRANT SELECT ON idempotency.stats TO PUBLIC;
 
 CREATE FUNCTION idempotency.stats_reset()
@@ -563,3 +641,56 @@ CREATE FUNCTION idempotency.stats_scope()
 
 COMMENT ON FUNCTION idempotency.stats_scope() IS
     'what idempotency.stats counts: cluster (library in shared_preload_libraries) or session';
+
+
+---------------------------------------------------------------------------
+-- No privileges from ALTER DEFAULT PRIVILEGES on the new objects
+---------------------------------------------------------------------------
+
+-- The default privileges of the role running this script (a superuser:
+-- the bootstrap superuser for an update by the database owner) reach the
+-- objects it creates, as in a fresh install (see the end of
+-- idempotency.sql): every privilege granted on them to a role other than
+-- the object's owner and PUBLIC is revoked, on the relations and their
+-- columns and on the functions.  Only on what this script creates: grants
+-- on 0.1.0's functions were made by the database's administrators and
+-- stay, and the tables and the sequence were dealt with above.  Names are
+-- built with quote_ident and pg_get_function_identity_arguments: regclass
+-- and regprocedure output depends on the search_path.
+DO $defaults$
+DECLARE
+    nsp CONSTANT pg_catalog.oid := 'idempotency'::pg_catalog.regnamespace;
+    stmt pg_catalog.text;
+BEGIN
+    FOR stmt IN
+        SELECT s.stmt
+          FROM (SELECT pg_catalog.format('REVOKE ALL ON TABLE idempotency.%I FROM %I CASCADE',
+                                         c.relname, pg_catalog.pg_get_userbyid(g.grantee)) AS stmt
+                  FROM pg_catalog.pg_class c
+                  CROSS JOIN LATERAL (
+                      SELECT a.grantee FROM pg_catalog.aclexplode(c.relacl) a
+                      UNION
+                      SELECT a.grantee
+                        FROM pg_catalog.pg_attribute att, LATERAL pg_catalog.aclexplode(att.attacl) a
+                       WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid) g
+                 WHERE c.relnamespace OPERATOR(pg_catalog.=) nsp
+                   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['mutex_slots', 'stats']::pg_catalog.name[])
+                   AND g.grantee OPERATOR(pg_catalog.<>) c.relowner
+                   AND g.grantee OPERATOR(pg_catalog.<>) 0
+                UNION
+                SELECT pg_catalog.format('REVOKE ALL ON ROUTINE idempotency.%I(%s) FROM %I CASCADE',
+                                         p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
+                                         pg_catalog.pg_get_userbyid(a.grantee))
+                  FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+                 WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp
+                   AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['mutex_lock_here', 'mutex_holders_here',
+                                                                    'citus_distribute', 'stats_read', 'stats_reset',
+                                                                    'stats_scope']::pg_catalog.name[])
+                   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+                   AND a.grantee OPERATOR(pg_catalog.<>) 0) s
+         ORDER BY s.stmt COLLATE pg_catalog."C"
+    LOOP
+        EXECUTE stmt;
+    END LOOP;
+END
+$defaults$;

@@ -31,7 +31,9 @@ $guard$;
 CREATE SCHEMA idempotency;
 
 -- Everyone may look objects up in the schema; nobody but its owner may
--- create objects in it.
+-- create objects in it (not even through ALTER DEFAULT PRIVILEGES ... TO
+-- PUBLIC of the role running this script).
+REVOKE ALL ON SCHEMA idempotency FROM PUBLIC;
 GRANT USAGE ON SCHEMA idempotency TO PUBLIC;
 
 ---------------------------------------------------------------------------
@@ -695,6 +697,7 @@ CREATE VIEW idempotency.stats AS
 COMMENT ON VIEW idempotency.stats IS
     'calls, latency percentiles and wait time per operation and outcome of the idempotency functions';
 
+REVOKE ALL ON idempotency.stats FROM PUBLIC;
 GRANT SELECT ON idempotency.stats TO PUBLIC;
 
 CREATE FUNCTION idempotency.stats_reset()
@@ -714,3 +717,70 @@ CREATE FUNCTION idempotency.stats_scope()
 
 COMMENT ON FUNCTION idempotency.stats_scope() IS
     'what idempotency.stats counts: cluster (library in shared_preload_libraries) or session';
+
+
+---------------------------------------------------------------------------
+-- No privileges from ALTER DEFAULT PRIVILEGES
+---------------------------------------------------------------------------
+
+-- The default privileges of the role running this script (a superuser:
+-- the bootstrap superuser when a database owner installs the trusted
+-- extension) reach every object it creates: after ALTER DEFAULT PRIVILEGES
+-- FOR ROLE postgres GRANT ALL ON TABLES TO app, app could write the
+-- tables, and with SEQUENCES, FUNCTIONS or SCHEMAS also set the fencing
+-- sequence back, reset the statistics, distribute the tables or create
+-- objects in the schema -- all of which this script keeps to the objects'
+-- owners.  So, last, once every object exists and the tables have their
+-- owner, every privilege granted to a role other than the object's owner
+-- and PUBLIC (whose privileges the statements above set) is revoked: on
+-- the schema, on each relation in it and its columns (REVOKE ALL ON TABLE
+-- takes the column privileges too), and on each function in it.  CASCADE
+-- takes grants made with a grant option.  Run by a superuser, REVOKE acts
+-- as the object's owner; in this script it also records what is left as
+-- the object's initial privileges (pg_init_privs).  The statements name
+-- the objects with quote_ident and pg_get_function_identity_arguments:
+-- regclass and regprocedure output depends on the search_path.
+DO $defaults$
+DECLARE
+    nsp CONSTANT pg_catalog.oid := 'idempotency'::pg_catalog.regnamespace;
+    stmt pg_catalog.text;
+BEGIN
+    FOR stmt IN
+        SELECT s.stmt
+          FROM (SELECT pg_catalog.format('REVOKE ALL ON SCHEMA %I FROM %I CASCADE',
+                                         n.nspname, pg_catalog.pg_get_userbyid(a.grantee)) AS stmt
+                  FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a
+                 WHERE n.oid OPERATOR(pg_catalog.=) nsp
+                   AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner
+                   AND a.grantee OPERATOR(pg_catalog.<>) 0
+                UNION
+                SELECT pg_catalog.format('REVOKE ALL ON %s %I.%I FROM %I CASCADE',
+                                         CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                                         n.nspname, c.relname, pg_catalog.pg_get_userbyid(g.grantee))
+                  FROM pg_catalog.pg_class c
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  CROSS JOIN LATERAL (
+                      SELECT a.grantee FROM pg_catalog.aclexplode(c.relacl) a
+                      UNION
+                      SELECT a.grantee
+                        FROM pg_catalog.pg_attribute att, LATERAL pg_catalog.aclexplode(att.attacl) a
+                       WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid) g
+                 WHERE c.relnamespace OPERATOR(pg_catalog.=) nsp
+                   AND g.grantee OPERATOR(pg_catalog.<>) c.relowner
+                   AND g.grantee OPERATOR(pg_catalog.<>) 0
+                UNION
+                SELECT pg_catalog.format('REVOKE ALL ON ROUTINE %I.%I(%s) FROM %I CASCADE',
+                                         n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
+                                         pg_catalog.pg_get_userbyid(a.grantee))
+                  FROM pg_catalog.pg_proc p
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace,
+                       LATERAL pg_catalog.aclexplode(p.proacl) a
+                 WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp
+                   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+                   AND a.grantee OPERATOR(pg_catalog.<>) 0) s
+         ORDER BY s.stmt COLLATE pg_catalog."C"
+    LOOP
+        EXECUTE stmt;
+    END LOOP;
+END
+$defaults$;

@@ -12,6 +12,7 @@
  *
  *	  partmethod 'h', 'r', 'a'		distributed (hash, range, append)
  *	  partmethod 'n', repmodel 't'	reference table
+ *	  partmethod 'n', colocationid <> 0	distributed, one shard (no shard key)
  *	  partmethod 'n', otherwise		Citus local table
  *
  * Callers on hot paths (upsert, events, lease) ask idem_citus_table_kind()
@@ -213,9 +214,10 @@ citus_read_kind(Oid relid)
 		AttrNumber	att_relid = get_attnum(catid, "logicalrelid");
 		AttrNumber	att_method = get_attnum(catid, "partmethod");
 		AttrNumber	att_repmodel = get_attnum(catid, "repmodel");
+		AttrNumber	att_coloc = get_attnum(catid, "colocationid");
 
 		if (att_relid == InvalidAttrNumber || att_method == InvalidAttrNumber ||
-			att_repmodel == InvalidAttrNumber)
+			att_repmodel == InvalidAttrNumber || att_coloc == InvalidAttrNumber)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("unrecognized Citus metadata layout in pg_catalog.pg_dist_partition"),
@@ -231,13 +233,26 @@ citus_read_kind(Oid relid)
 			bool		isnull;
 			char		method;
 			char		repmodel;
+			uint32		coloc;
 
 			method = DatumGetChar(heap_getattr(tup, att_method, desc, &isnull));
 			repmodel = DatumGetChar(heap_getattr(tup, att_repmodel, desc, &isnull));
-			if (method == 'n')
-				kind = (repmodel == 't') ? IDEM_CITUS_REFERENCE : IDEM_CITUS_LOCAL;
-			else
+			coloc = DatumGetUInt32(heap_getattr(tup, att_coloc, desc, &isnull));
+			/*
+			 * As Citus tells them apart (IsCitusTableTypeInternal): no
+			 * distribution column and 2PC replication is a reference
+			 * table; otherwise a colocation group makes a single-shard
+			 * distributed table (create_distributed_table(t, NULL), a
+			 * schema-based shard), and none a Citus local table.
+			 */
+			if (method != 'n')
 				kind = IDEM_CITUS_DISTRIBUTED;
+			else if (repmodel == 't')
+				kind = IDEM_CITUS_REFERENCE;
+			else if (!isnull && coloc != 0)
+				kind = IDEM_CITUS_DISTRIBUTED;
+			else
+				kind = IDEM_CITUS_LOCAL;
 		}
 		systable_endscan(scan);
 	}

@@ -21,7 +21,8 @@ typedef enum IdemCitusKind
 	IDEM_CITUS_NONE = 0,		/* no Citus here, or a plain PostgreSQL table */
 	IDEM_CITUS_LOCAL,			/* a Citus local table (coordinator only) */
 	IDEM_CITUS_REFERENCE,		/* a reference table (copy on every node) */
-	IDEM_CITUS_DISTRIBUTED		/* distributed (hash, range or append) */
+	IDEM_CITUS_DISTRIBUTED		/* distributed (hash, range, append, or one
+								 * shard without a shard key) */
 } IdemCitusKind;
 
 extern IdemCitusKind idem_citus_table_kind(Oid relid);

@@ -44,14 +44,6 @@
 #include "varatt.h"
 #endif
 
-/*
- * Shared memory is requested from shmem_request_hook from 15 on; before, in
- * _PG_init itself.
- */
-#if PG_VERSION_NUM >= 150000
-#define IDEM_HAVE_SHMEM_REQUEST_HOOK 1
-#endif
-
 /* An instr_time in nanoseconds: INSTR_TIME_GET_NANOSEC appeared in 16. */
 #if PG_VERSION_NUM >= 160000
 #define IdemInstrTimeGetNanosec(t) ((uint64) INSTR_TIME_GET_NANOSEC(t))

@@ -935,11 +935,16 @@ event_probe(EventKey *ek, EventRow *row)
 										DatumGetTextPP(EP_VALUE(EP_STATUS, &isnull)));
 		d = EP_VALUE(EP_FINGERPRINT, &isnull);
 		row->fingerprint = isnull ? NULL : DatumGetByteaPCopy(d);
-		/* Copied (and detoasted) out of the buffer. */
+		/*
+		 * Copied (and detoasted) out of the buffer; not for a claim in
+		 * progress, whose stored outcome nobody is shown.
+		 */
 		d = EP_VALUE(EP_RESULT, &row->result_null);
+		row->result_null = row->result_null || row->status == 'i';
 		if (!row->result_null)
 			row->result = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
 		d = EP_VALUE(EP_ERROR, &row->error_null);
+		row->error_null = row->error_null || row->status == 'i';
 		if (!row->error_null)
 			row->error = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
 		d = EP_VALUE(EP_FENCING, &row->fencing_null);
@@ -964,10 +969,16 @@ event_probe(EventKey *ek, EventRow *row)
 	return true;
 }
 
-/* Read the row of ek (fresh snapshot) into row, copied to the upper context. */
+/*
+ * Read the row of ek (fresh snapshot) into row, copied into the memory
+ * context current at the call (SPI's statements leave SPI's own current:
+ * switch back).  The statement's result is freed at once: a claim waiting
+ * on a Citus cluster looks every 100 ms, for as long as its wait.
+ */
 static void
 event_lookup(EventKey *ek, EventRow *row)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	Datum		values[3];
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -984,10 +995,14 @@ event_lookup(EventKey *ek, EventRow *row)
 		(void) event_cexec(CPLAN_LOOKUP, values, NULL);
 	else
 		(void) event_exec(PLAN_LOOKUP, values, NULL);
+	MemoryContextSwitchTo(cxt);
 
 	memset(row, 0, sizeof(EventRow));
 	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
 		return;
+	}
 	row->found = true;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -996,12 +1011,15 @@ event_lookup(EventKey *ek, EventRow *row)
 									DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
 	d = SPI_getbinval(tup, desc, 2, &isnull);
 	row->fingerprint = isnull ? NULL : DatumGetByteaPCopy(d);
+	/* as event_probe(): no stored outcome of a claim in progress */
 	d = SPI_getbinval(tup, desc, 3, &row->result_null);
+	row->result_null = row->result_null || row->status == 'i';
 	if (!row->result_null)
-		row->result = SPI_datumTransfer(d, false, -1);
+		row->result = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
 	d = SPI_getbinval(tup, desc, 4, &row->error_null);
+	row->error_null = row->error_null || row->status == 'i';
 	if (!row->error_null)
-		row->error = SPI_datumTransfer(d, false, -1);
+		row->error = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
 	d = SPI_getbinval(tup, desc, 5, &row->fencing_null);
 	row->fencing_token = row->fencing_null ? 0 : DatumGetInt64(d);
 	row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
@@ -1012,6 +1030,7 @@ event_lookup(EventKey *ek, EventRow *row)
 		row->updated_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
 	else
 		row->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 9, &isnull));
+	SPI_freetuptable(SPI_tuptable);
 }
 
 static bool
@@ -1481,6 +1500,7 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 		 * committed, mark_processed inserted it, another claim took it over,
 		 * purge deleted it): look again.
 		 */
+		SPI_freetuptable(SPI_tuptable);
 		event_unlock(&st->tag);
 		return CLAIM_AGAIN;
 	}
@@ -1516,6 +1536,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	IdemSpi		spi;
 	ClaimStep	step;
 	MemoryContext callcxt = CurrentMemoryContext;
+	MemoryContext roundcxt;
 
 	idem_stats_begin(IDEM_OP_CLAIM);
 	idempotency_check_version();
@@ -1525,13 +1546,21 @@ idempotency_claim(PG_FUNCTION_ARGS)
 
 	if (st.wait > 0)
 		idem_keywait_begin(&st.kw, IDEM_LOCKSPACE_EVENT_WAIT, st.ek.hash);
+	/*
+	 * What a round reads lives in a context of its own, emptied before the
+	 * next round (a wait on a Citus cluster looks every 100 ms, for as long
+	 * as the wait); the last round's stays until the call's context goes.
+	 * A claim is copied into the call's context.
+	 */
+	roundcxt = AllocSetContextCreate(callcxt, "idempotency claim round",
+									 ALLOCSET_SMALL_SIZES);
 	idem_spi_begin(&spi, "processed_events");
 	do
 	{
 		bool		takeover;
 
-		/* What is read and kept lives in the caller's context. */
-		MemoryContextSwitchTo(callcxt);
+		MemoryContextReset(roundcxt);
+		MemoryContextSwitchTo(roundcxt);
 		step = claim_examine(&st, &takeover);
 		if (step == CLAIM_WRITE)
 			step = claim_write(&st, takeover, callcxt);
@@ -1829,6 +1858,7 @@ event_purge_citus(Oid caller, bool all, int32 batch)
 	bool		roles_null = true;
 	int64		total = 0;
 	uint64		found;
+	MemoryContext batchcxt;
 
 	if (!all)
 	{
@@ -1837,9 +1867,18 @@ event_purge_citus(Oid caller, bool all, int32 batch)
 		if (roles_null)
 			return 0;
 	}
+	/*
+	 * Each batch's keys and results are freed before the next: a purge
+	 * may go through millions of rows in one call.
+	 */
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext,
+									 "idempotency purge batch",
+									 ALLOCSET_DEFAULT_SIZES);
 	do
 	{
 		TimestampTz now = GetCurrentTimestamp();
+		SPITupleTable *keytab;
+		MemoryContext old;
 		Datum	   *keys;
 		ArrayType  *arr;
 		uint64		i;
@@ -1851,19 +1890,26 @@ event_purge_citus(Oid caller, bool all, int32 batch)
 		nulls[2] = all ? 'n' : ' ';
 		values[3] = Int32GetDatum(batch);
 		found = idem_plan_exec(&event_citus_plans, CPLAN_PURGE_KEYS, values, nulls, 0);
+		keytab = SPI_tuptable;
 		if (found == 0)
+		{
+			SPI_freetuptable(keytab);
 			break;
+		}
+		old = MemoryContextSwitchTo(batchcxt);
 		keys = palloc(sizeof(Datum) * found);
 		for (i = 0; i < found; i++)
 		{
 			bool		isnull;
 
-			keys[i] = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[i],
-													  SPI_tuptable->tupdesc, 1,
-													  &isnull), false, -1);
+			keys[i] = SPI_getbinval(keytab->vals[i], keytab->tupdesc, 1,
+									&isnull);
 		}
+		/* the array has copies of the keys */
 		arr = construct_array(keys, (int) found, TEXTOID, -1, false,
 							  TYPALIGN_INT);
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(keytab);
 		values[0] = PointerGetDatum(arr);
 		values[1] = TimestampTzGetDatum(now);
 		values[2] = BoolGetDatum(all);
@@ -1871,9 +1917,10 @@ event_purge_citus(Oid caller, bool all, int32 batch)
 		nulls[2] = ' ';
 		nulls[3] = all ? 'n' : ' ';
 		total += idem_plan_exec(&event_citus_plans, CPLAN_PURGE_DELETE, values, nulls, 0);
-		pfree(keys);
-		pfree(arr);
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextReset(batchcxt);
 	} while (found >= (uint64) batch);
+	MemoryContextDelete(batchcxt);
 	return total;
 }
 
@@ -1887,6 +1934,7 @@ Datum
 idempotency_purge(PG_FUNCTION_ARGS)
 {
 	Oid			caller = GetUserId();
+	Oid			owner;
 	int32		batch;
 	bool		all;
 	int64		total = 0;
@@ -1912,9 +1960,9 @@ idempotency_purge(PG_FUNCTION_ARGS)
 				 errhint("Pass a positive batch size to idempotency.purge(), or omit it for 10000.")));
 
 	event_table_kind();
+	(void) idem_table_lookup("processed_events", false, &owner);
+	all = superuser_arg(caller) || has_privs_of_role(caller, owner);
 	idem_spi_begin(&spi, "processed_events");
-	/* GetUserId() is the table owner now. */
-	all = superuser_arg(caller) || has_privs_of_role(caller, GetUserId());
 	if (event_citus)
 		total = event_purge_citus(caller, all, batch);
 	else

@@ -72,7 +72,12 @@ static void namespace_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 /* Oldest release whose SQL objects this library still serves. */
 #define IDEMPOTENCY_OLDEST_SQL_VERSION	"0.1.0"
 
-/* True once this backend has seen SQL objects this library serves. */
+/*
+ * True once this backend has seen SQL objects this library serves.  Reset
+ * by any change of pg_proc (version_inval_callback): ALTER EXTENSION UPDATE
+ * changes pg_extension, which sends no invalidation, so every update
+ * script must change a function (the upgrade suite checks that each does).
+ */
 static bool version_checked = false;
 
 /*

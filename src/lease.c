@@ -199,6 +199,7 @@ typedef struct LeaseRow
 	Datum		values[5];		/* token, fencing_token, holder, acquired_at,
 								 * expires_at */
 	bool		nulls[5];
+	MemoryContext cxt;			/* where lease_read() copies the values */
 } LeaseRow;
 
 #define LR_TOKEN		0
@@ -335,13 +336,15 @@ lease_check_row(text *key, const Datum *values, const bool *nulls)
 }
 
 /*
- * Read the key's row (any state) into *row, copying the values into the
- * current memory context.  "live" is judged against now.
+ * Read the key's row (any state) into *row, copying the values into
+ * row->cxt; the statement's result is freed (a wait on a Citus cluster
+ * reads every 100 ms).  "live" is judged against now.
  */
 static void
 lease_read(text *key, TimestampTz now, LeaseRow *row)
 {
 	Datum		args[1];
+	MemoryContext old;
 	int			i;
 
 	args[0] = PointerGetDatum(key);
@@ -352,9 +355,13 @@ lease_read(text *key, TimestampTz now, LeaseRow *row)
 		row->nulls[i] = true;
 	}
 	if (lease_exec(LP_SELECT, args, NULL, 1) == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
 		return;
+	}
 
 	row->found = true;
+	old = MemoryContextSwitchTo(row->cxt);
 	for (i = 0; i < 5; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, i);
@@ -365,6 +372,8 @@ lease_read(text *key, TimestampTz now, LeaseRow *row)
 		row->values[i] = row->nulls[i] ? (Datum) 0
 			: datumCopy(d, att->attbyval, att->attlen);
 	}
+	MemoryContextSwitchTo(old);
+	SPI_freetuptable(SPI_tuptable);
 	lease_check_row(key, row->values, row->nulls);
 	row->live = !row->nulls[LR_TOKEN] &&
 		DatumGetTimestampTz(row->values[LR_EXPIRES]) > now;
@@ -407,6 +416,7 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 	if (n == 0)
 	{
 		/* Why not?  Held by someone else, or never leased. */
+		SPI_freetuptable(SPI_tuptable);
 		lease_read(key, now, row);
 		if (row->live)
 		{
@@ -420,7 +430,10 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 		if (row->found)
 			return ACQ_RETRY;	/* released or expired since the UPDATE */
 		if (lease_exec(LP_INSERT, args, nulls, 1) == 0)
+		{
+			SPI_freetuptable(SPI_tuptable);
 			return ACQ_RETRY;	/* inserted concurrently */
+		}
 	}
 
 	row->found = row->live = true;
@@ -535,6 +548,14 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	idem_init_srf(fcinfo);
 
 	distributed = (wait > 0) && idem_citus_distributed("leases");
+	/*
+	 * Each round's reads in a context emptied before the next round (a
+	 * wait on a Citus cluster reads every 100 ms, for as long as the
+	 * wait); the last round's row is what the call returns.
+	 */
+	row.cxt = AllocSetContextCreate(CurrentMemoryContext,
+									"idempotency lease round",
+									ALLOCSET_SMALL_SIZES);
 	idem_spi_begin(&spi, "leases");
 
 	for (;;)
@@ -542,6 +563,8 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 		TimestampTz now;
 		TimestampTz until;
 
+		MemoryContextReset(row.cxt);
+		MemoryContextSwitchTo(row.cxt);
 		if (wait > 0)
 			status = lease_try_acquire_subxact(key, holder, if_match, ttl, &row);
 		else
@@ -672,6 +695,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 		TimestampTz now = GetCurrentTimestamp();
 		LeaseRow	row;
 
+		row.cxt = CurrentMemoryContext;
 		args[0] = PointerGetDatum(key);
 		args[1] = UUIDPGetDatum(token);
 		nulls[1] = token ? ' ' : 'n';
@@ -792,6 +816,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	}
 
 	/* Not held: say why. */
+	row.cxt = CurrentMemoryContext;
 	lease_read(key, GetCurrentTimestamp(), &row);
 	keystr = text_to_cstring(key);
 	tokstr = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(token)));

@@ -59,7 +59,11 @@
  * ROLLBACK PREPARED releases it after recording the outcome.  It then wakes
  * the waiters, which, before each sleep, look for a held prepared tag and
  * queue on it in the lock manager (ShareLock, which conflicts) instead of
- * sleeping on their latch.  Preparers do not conflict with each other.
+ * sleeping on their latch.  Preparers' modes do not conflict with each
+ * other; but a waiter already queued for a key's prepared tag (behind one
+ * prepared transaction) makes a second PREPARE of a change of that key
+ * queue behind it, until the first prepared transaction is finished (the
+ * lock manager grants no mode that conflicts with a queued request).
  *
  * Deadlines.  Every sleep is computed from an absolute deadline in int64
  * microseconds and clamped to INT_MAX milliseconds, the most WaitLatch()

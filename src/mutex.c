@@ -87,6 +87,7 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -133,6 +134,7 @@ static void mutex_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 static const char *mutex_mode_name(LOCKMODE mode);
 static Datum mutex_holders_local(FunctionCallInfo fcinfo, uint64 hash);
+static void mutex_check_internal_caller(const char *fn);
 
 PG_FUNCTION_INFO_V1(idempotency_mutex_lock);
 PG_FUNCTION_INFO_V1(idempotency_mutex_try_lock);
@@ -623,6 +625,7 @@ idempotency_mutex_lock_here(PG_FUNCTION_ARGS)
 	LOCKTAG		tag;
 
 	idempotency_check_version();
+	mutex_check_internal_caller("mutex_lock_here");
 	idem_forbid_parallel("mutex_lock_here");
 	if (timeout > IDEM_MAX_INTERVAL_USECS / 1000)
 		ereport(ERROR,
@@ -635,11 +638,34 @@ idempotency_mutex_lock_here(PG_FUNCTION_ARGS)
 									 timeout < 0 ? -1 : timeout));
 }
 
+/*
+ * The two functions above run in the statements mutex_lock() and
+ * mutex_holders() send, as the owner of idempotency.mutex_slots (on this
+ * node, or on the node Citus routes them to, where they connect as that
+ * role).  Called directly by another role they would take or show a mutex
+ * past a REVOKE EXECUTE on mutex_lock() or mutex_holders(): refused.
+ */
+static void
+mutex_check_internal_caller(const char *fn)
+{
+	Oid			owner;
+
+	(void) idem_table_lookup("mutex_slots", false, &owner);
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", fn),
+				 errdetail("%s() is internal: it runs as the owner of idempotency.mutex_slots, in the statements that idempotency.mutex_lock() and idempotency.mutex_holders() send.",
+						   fn),
+				 errhint("Call idempotency.mutex_lock(), idempotency.mutex_try_lock() or idempotency.mutex_holders() instead.")));
+}
+
 /* mutex_holders_here(slot int, hash bigint): mutex_holders() on this node. */
 Datum
 idempotency_mutex_holders_here(PG_FUNCTION_ARGS)
 {
 	idempotency_check_version();
+	mutex_check_internal_caller("mutex_holders_here");
 	return mutex_holders_local(fcinfo, (uint64) PG_GETARG_INT64(1));
 }
 

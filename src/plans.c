@@ -10,7 +10,8 @@
  * it (SPI_keepplan) for the life of the backend.  The plan cache revalidates
  * kept plans after DDL on the tables they use, so they never need to be
  * dropped.  The SQL must be fully schema-qualified (tables and operators),
- * because it is planned under whatever search_path the caller has.
+ * as if it were planned under whatever search_path the caller has (it runs
+ * under a pinned one, see below, but is written not to depend on that).
  *
  * Internal subtransactions.  BeginInternalSubTransaction() must always be
  * paired with a commit or a rollback before control returns to the caller,
@@ -34,7 +35,17 @@
  * trigger or policy the owner attached runs with the owner's rights, never
  * the caller's, and cannot change the session's role or create temporary
  * objects.  The caller's identity is read before the switch and passed to
- * the statements as a parameter.
+ * the statements as a parameter.  search_path is pinned to pg_catalog,
+ * pg_temp meanwhile (a GUC nest level, as a function's SET clause makes),
+ * as PostgreSQL 17 does for maintenance commands: code the owner attached
+ * looks its unqualified names up in pg_catalog (and, for relations, the
+ * session's temporary schema last), never in a schema the caller put first
+ * in its search_path.  The pin applies always; the switch to the owner only
+ * while the schema belongs to a superuser: in 0.1.0's layout (a database
+ * not updated yet) it belonged to the installing role, which could rename
+ * it and put a table of its own under the name between the owner lookup
+ * and the statement, so statements there run as the caller, whom 0.1.0
+ * granted what they need.
  *
  * The tables' OIDs and owners are looked up once per backend and kept in
  * a small static array; relcache and schema invalidations (ALTER TABLE ...
@@ -56,8 +67,10 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -183,6 +196,7 @@ typedef struct IdemTable
 	const char *name;			/* a string literal of the caller */
 	Oid			relid;			/* InvalidOid: look it up again */
 	Oid			owner;
+	Oid			nspowner;		/* the schema's owner */
 } IdemTable;
 
 #define IDEM_MAX_TABLES	8
@@ -204,8 +218,24 @@ idem_tables_relcache_inval(Oid relid)
 
 
 
-Oid
-idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
+static void
+table_missing(const char *table)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("relation \"%s.%s\" does not exist",
+					IDEMPOTENCY_SCHEMA, table),
+			 errhint("Drop and re-create extension \"%s\".",
+					 IDEMPOTENCY_EXTNAME)));
+}
+
+/*
+ * idem_table_lookup(), and the owner of the schema (*nspowner): only when
+ * that is a superuser may statements on the table run as its owner (see
+ * idem_spi_begin()).
+ */
+static Oid
+table_lookup(const char *table, bool missing_ok, Oid *owner, Oid *nspowner)
 {
 	IdemTable  *t = NULL;
 	Oid			nsp;
@@ -221,6 +251,7 @@ idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
 			if (OidIsValid(t->relid))
 			{
 				*owner = t->owner;
+				*nspowner = t->nspowner;
 				return t->relid;
 			}
 			break;
@@ -232,16 +263,17 @@ idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
 	if (!OidIsValid(relid) && missing_ok)
 		return InvalidOid;
 	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"%s.%s\" does not exist",
-						IDEMPOTENCY_SCHEMA, table),
-				 errhint("Drop and re-create extension \"%s\".",
-						 IDEMPOTENCY_EXTNAME)));
+		table_missing(table);
+	/* dropped since, concurrently: as if it had not been found */
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
+		table_missing(table);
 	*owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		table_missing(table);
+	*nspowner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
 	ReleaseSysCache(tup);
 
 	if (t == NULL && idem_ntables < IDEM_MAX_TABLES)
@@ -254,28 +286,45 @@ idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
 	{
 		t->relid = relid;
 		t->owner = *owner;
+		t->nspowner = *nspowner;
 	}
 	return relid;
+}
+
+Oid
+idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
+{
+	Oid			nspowner;
+
+	return table_lookup(table, missing_ok, owner, &nspowner);
 }
 
 void
 idem_spi_begin(IdemSpi *spi, const char *table)
 {
 	Oid			owner;
+	Oid			nspowner;
 
-	(void) idem_table_lookup(table, false, &owner);
+	(void) table_lookup(table, false, &owner, &nspowner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   spi->save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	spi->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", IDEM_SAFE_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	/* superuser_arg() keeps its answer fresh (ALTER ROLE ... NOSUPERUSER) */
+	if (superuser_arg(nspowner))
+		SetUserIdAndSecContext(owner,
+							   spi->save_sec_context |
+							   SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
 }
 
 void
 idem_spi_end(IdemSpi *spi)
 {
+	AtEOXact_GUC(true, spi->guc_level);
 	SetUserIdAndSecContext(spi->save_userid, spi->save_sec_context);
 	SPI_finish();
 }

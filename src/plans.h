@@ -62,14 +62,21 @@ extern bool idem_subxid_cache_room(void);
 /*
  * SPI on one of the extension's own tables, as the table's owner.  Between
  * idem_spi_begin() and idem_spi_end() the current user is the owner of
- * idempotency.<table>, in a security-restricted operation; an error that
- * ends the (sub)transaction restores the caller's user as usual.
+ * idempotency.<table>, in a security-restricted operation, and search_path
+ * is pg_catalog, pg_temp; an error that ends the (sub)transaction restores
+ * the caller's user and search_path as usual.  (While the schema still
+ * belongs to a role that is not a superuser, as 0.1.0 left it before the
+ * update, the caller's user stays.)
  */
 typedef struct IdemSpi
 {
 	Oid			save_userid;
 	int			save_sec_context;
+	int			guc_level;		/* of the pinned search_path */
 } IdemSpi;
+
+/* The search_path the statements run under (PostgreSQL 17's safe path). */
+#define IDEM_SAFE_SEARCH_PATH	"pg_catalog, pg_temp"
 
 extern void idem_spi_begin(IdemSpi *spi, const char *table);
 extern void idem_spi_end(IdemSpi *spi);

@@ -217,9 +217,7 @@ static bool stats_shared = false;
 static StatsCall calls[STATS_MAX_DEPTH];
 static int	calls_untracked = 0;	/* nested deeper than STATS_MAX_DEPTH */
 
-#ifdef IDEM_HAVE_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static inline StatsCall *stats_innermost(void);
@@ -284,7 +282,7 @@ idem_stats_init(void)
 							 "When off, calls are not counted.",
 							 &idem_stats_track,
 							 true,
-							 PGC_USERSET,
+							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
 
@@ -294,12 +292,8 @@ idem_stats_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-#ifdef IDEM_HAVE_SHMEM_REQUEST_HOOK
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = stats_shmem_request;
-#else
-	stats_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = stats_shmem_startup;
 }
@@ -307,10 +301,8 @@ idem_stats_init(void)
 static void
 stats_shmem_request(void)
 {
-#ifdef IDEM_HAVE_SHMEM_REQUEST_HOOK
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	RequestAddinShmemSpace(MAXALIGN(sizeof(StatsData)));
 }
 

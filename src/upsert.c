@@ -1910,11 +1910,17 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 	UpsertProbe res;
 	Oid			save_userid;
 	int			save_sec;
+	int			guc_level;
 	SPIPlanPtr	plan;
 	bool		isnull;
 
 	memset(&res, 0, sizeof(res));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
+	/* as idem_spi_begin(): the owner's code resolves names safely */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", IDEM_SAFE_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	SetUserIdAndSecContext(e->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS);
 	plan = SPI_prepare(upsert_sql(e, STMT_PROBE, nullmask), e->ncols, e->coltypes);
@@ -1924,6 +1930,7 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 		elog(ERROR, "SPI_execute_plan failed");
 	SPI_freeplan(plan);
 	SetUserIdAndSecContext(save_userid, save_sec);
+	AtEOXact_GUC(true, guc_level);
 	if (SPI_processed > 0)
 	{
 		res.found = true;

@@ -221,6 +221,17 @@ expect_error "row level security for the caller on a distributed table" 0 idem_a
 	"SELECT * FROM idempotency.get_or_create(NULL::up.rls, '{\"id\": 1, \"owner\": \"idem_app\"}')"
 expect_error "row level security for the caller, batch, from a worker" 1 idem_app 0A000 \
 	"SELECT * FROM idempotency.idempotent_upsert_many(NULL::up.rls, '[{\"id\": 1, \"owner\": \"idem_app\"}]')"
+# A distributed table without a shard key (one shard, in a colocation
+# group) is a distributed table, not a Citus local table (Citus tells them
+# apart by the colocation group): the refusal names it so.
+idem_citus_psql 0 -q -c "CREATE TABLE up.rls1 (id bigint PRIMARY KEY, owner text DEFAULT current_user)" \
+	-c "SELECT create_distributed_table('up.rls1', NULL)" -c "ALTER TABLE up.rls1 ENABLE ROW LEVEL SECURITY" \
+	-c "CREATE POLICY mine ON up.rls1 USING (owner = current_user) WITH CHECK (true)" \
+	-c "GRANT SELECT, INSERT, UPDATE ON up.rls1 TO idem_app" >/dev/null
+out=$(idem_citus_psql 0 -U idem_app -tA -c "SELECT * FROM idempotency.get_or_create(NULL::up.rls1, '{\"id\": 1}')" 2>&1)
+grep -q 'DETAIL:  Row level security applies to role "idem_app" on this distributed table\.' <<<"$out" \
+	&& idem_pass "$T: a single-shard distributed table is named a distributed table" \
+	|| { echo "      $out"; idem_fail "$T: a single-shard distributed table is named a distributed table"; }
 out=$(idem_citus_psql 0 -tA -c "SELECT (item).owner, created FROM idempotency.get_or_create(NULL::up.rls, '{\"id\": 1, \"owner\": \"x\"}')" 2>&1)
 [ "$out" = "x|t" ] && idem_pass "$T: a role that bypasses row level security may call it" \
 	|| { echo "      $out"; idem_fail "$T: a role that bypasses row level security may call it"; }

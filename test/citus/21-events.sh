@@ -182,3 +182,26 @@ else
 	echo "      records (count|keys|max attempts|completed): $claimed"
 	idem_fail "$T: 8 clients on two nodes claiming 20 keys: one claim per key, no error"
 fi
+
+# A claim that waits on a distributed table looks at the key every 100 ms:
+# nothing of a look outlives it (each used to leave SPI's result, at least
+# 8 kB, until the call ended: gigabytes over a wait of a day).  The waiter's
+# memory contexts are logged during the wait and its SPI results counted.
+idem_citus_psql 0 -U idem_app -qtA -c "SELECT status FROM idempotency.claim('memwait', lease => '1 minute')" >/dev/null
+PGAPPNAME=idem-memwait idem_citus_psql 1 -U idem_app -qtA \
+	-c "SELECT status FROM idempotency.claim('memwait', wait => '4 seconds')" >"$W/memwait.out" 2>&1 &
+memwait=$!
+sleep 3
+wpid=$(idem_citus_psql 1 -qtA -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'idem-memwait' AND state = 'active'")
+idem_citus_psql 1 -qtA -c "SELECT pg_log_backend_memory_contexts($wpid)" >/dev/null
+wait "$memwait"
+sleep 0.5
+tuptables=$(grep -c "\[$wpid\] .*SPI TupTable" "$IDEM_CITUS_DIR/node1/server.log" || true)
+dumped=$(grep -c "\[$wpid\] .*logging memory contexts" "$IDEM_CITUS_DIR/node1/server.log" || true)
+if [ -n "$wpid" ] && [ "$dumped" = 1 ] && [ "$tuptables" -le 2 ] && [ "$(cat "$W/memwait.out")" = in_progress ]; then
+	idem_pass "$T: a claim waiting 3 s on a distributed key holds $tuptables SPI results (it looked about 30 times)"
+else
+	echo "      waiter pid '$wpid', memory dumps $dumped, SPI results $tuptables, answer '$(cat "$W/memwait.out")'"
+	idem_fail "$T: a claim waiting on a distributed key does not keep the result of every look"
+fi
+idem_citus_psql 0 -U idem_app -qtA -c "SELECT idempotency.forget('memwait')" >/dev/null

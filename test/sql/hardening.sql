@@ -212,3 +212,74 @@ SELECT pg_temp.try($$SELECT idempotency.lease_acquire('iv3', ttl => '106751991 d
 SELECT 1 AS session_usable;
 DELETE FROM idempotency.processed_events;
 TRUNCATE idempotency.leases;
+
+---------------------------------------------------------------------------
+-- The statements the functions run as the table owner do so with
+-- search_path = pg_catalog, pg_temp: a trigger the owner attached, written
+-- with unqualified names, does not run the caller's look-alike function
+-- with the owner's rights (the caller chose search_path = its own schema
+-- first).  Every function that writes a table of the extension is tried.
+---------------------------------------------------------------------------
+CREATE ROLE regress_idem_hijack LOGIN;
+CREATE SCHEMA regress_hijack AUTHORIZATION regress_idem_hijack;
+CREATE FUNCTION public.owner_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- unqualified on purpose: resolved through search_path at run time
+    PERFORM lower('audit');
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER owner_audit BEFORE INSERT OR UPDATE OR DELETE ON idempotency.processed_events
+    FOR EACH ROW EXECUTE FUNCTION public.owner_audit();
+CREATE TRIGGER owner_audit BEFORE INSERT OR UPDATE OR DELETE ON idempotency.leases
+    FOR EACH ROW EXECUTE FUNCTION public.owner_audit();
+SET ROLE regress_idem_hijack;
+CREATE FUNCTION regress_hijack.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'hijacked: ran as %', current_user;
+END $$;
+SET search_path = regress_hijack, pg_catalog;
+SELECT idempotency.mark_processed('hijack-1') AS mark_processed;
+BEGIN;
+SELECT status FROM idempotency.claim('hijack-2');
+SELECT idempotency.complete('hijack-2', '{}') AS complete;
+SELECT status FROM idempotency.claim('hijack-4');
+SELECT idempotency.fail('hijack-4', '{}', retryable => false) AS fail;
+SELECT status FROM idempotency.claim('hijack-5');
+SELECT idempotency.fail('hijack-5', '{}', retryable => true) AS fail_retryable;
+COMMIT;
+SELECT status FROM idempotency.claim('hijack-6', lease => '1 millisecond');
+SELECT pg_sleep(0.01);
+SELECT status, attempts FROM idempotency.claim('hijack-6');
+SELECT idempotency.forget('hijack-1') AS forget;
+SELECT idempotency.mark_processed('hijack-7', ttl => '1 millisecond') AS mark_short;
+SELECT pg_sleep(0.01);
+SELECT idempotency.purge() >= 1 AS purged;
+SELECT status FROM idempotency.lease_acquire('hijack-3', wait => '1 second');
+SELECT status FROM idempotency.lease_renew('hijack-3', (SELECT token FROM idempotency.lease_status('hijack-3')));
+SELECT idempotency.lease_release('hijack-3') AS lease_release;
+SELECT current_setting('search_path') AS search_path_after;
+RESET search_path;
+RESET ROLE;
+DROP TRIGGER owner_audit ON idempotency.processed_events;
+DROP TRIGGER owner_audit ON idempotency.leases;
+DROP FUNCTION public.owner_audit();
+DELETE FROM idempotency.processed_events;
+TRUNCATE idempotency.leases;
+DROP SCHEMA regress_hijack CASCADE;
+
+---------------------------------------------------------------------------
+-- mutex_lock_here() and mutex_holders_here() are the statements that a
+-- distributed mutex_lock() and mutex_holders() send, run as the owner of
+-- idempotency.mutex_slots: called directly by another role they are
+-- refused (a REVOKE EXECUTE on mutex_lock() must not leave them open).
+---------------------------------------------------------------------------
+SET ROLE regress_idem_hijack;
+SELECT pg_temp.try($$SELECT idempotency.mutex_lock_here(0, 42, false, 0)$$);
+SELECT pg_temp.try($$SELECT * FROM idempotency.mutex_holders_here(0, 42)$$);
+RESET ROLE;
+SELECT idempotency.mutex_lock_here(0, 42, false, 0) AS owner_may;
+SELECT count(*) AS holders FROM idempotency.mutex_holders_here(0, 42);
+DROP ROLE regress_idem_hijack;

@@ -9,7 +9,15 @@
 #     tokens issued afterwards are larger; the upgraded database equals a
 #     fresh install (pg_dump --schema-only --binary-upgrade, and catalog
 #     queries: members, functions, policies, privileges, owners,
-#     pg_init_privs, the extension's schema).
+#     pg_init_privs, the extension's schema);
+#   - default privileges of the superuser running the scripts reach no
+#     object of the extension (fresh install, and the objects the update
+#     creates), and the update revokes what 0.1.0's users granted named
+#     roles on the tables and the sequence (with a WARNING each), keeping
+#     their grants on 0.1.0's functions;
+#   - a view on processed_events.owner stops the update from 0.1.0 with
+#     PostgreSQL's own error, and the update goes through once it is
+#     dropped (README, Upgrading).
 . "$IDEM_ROOT/test/lib/common.sh"
 
 work=$IDEM_SUITE_WORK
@@ -82,6 +90,15 @@ done
 # Update paths: from every earlier release to default_version.
 # ---------------------------------------------------------------------------
 
+# Every update script changes a function: a session's library checks the
+# SQL objects' version again only after a change of pg_proc (an update of
+# pg_extension alone invalidates nothing), so a script that changed none
+# would leave sessions serving SQL objects newer than their library.
+for f in "$IDEM_ROOT"/sql/idempotency--*--*.sql; do
+	check "changes-a-function-$(basename "$f" .sql)" yes \
+		"$(grep -qE '^(CREATE( OR REPLACE)?|ALTER|DROP) FUNCTION idempotency\.' "$f" && echo yes || echo "no CREATE/ALTER/DROP FUNCTION in $f")"
+done
+
 # Every release named in CHANGELOG.md other than the one being prepared
 # has a frozen install script.
 for v in $(sed -nE 's/^## \[([0-9]+\.[0-9]+\.[0-9]+)\].*/\1/p' "$IDEM_ROOT/CHANGELOG.md"); do
@@ -114,6 +131,29 @@ fixture=$fixtures/idempotency--0.1.0.sql
 [ -f "$fixture" ] || { idem_fail "upgrade/fixture-0.1.0"; exit 1; }
 
 sql postgres "CREATE ROLE upg_owner LOGIN; CREATE ROLE upg_app LOGIN; CREATE ROLE \"Upg-Mixed\" LOGIN" >/dev/null
+# The role that runs the extension's scripts: the one installing or
+# updating when it is a superuser, else the bootstrap superuser.  Both
+# scenarios below run them as this one.
+script_role=$(sql postgres "SELECT rolname FROM pg_roles WHERE oid = 10")
+# Default privileges of that role, which reach whatever the scripts create
+# unless they take them back.
+default_privileges="
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON TABLES TO upg_app;
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON SEQUENCES TO upg_app;
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON FUNCTIONS TO upg_app;
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON SCHEMAS TO upg_app;
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON TABLES TO PUBLIC;
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON SEQUENCES TO PUBLIC;
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON SCHEMAS TO PUBLIC"
+# What any role (PUBLIC) may do beyond a fresh install's grants: nothing.
+public_extra() { # DB
+	sql "$1" "SELECT has_schema_privilege('upg_app', 'idempotency', 'CREATE')
+	    OR has_table_privilege('upg_app', 'idempotency.processed_events', 'INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES')
+	    OR has_table_privilege('upg_app', 'idempotency.leases', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES')
+	    OR has_table_privilege('upg_app', 'idempotency.mutex_slots', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES')
+	    OR has_table_privilege('upg_app', 'idempotency.stats', 'INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES')
+	    OR has_sequence_privilege('upg_app', 'idempotency.processed_events_fencing_seq', 'USAGE, SELECT, UPDATE')"
+}
 
 # Every function of 0.1.0, called against 0.1.0's SQL objects by the new
 # library.  The suite checks below that each function of the fixture is
@@ -211,6 +251,38 @@ dump_rows() { # DB FILE
 	SELECT 'seq', last_value, is_called FROM idempotency.processed_events_fencing_seq;" >"$2"
 }
 
+# Grants to upg_app on the extension's members and the columns of its
+# tables, and to "Upg-Mixed" on its tables and their columns: one line
+# each, none expected.
+foreign_grants() { # DB
+	sql "$1" "
+	WITH members AS (
+	    SELECT d.classid, d.objid FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+	     WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'idempotency' AND d.deptype = 'e'),
+	grants(what, acl) AS (
+	    SELECT pg_describe_object(m.classid, m.objid, 0), n.nspacl
+	      FROM members m JOIN pg_namespace n ON m.classid = 'pg_namespace'::regclass AND n.oid = m.objid
+	    UNION ALL
+	    SELECT pg_describe_object(m.classid, m.objid, 0), c.relacl
+	      FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+	    UNION ALL
+	    SELECT pg_describe_object(m.classid, m.objid, a.attnum), a.attacl
+	      FROM members m JOIN pg_attribute a ON m.classid = 'pg_class'::regclass AND a.attrelid = m.objid
+	    UNION ALL
+	    SELECT pg_describe_object(m.classid, m.objid, 0), p.proacl
+	      FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid)
+	SELECT string_agg(x.privilege_type || ' on ' || g.what || ' to ' || x.grantee::regrole::text, E'\\n'
+	                  ORDER BY g.what, x.grantee::regrole::text, x.privilege_type)
+	  FROM grants g, aclexplode(g.acl) x
+	 WHERE x.grantee = 'upg_app'::regrole
+	    OR (x.grantee = '\"Upg-Mixed\"'::regrole AND g.what NOT LIKE 'function %')"
+}
+
+# A NULL ACL stands for the default privileges (acldefault): shown as
+# those, and initial privileges equal to them as none.  A fresh install
+# under default privileges of the script's role ends with explicit ACLs on
+# the functions, equal to the defaults, where 0.1.0's functions, created
+# before those defaults, have none (see the install script's last block).
 catalog_query() {
 	cat <<'SQL'
 WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'idempotency'),
@@ -226,15 +298,20 @@ SELECT 'depends-on', pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
 UNION ALL
 SELECT 'member', pg_describe_object(classid, objid, objsubid), NULL, NULL, NULL, NULL, NULL FROM members
 UNION ALL
-SELECT 'schema', n.nspname, n.nspowner::regrole::text, n.nspacl::text, r.rolsuper::text, NULL, NULL
+SELECT 'schema', n.nspname, n.nspowner::regrole::text, coalesce(n.nspacl, acldefault('n', n.nspowner))::text,
+       r.rolsuper::text, NULL, NULL
   FROM members m JOIN pg_namespace n ON m.classid = 'pg_namespace'::regclass AND n.oid = m.objid
   JOIN pg_roles r ON r.oid = n.nspowner
 UNION ALL
-SELECT 'relation', c.oid::regclass::text, c.relkind::text, c.relowner::regrole::text, c.relacl::text,
+SELECT 'relation', c.oid::regclass::text, c.relkind::text, c.relowner::regrole::text,
+       CASE WHEN c.relkind = 'i' THEN c.relacl
+            ELSE coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))
+       END::text,
        c.relrowsecurity::text || c.relforcerowsecurity::text, obj_description(c.oid, 'pg_class')
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
 UNION ALL
-SELECT 'function', p.oid::regprocedure::text, p.proowner::regrole::text, p.proacl::text,
+SELECT 'function', p.oid::regprocedure::text, p.proowner::regrole::text,
+       coalesce(p.proacl, acldefault('f', p.proowner))::text,
        pg_get_functiondef(p.oid), p.proconfig::text, obj_description(p.oid, 'pg_proc')
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
 UNION ALL
@@ -245,9 +322,18 @@ UNION ALL
 SELECT 'init-privs', pg_describe_object(i.classoid, i.objoid, i.objsubid), i.privtype::text, i.initprivs::text,
        NULL, NULL, NULL
   FROM pg_init_privs i
- WHERE (i.classoid, i.objoid) IN (SELECT classid, objid FROM members)
-    OR (i.classoid = 'pg_class'::regclass AND i.objoid IN
-        (SELECT objid FROM members WHERE classid = 'pg_class'::regclass))
+ WHERE ((i.classoid, i.objoid) IN (SELECT classid, objid FROM members)
+        OR (i.classoid = 'pg_class'::regclass AND i.objoid IN
+            (SELECT objid FROM members WHERE classid = 'pg_class'::regclass)))
+   AND i.initprivs IS DISTINCT FROM (
+       SELECT acldefault('f', p.proowner) FROM pg_proc p
+        WHERE i.classoid = 'pg_proc'::regclass AND p.oid = i.objoid
+       UNION ALL
+       SELECT acldefault('n', n.nspowner) FROM pg_namespace n
+        WHERE i.classoid = 'pg_namespace'::regclass AND n.oid = i.objoid
+       UNION ALL
+       SELECT acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner) FROM pg_class c
+        WHERE i.classoid = 'pg_class'::regclass AND c.oid = i.objoid AND i.objsubid = 0)
 ORDER BY 1, 2, 3, 4;
 SQL
 }
@@ -255,10 +341,14 @@ SQL
 # pg_dump --schema-only --binary-upgrade lists the extension's members with
 # their privileges and initial privileges; drop what differs only by OIDs,
 # transaction ids, the database's name, the dump's random \\restrict key
-# and the fencing sequence's position (the rows are compared above).
+# and the fencing sequence's position (the rows are compared above), and
+# the ACL entries that change nothing: initial privileges equal to the
+# defaults, as a fresh install under default privileges records them for
+# every function (see catalog_query).
 schema_dump() { # DB FILE
 	"$PGBINDIR/pg_dump" -U postgres --schema-only --binary-upgrade -d "$1" >"$2.raw" || return 1
-	sed -E \
+	perl -0777 -pe 's/--\n-- Name: [^\n]*; Type: ACL;[^\n]*\n--\n\nSELECT pg_catalog\.binary_upgrade_set_record_init_privs\(true\);\nSELECT pg_catalog\.binary_upgrade_set_record_init_privs\(false\);\n\n\n//g' "$2.raw" \
+	| sed -E \
 		-e '/binary_upgrade_set_next_/d' \
 		-e '/^-- (Name|TOC entry|Dependencies):/d' \
 		-e '/^-- (Dumped from|Dumped by)/d' \
@@ -270,7 +360,7 @@ schema_dump() { # DB FILE
 		-e "s/'\{[0-9,]+\}'::pg_catalog\.oid\[\]/'{OIDS}'::pg_catalog.oid[]/g" \
 		-e "/binary_upgrade_[a-z_]*\(.*[0-9]{4,}/s/[0-9]{4,}/OID/g" \
 		-e "s/\b$1\b/DBNAME/g" \
-		"$2.raw" | cat -s >"$2"
+		| cat -s >"$2"
 }
 
 # scenario NAME INSTALLER: 0.1.0 installed by INSTALLER, data, calls,
@@ -310,6 +400,25 @@ scenario() {
 		sql "$old" "DELETE FROM idempotency.processed_events WHERE scope = 'calls'; DELETE FROM idempotency.leases WHERE key = 'upg-call-lease'" >/dev/null
 	done
 
+	# Who the statements run as, while 0.1.0's schema belongs to the
+	# installing role: that role could rename the schema and put tables of
+	# its own under the name between the library's lookup of the owner and
+	# the statement, so unless it is a superuser the statements run as the
+	# caller (0.1.0 granted callers what they need); after the update, as
+	# the tables' owner.
+	sql "$old" "CREATE TABLE public.upg_who (who text);
+		GRANT INSERT ON public.upg_who TO PUBLIC;
+		CREATE FUNCTION public.upg_who() RETURNS trigger LANGUAGE plpgsql
+		  AS \$\$BEGIN INSERT INTO public.upg_who VALUES (current_user); RETURN NEW; END\$\$;
+		CREATE TRIGGER upg_who BEFORE INSERT ON idempotency.processed_events
+		  FOR EACH ROW EXECUTE FUNCTION public.upg_who()" >/dev/null
+	as upg_app "$old" "SELECT idempotency.mark_processed('$name-who', 'who')" >/dev/null
+	local runs_as=upg_app
+	[ "$installer" = postgres ] && runs_as=$(sql "$old" "SELECT tableowner FROM pg_tables WHERE schemaname = 'idempotency' AND tablename = 'processed_events'")
+	check "$name/0.1.0-statements-run-as" "$runs_as" "$(sql "$old" "SELECT string_agg(who, ',') FROM public.upg_who")"
+	sql "$old" "DROP TRIGGER upg_who ON idempotency.processed_events; DROP FUNCTION public.upg_who();
+		DROP TABLE public.upg_who; DELETE FROM idempotency.processed_events WHERE scope = 'who'" >/dev/null
+
 	local before_max
 	before_max=$(sql "$old" "SELECT greatest((SELECT max(fencing_token) FROM idempotency.processed_events),
 		(SELECT last_value FROM idempotency.processed_events_fencing_seq))")
@@ -334,7 +443,43 @@ scenario() {
 		| grep -c '^DETAIL:  Not the extension.s: function idempotency.lease_acquire(pg_catalog.text,pg_catalog.text)\.$')"
 	as "$installer" "$old" "DROP FUNCTION idempotency.lease_acquire(text, text)" >/dev/null
 
-	step "$name/update" "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" || return
+	# 0.1.0 told DBAs to grant the table privileges its functions needed to
+	# application roles; 0.2.0's functions need none, and the update takes
+	# them back, with a grant option's grants and column grants.  A grant
+	# on one of 0.1.0's functions stays.
+	sql "$old" "GRANT INSERT, UPDATE ON idempotency.leases TO upg_app;
+		GRANT USAGE, UPDATE ON SEQUENCE idempotency.processed_events_fencing_seq TO upg_app;
+		GRANT INSERT, DELETE ON idempotency.processed_events TO upg_app WITH GRANT OPTION;
+		GRANT UPDATE (status) ON idempotency.processed_events TO upg_app;
+		GRANT EXECUTE ON FUNCTION idempotency.purge(integer) TO \"Upg-Mixed\"" >/dev/null
+	as upg_app "$old" "GRANT DELETE ON idempotency.processed_events TO \"Upg-Mixed\"" >/dev/null
+	# Default privileges set after 0.1.0 was installed reach only what the
+	# update creates.
+	sql "$old" "$default_privileges" >/dev/null
+
+	local update_out
+	if ! update_out=$(as "$installer" "$old" "ALTER EXTENSION idempotency UPDATE" 2>&1); then
+		idem_fail "upgrade/$name/update"
+		echo "$update_out"
+		rc=1
+		return
+	fi
+	check "$name/update-warns-revoked-grants" 'WARNING:  revoked DELETE on table idempotency.processed_events from role "Upg-Mixed"
+WARNING:  revoked DELETE, INSERT, UPDATE (status) on table idempotency.processed_events from role upg_app
+WARNING:  revoked INSERT, UPDATE on table idempotency.leases from role upg_app
+WARNING:  revoked UPDATE, USAGE on sequence idempotency.processed_events_fencing_seq from role upg_app' \
+		"$(printf '%s\n' "$update_out" | grep '^WARNING:  revoked ' | LC_ALL=C sort)"
+	# and no other warning (PostgreSQL's "no privileges could be revoked"
+	# for a grant that goes with its grantor's)
+	check "$name/update-no-other-warnings" "" \
+		"$(printf '%s\n' "$update_out" | grep '^WARNING:' | grep -v '^WARNING:  revoked ')"
+	check "$name/update-no-foreign-grants" "" "$(foreign_grants "$old")"
+	check "$name/update-function-grants-kept" 'EXECUTE|"Upg-Mixed"' "$(sql "$old" "
+		SELECT a.privilege_type, a.grantee::regrole FROM pg_proc p, aclexplode(p.proacl) a
+		 WHERE p.oid = 'idempotency.purge(integer)'::regprocedure AND a.grantee = '\"Upg-Mixed\"'::regrole")"
+	check "$name/update-no-create-on-schema" f \
+		"$(sql "$old" "SELECT has_schema_privilege('upg_app', 'idempotency', 'CREATE')")"
+	check "$name/update-nothing-more-for-public" f "$(public_extra "$old")"
 	local su
 	su=$(sql "$old" "SELECT current_user")
 	check "$name/schema-grants-dropped" "{$su=UC/$su,=U/$su}" \
@@ -360,8 +505,16 @@ scenario() {
 	check "$name/version-after-update" "$default_version" "$(as upg_app "$old" "SELECT idempotency.version()")"
 	check "$name/stats-after-update" t "$(as upg_app "$old" "SELECT count(*) >= 0 FROM idempotency.stats")"
 
-	# The same catalog as a fresh install by the same role.
+	# The same catalog as a fresh install by the same role, under the same
+	# default privileges, which reach none of its objects.
+	sql "$new" "$default_privileges" >/dev/null
 	step "$name/fresh-install" "$installer" "$new" "CREATE EXTENSION idempotency" || return
+	check "$name/fresh-install-default-privileges" "" "$(foreign_grants "$new")"
+	check "$name/fresh-install-no-create-on-schema" f \
+		"$(sql "$new" "SELECT has_schema_privilege('upg_app', 'idempotency', 'CREATE')")"
+	check "$name/fresh-install-nothing-more-for-public" f "$(public_extra "$new")"
+	# (the grant kept on a 0.1.0 function is the DBA's, not the extension's)
+	sql "$old" "REVOKE EXECUTE ON FUNCTION idempotency.purge(integer) FROM \"Upg-Mixed\"" >/dev/null
 	sql "$old" "DELETE FROM idempotency.processed_events; DELETE FROM idempotency.leases" >/dev/null
 	catalog_query | idem_psql -d "$old" -At -F ' | ' >"$work/$name-catalog-upgraded"
 	catalog_query | idem_psql -d "$new" -At -F ' | ' >"$work/$name-catalog-fresh"
@@ -380,7 +533,28 @@ scenario() {
 scenario superuser postgres
 scenario trusted upg_owner
 
-for db in upg_superuser_old upg_superuser_new upg_trusted_old upg_trusted_new; do
+# ---------------------------------------------------------------------------
+# A view on processed_events.owner, which every role could read in 0.1.0:
+# the update cannot change the column's type under it (README, Upgrading).
+# ---------------------------------------------------------------------------
+
+sql postgres "CREATE DATABASE upg_view" >/dev/null
+if step view/create-0.1.0 postgres upg_view "CREATE EXTENSION idempotency VERSION '0.1.0';
+		CREATE SCHEMA upg_app_views AUTHORIZATION upg_app"; then
+	view="CREATE VIEW upg_app_views.mine AS SELECT owner, scope, key FROM idempotency.processed_events"
+	step view/create-view upg_app upg_view "$view"
+	check view/update-refused "ERROR:  cannot alter type of a column used by a view or rule|0.1.0" \
+		"$(as postgres upg_view "ALTER EXTENSION idempotency UPDATE" 2>&1 | grep '^ERROR:')|$(sql upg_view "
+		SELECT extversion FROM pg_extension WHERE extname = 'idempotency'")"
+	step view/drop-view upg_app upg_view "DROP VIEW upg_app_views.mine"
+	step view/update postgres upg_view "ALTER EXTENSION idempotency UPDATE"
+	step view/create-view-again upg_app upg_view "$view"
+	check view/owner-is-text "$default_version|text" "$(sql upg_view "
+		SELECT (SELECT extversion FROM pg_extension WHERE extname = 'idempotency'), a.atttypid::regtype
+		  FROM pg_attribute a WHERE a.attrelid = 'upg_app_views.mine'::regclass AND a.attname = 'owner'")"
+fi
+
+for db in upg_superuser_old upg_superuser_new upg_trusted_old upg_trusted_new upg_view; do
 	sql postgres "DROP DATABASE IF EXISTS $db" >/dev/null
 done
 sql postgres "DROP ROLE upg_owner; DROP ROLE upg_app; DROP ROLE \"Upg-Mixed\"" >/dev/null 2>&1
