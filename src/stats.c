@@ -282,7 +282,7 @@ idem_stats_init(void)
 							 "When off, calls are not counted.",
 							 &idem_stats_track,
 							 true,
-							 PGC_SUSET,
+							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
 
