@@ -283,3 +283,26 @@ RESET ROLE;
 SELECT idempotency.mutex_lock_here(0, 42, false, 0) AS owner_may;
 SELECT count(*) AS holders FROM idempotency.mutex_holders_here(0, 42);
 DROP ROLE regress_idem_hijack;
+
+---------------------------------------------------------------------------
+-- The functions switch to the tables' owner only while the schema belongs
+-- to a superuser (whoever owns it could swap the tables under their
+-- names).  Given to another role, the schema makes them run as the caller,
+-- who holds no privilege on the tables: 42501, until a superuser owns it
+-- again; mutexes do not use the tables.
+---------------------------------------------------------------------------
+CREATE ROLE regress_idem_nsowner;
+CREATE ROLE regress_idem_caller;
+ALTER SCHEMA idempotency OWNER TO regress_idem_nsowner;
+SET ROLE regress_idem_caller;
+SELECT pg_temp.try($$SELECT idempotency.mark_processed('nsowner')$$);
+SELECT pg_temp.try($$SELECT idempotency.lease_acquire('nsowner')$$);
+SELECT idempotency.mutex_try_lock('nsowner') AS mutex_works;
+RESET ROLE;
+ALTER SCHEMA idempotency OWNER TO CURRENT_USER;
+SET ROLE regress_idem_caller;
+SELECT idempotency.mark_processed('nsowner') AS marked_again;
+RESET ROLE;
+DELETE FROM idempotency.processed_events WHERE key = 'nsowner';
+DROP ROLE regress_idem_nsowner;
+DROP ROLE regress_idem_caller;
