@@ -299,6 +299,22 @@ idem_table_lookup(const char *table, bool missing_ok, Oid *owner)
 	return table_lookup(table, missing_ok, owner, &nspowner);
 }
 
+/*
+ * Set search_path to IDEM_SAFE_SEARCH_PATH in a new GUC nest level; the
+ * caller ends it with AtEOXact_GUC(true, level) (an error unwinds it with
+ * the (sub)transaction).
+ */
+int
+idem_pin_search_path(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", IDEM_SAFE_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return level;
+}
+
 void
 idem_spi_begin(IdemSpi *spi, const char *table)
 {
@@ -309,10 +325,7 @@ idem_spi_begin(IdemSpi *spi, const char *table)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
-	spi->guc_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", IDEM_SAFE_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	spi->guc_level = idem_pin_search_path();
 	/* superuser_arg() keeps its answer fresh (ALTER ROLE ... NOSUPERUSER) */
 	if (superuser_arg(nspowner))
 		SetUserIdAndSecContext(owner,

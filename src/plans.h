@@ -77,6 +77,7 @@ typedef struct IdemSpi
 
 /* The search_path the statements run under (PostgreSQL 17's safe path). */
 #define IDEM_SAFE_SEARCH_PATH	"pg_catalog, pg_temp"
+extern int	idem_pin_search_path(void);
 
 extern void idem_spi_begin(IdemSpi *spi, const char *table);
 extern void idem_spi_end(IdemSpi *spi);

@@ -1917,10 +1917,7 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 	memset(&res, 0, sizeof(res));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	/* as idem_spi_begin(): the owner's code resolves names safely */
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", IDEM_SAFE_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	guc_level = idem_pin_search_path();
 	SetUserIdAndSecContext(e->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS);
 	plan = SPI_prepare(upsert_sql(e, STMT_PROBE, nullmask), e->ncols, e->coltypes);
