@@ -96,9 +96,12 @@
  * Batches (idempotent_upsert_many) run per group of elements with the same
  * set of keys.  Where the direct probe applies (see the hit path) and every
  * present column's type has an array type, the set-based path: each
- * element is converted once (as above), all keys are probed in one index
- * scan, the distinct missing keys are sorted in C by the index's ordering
- * support function under the index's collation (first occurrence of a key
+ * element is converted once (as above; an element with the same keys as
+ * the one before is not grouped again, and a text value is read straight
+ * from its place in the object), all keys are probed in one index scan
+ * (whose heap fetches keep the last heap page pinned from key to key), the
+ * distinct missing keys are sorted in C with the sort support of the
+ * index's order under the index's collation (first occurrence of a key
  * wins), and one INSERT ... SELECT FROM ROWS FROM (unnest($1), ...) WITH
  * ORDINALITY ORDER BY ordinality RETURNING <the table's columns> inserts
  * them in that order: a plain INSERT in a subtransaction, which a unique
@@ -216,6 +219,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "pgstat.h"
 #include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -227,6 +231,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/sortsupport.h"
 #include "utils/rls.h"
 #include "utils/acl.h"
 #include "utils/snapmgr.h"
@@ -337,13 +342,16 @@ typedef struct UpsertEntry
 	char	   *sql[STMT_COUNT];	/* for nullmask 0 */
 	SPIPlanPtr	plan[STMT_COUNT];
 	bool		alltext;		/* every present column is of type text */
+	int		   *keypos;			/* per present column: its key's position
+								 * among the object's keys, as jsonb orders
+								 * them (upsert_convert_text) */
 	/* for the set-based batch path (batch_fast_group) */
 	bool		arrays_ok;		/* every present column has an array type */
 	Oid		   *colarray;		/* array type per present column */
 	int16	   *coltyplen;
 	bool	   *coltypbyval;
 	char	   *coltypalign;
-	FmgrInfo   *keycmp;			/* btree comparison per key ... */
+	SortSupport keysort;		/* btree order per key (sort support) ... */
 	FmgrInfo   *keyeqfn;		/* ... and equality (keyproc) ... */
 	Oid		   *keyindcoll;		/* ... under the index's collation */
 } UpsertEntry;
@@ -372,6 +380,7 @@ typedef struct UpsertDirect
 	Snapshot	snap;
 	TupleTableSlot *slot;
 	IndexScanDesc scan;
+	IndexFetchTableData *fetch; /* batches: heap fetches kept across keys */
 } UpsertDirect;
 
 /* A call's use of an entry, released at its end or by its (sub)xact's abort. */
@@ -451,7 +460,7 @@ static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
 static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 								const char *nulls);
 static bool upsert_direct_ok(UpsertEntry *e, UpsertOp op);
-static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel);
+static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel, bool many);
 static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
 static void upsert_direct_end(UpsertDirect *d);
 static bool upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op,
@@ -1003,6 +1012,24 @@ upsert_build(UpsertEntry *e, Relation rel, const uint64 *keycols)
 		if (e->coltypes[j] != TEXTOID)
 			e->alltext = false;
 
+	/* jsonb orders an object's keys by length, then bytewise */
+	e->keypos = palloc0(sizeof(int) * e->ncols);
+	for (j = 0; j < e->ncols; j++)
+	{
+		const char *a = NameStr(TupleDescAttr(e->tupdesc, e->cols[j] - 1)->attname);
+		size_t		alen = strlen(a);
+		int			m;
+
+		for (m = 0; m < e->ncols; m++)
+		{
+			const char *b = NameStr(TupleDescAttr(e->tupdesc, e->cols[m] - 1)->attname);
+			size_t		blen = strlen(b);
+
+			if (blen < alen || (blen == alen && memcmp(b, a, alen) < 0))
+				e->keypos[j]++;
+		}
+	}
+
 	/* array types, for the batch INSERT's unnest() parameters */
 	e->arrays_ok = true;
 	e->colarray = palloc(sizeof(Oid) * e->ncols);
@@ -1223,7 +1250,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	e->keycoll = palloc(sizeof(char *) * e->nkeys);
 	e->keytarget = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
-	e->keycmp = palloc(sizeof(FmgrInfo) * e->nkeys);
+	e->keysort = palloc0(sizeof(SortSupportData) * e->nkeys);
 	e->keyeqfn = palloc(sizeof(FmgrInfo) * e->nkeys);
 	e->keyindcoll = palloc(sizeof(Oid) * e->nkeys);
 	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
@@ -1242,7 +1269,6 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 											 BTEqualStrategyNumber);
 		Oid			lt = get_opfamily_member(opfamily, opcintype, opcintype,
 											 BTLessStrategyNumber);
-		Oid			cmp;
 
 		if (!OidIsValid(eq) || !OidIsValid(lt))
 			ereport(ERROR,
@@ -1255,12 +1281,19 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 								 opcintype);
 		e->keyproc[i] = get_opcode(eq);
 		fmgr_info_cxt(e->keyproc[i], &e->keyeqfn[i], e->cxt);
-		cmp = get_opfamily_proc(opfamily, opcintype, opcintype, BTORDER_PROC);
-		if (!OidIsValid(cmp))
-			elog(ERROR, "missing support function %d(%u,%u) in opfamily %u",
-				 BTORDER_PROC, opcintype, opcintype, opfamily);
-		fmgr_info_cxt(cmp, &e->keycmp[i], e->cxt);
 		e->keyindcoll[i] = indcoll->values[i];
+
+		/*
+		 * The key's order for sorting a batch's new keys: the sort support
+		 * of the "<" operator of the index's operator family, under the
+		 * index's collation (for text in the C collation a memcmp, without
+		 * a function call per comparison).  Its state lives in the entry.
+		 */
+		e->keysort[i].ssup_cxt = e->cxt;
+		e->keysort[i].ssup_collation = indcoll->values[i];
+		e->keysort[i].ssup_nulls_first = false;
+		e->keysort[i].abbreviate = false;
+		PrepareSortSupportFromOrderingOp(lt, &e->keysort[i]);
 		e->keylt[i] = operator_sql(lt);
 		/*
 		 * Compare keys under the index's collation, as ON CONFLICT and the
@@ -1943,6 +1976,31 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 }
 
 /*
+ * Where present column j's value is in object jc, when jc has exactly the
+ * entry's keys (vals, or a batch element of the entry's group): jsonb keeps
+ * an object's keys, in its order, before their values, so the column's key
+ * is entry keypos[j] of jc and its value the entry npairs after.  That key
+ * is checked, and the value's index in jc->children returned; -1 when jc
+ * is not such an object (the caller looks the key up by name).
+ */
+static int
+upsert_value_index(UpsertEntry *e, const JsonbContainer *jc, int j)
+{
+	const char *name = NameStr(TupleDescAttr(e->tupdesc, e->cols[j] - 1)->attname);
+	uint32		npairs = JsonContainerSize(jc);
+	int			k = e->keypos[j];
+	uint32		len;
+
+	if (!JsonContainerIsObject(jc) || npairs != (uint32) e->ncols)
+		return -1;
+	len = strlen(name);
+	if (getJsonbLength(jc, k) != len ||
+		memcmp((const char *) &jc->children[2 * npairs] + getJsonbOffset(jc, k), name, len) != 0)
+		return -1;
+	return npairs + k;
+}
+
+/*
  * Where every present column is of type text and every value a JSON string
  * or null, what jsonb_populate_record makes of them without it: a string's
  * text (the server's textin of it), null's NULL.  False (values undefined)
@@ -1951,6 +2009,7 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 static bool
 upsert_convert_text(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
 {
+	const JsonbContainer *jc = &vals->root;
 	int			j;
 
 	if (!e->alltext)
@@ -1958,8 +2017,28 @@ upsert_convert_text(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
 	for (j = 0; j < e->ncols; j++)
 	{
 		const char *name = NameStr(TupleDescAttr(e->tupdesc, e->cols[j] - 1)->attname);
+		int			idx = upsert_value_index(e, jc, j);
 		JsonbValue	kv;
 		JsonbValue *v;
+
+		if (idx >= 0)
+		{
+			JEntry		je = jc->children[idx];
+
+			if (JBE_ISNULL(je))
+			{
+				values[j] = (Datum) 0;
+				nulls[j] = 'n';
+				continue;
+			}
+			if (!JBE_ISSTRING(je))
+				return false;
+			values[j] = PointerGetDatum(cstring_to_text_with_len((const char *) &jc->children[JsonContainerSize(jc) * 2] +
+																  getJsonbOffset(jc, idx),
+																  getJsonbLength(jc, idx)));
+			nulls[j] = ' ';
+			continue;
+		}
 
 		kv.type = jbvString;
 		kv.val.string.val = (char *) name;
@@ -2079,8 +2158,15 @@ upsert_direct_ok(UpsertEntry *e, UpsertOp op)
 	return check_enable_rls(e->relid, InvalidOid, true) != RLS_ENABLED;
 }
 
+/*
+ * Begin direct probes of e's index.  many: several keys will be probed;
+ * their heap tuples are then fetched through a fetch state of our own
+ * (d->fetch), which keeps its pin on the last heap page from one key to the
+ * next (index_rescan() drops the scan's own), as the executor's single scan
+ * of "key = ANY ($1)" does.
+ */
 static void
-upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel)
+upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel, bool many)
 {
 	Assert(RelationGetRelid(rel) == e->relid);
 	d->heap = rel;				/* locked by upsert_open_table */
@@ -2096,6 +2182,39 @@ upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel)
 	d->snap = RegisterSnapshot(GetTransactionSnapshot());
 	d->slot = table_slot_create(d->heap, NULL);
 	d->scan = index_beginscan(d->heap, d->index, d->snap, e->nkeys, 0);
+	d->fetch = many ? table_index_fetch_begin(d->heap) : NULL;
+}
+
+/*
+ * The next visible heap tuple of the scan into d->slot, through d->fetch:
+ * index_getnext_slot() with our fetch state in place of the scan's.  The
+ * snapshot is an MVCC one, so a HOT chain yields at most one tuple and is
+ * never continued.
+ */
+static bool
+upsert_direct_next(UpsertDirect *d)
+{
+	ItemPointer tid;
+
+	while ((tid = index_getnext_tid(d->scan, ForwardScanDirection)) != NULL)
+	{
+		bool		call_again = false;
+		bool		all_dead = false;
+		bool		found;
+
+		found = table_index_fetch_tuple(d->fetch, tid, d->snap, d->slot,
+										&call_again, &all_dead);
+		Assert(!call_again);
+		/* as index_fetch_heap(): a dead chain's index entry may be killed */
+		if (!d->scan->xactStartedInRecovery)
+			d->scan->kill_prior_tuple = all_dead;
+		if (found)
+		{
+			pgstat_count_heap_fetch(d->index);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Probe one key (values per present column); the row or false. */
@@ -2114,7 +2233,8 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 		keys[i].sk_collation = d->index->rd_indcollation[i];
 	}
 	index_rescan(d->scan, keys, e->nkeys, NULL, 0);
-	if (!index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
+	if (d->fetch != NULL ? !upsert_direct_next(d) :
+		!index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
 		return false;
 	tup = ExecFetchSlotHeapTuple(d->slot, false, &shouldfree);
 	if (HeapTupleHeaderGetNatts(tup->t_data) == d->slot->tts_tupleDescriptor->natts)
@@ -2138,6 +2258,8 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 static void
 upsert_direct_end(UpsertDirect *d)
 {
+	if (d->fetch != NULL)
+		table_index_fetch_end(d->fetch);
 	index_endscan(d->scan);
 	ExecDropSingleTupleTableSlot(d->slot);
 	UnregisterSnapshot(d->snap);
@@ -2155,7 +2277,7 @@ upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op, uint32 nullmask,
 	if (nullmask != 0 || !upsert_direct_ok(e, op))
 		return false;
 	*probed = true;
-	upsert_direct_begin(e, &d, rel);
+	upsert_direct_begin(e, &d, rel, false);
 	found = upsert_direct_fetch(e, &d, values, row);
 	upsert_direct_end(&d);
 	return found;
@@ -2179,7 +2301,7 @@ upsert_direct_batch(UpsertEntry *e, Relation rel, Jsonb **elems, const int64 *or
 		return false;
 	values = palloc(sizeof(Datum) * (e->ncols + 1));
 	nulls = palloc(sizeof(char) * (e->ncols + 1));
-	upsert_direct_begin(e, &d, rel);
+	upsert_direct_begin(e, &d, rel, n > 1);
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -2809,7 +2931,32 @@ typedef struct UpsertBatch
 	MemoryContext callcxt;		/* where elements and rows live */
 } UpsertBatch;
 
-/* Split vals into its elements and group them by the columns they name. */
+/*
+ * Do two JSON objects have the same keys?  An object's container holds its
+ * keys' entries first, then its values', and the keys' bytes first in its
+ * data, in an order that depends on the keys alone (jsonb sorts them): the
+ * same set of keys is stored the same way.
+ */
+static bool
+jsonb_same_keys(const JsonbContainer *a, const JsonbContainer *b)
+{
+	uint32		n = JsonContainerSize(a);
+
+	if (n != JsonContainerSize(b))
+		return false;
+	if (n == 0)
+		return true;
+	if (memcmp(a->children, b->children, sizeof(JEntry) * n) != 0)
+		return false;
+	/* the keys' entries are equal, so are their lengths */
+	return memcmp(&a->children[2 * n], &b->children[2 * n], getJsonbOffset(a, n)) == 0;
+}
+
+/*
+ * Split vals into its elements and group them by the columns they name.
+ * An element with the same keys as the one before names the same columns
+ * (elements of a batch usually do): its keys are not looked up again.
+ */
 static void
 batch_split(UpsertBatch *b)
 {
@@ -2817,9 +2964,10 @@ batch_split(UpsertBatch *b)
 	JsonbValue	v;
 	JsonbIteratorToken r;
 	int			i = 0;
-	int			g;
+	int			g = 0;
 	int		   *group_of;
 	int			maxgroups = 4;
+	Jsonb	   *prev = NULL;
 
 	/*
 	 * The groups array grows as groups appear, and each group's ordinals
@@ -2845,6 +2993,15 @@ batch_split(UpsertBatch *b)
 					 errmsg("element %d of vals is not a JSON object", i + 1),
 					 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", b->fname)));
 		b->elems[i] = JsonbValueToJsonb(&v);
+		if (prev != NULL && jsonb_same_keys(&prev->root, &b->elems[i]->root))
+		{
+			/* g is still the group of the element before */
+			b->groups[g].n++;
+			group_of[i] = g;
+			i++;
+			continue;
+		}
+		prev = b->elems[i];
 		upsert_cols_of(b->rel, b->elems[i], cols, b->fname);
 		for (g = 0; g < b->ngroups; g++)
 			if (memcmp(b->groups[g].cols, cols, sizeof(cols)) == 0)
@@ -2906,7 +3063,14 @@ batch_check_null_keys(UpsertBatch *b)
 				JsonbValue	kv;
 				JsonbValue *found;
 				const char *name = NameStr(TupleDescAttr(e->tupdesc, e->cols[e->keyparam[k]] - 1)->attname);
+				int			idx = upsert_value_index(e, &el->root, e->keyparam[k]);
 
+				if (idx >= 0)
+				{
+					if (JBE_ISNULL(el->root.children[idx]))
+						nulls[e->keyparam[k]] = 'n';
+					continue;
+				}
 				kv.type = jbvString;
 				kv.val.string.val = (char *) name;
 				kv.val.string.len = strlen(name);
@@ -2929,8 +3093,7 @@ batch_cmp_keys(UpsertEntry *e, const Datum *a, const Datum *b)
 	for (k = 0; k < e->nkeys; k++)
 	{
 		int			p = e->keyparam[k];
-		int32		r = DatumGetInt32(FunctionCall2Coll(&e->keycmp[k], e->keyindcoll[k],
-														a[p], b[p]));
+		int			r = ApplySortComparator(a[p], false, b[p], false, &e->keysort[k]);
 
 		if (r != 0)
 			return r < 0 ? -1 : 1;
@@ -3034,7 +3197,7 @@ batch_fast_probe(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 	int			found = 0;
 	int			i;
 
-	upsert_direct_begin(e, &d, b->rel);
+	upsert_direct_begin(e, &d, b->rel, grp->n > 1);
 	for (i = 0; i < grp->n; i++)
 	{
 		Datum	   *row = &b->rows[grp->ords[i] - 1];

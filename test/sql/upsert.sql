@@ -311,6 +311,18 @@ SELECT id, k, tags FROM idempotency.idempotent_upsert_many(NULL::batched3,
     '[{"k": "b", "tags": [1, 2]}, {"k": "a", "tags": []}, {"k": "b", "tags": [3]}]');
 SELECT id, k, tags FROM idempotency.idempotent_upsert_many(NULL::batched3,
     '[{"k": "a", "tags": [9]}, {"k": "c", "tags": null}, {"k": "b", "tags": [9]}]');
+-- elements naming different columns whose names, in the order jsonb keeps
+-- an object's keys (by length, then bytes), run together into the same
+-- bytes ("k" "ab" "cdef", "k" "abc" "def"): each element's values go to its
+-- own columns; a number for a text column is converted as
+-- jsonb_populate_record converts it
+CREATE TABLE batched4 (k text PRIMARY KEY, ab text, cdef text, abc text, def text);
+SELECT k, ab, cdef, abc, def FROM idempotency.idempotent_upsert_many(NULL::batched4,
+    '[{"k": "1", "ab": "x", "cdef": "y"}, {"k": "2", "abc": "x", "def": "y"},
+      {"k": "3", "ab": "p", "cdef": "q"}, {"k": "4", "abc": "p", "def": null},
+      {"k": "5", "ab": 7, "cdef": "z"}, {"k": "6", "cdef": "r", "ab": "s"}]');
+SELECT k, ab, cdef, abc, def FROM batched4 ORDER BY k;
+DROP TABLE batched4;
 -- a unique violation on another unique index is raised, nothing is kept
 CREATE UNIQUE INDEX batched_note_key ON batched (note);
 \set VERBOSITY terse

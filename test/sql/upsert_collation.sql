@@ -27,6 +27,18 @@ COMMIT;
 SELECT email, name FROM ci_users ORDER BY id;
 DROP TABLE ci_users;
 
+-- A batch inserts its new keys in the order of the key index's collation
+-- (ICU's: "a" "B" "c"), not the column's ("C": "B" "a" "c"), and returns
+-- them in input order.
+CREATE COLLATION icu_und (provider = icu, locale = 'und');
+CREATE TABLE icu_order (id serial PRIMARY KEY, k text COLLATE "C" NOT NULL);
+CREATE UNIQUE INDEX icu_order_k ON icu_order (k COLLATE icu_und);
+SELECT k FROM idempotency.idempotent_upsert_many(NULL::icu_order,
+    '[{"k": "c"}, {"k": "B"}, {"k": "a"}, {"k": "B"}]');
+SELECT id, k FROM icu_order ORDER BY id;
+DROP TABLE icu_order;
+DROP COLLATION icu_und;
+
 -- Two unique indexes on one column, the key's (the column's collation, the
 -- older one) and a case-insensitive one: a bare ON CONFLICT (email) took
 -- both as arbiters, skipped a row that conflicted only in the second, and
