@@ -231,10 +231,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/sortsupport.h"
 #include "utils/rls.h"
 #include "utils/acl.h"
 #include "utils/snapmgr.h"
+#include "utils/sortsupport.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 #include "common/hashfn.h"
@@ -351,7 +351,7 @@ typedef struct UpsertEntry
 	int16	   *coltyplen;
 	bool	   *coltypbyval;
 	char	   *coltypalign;
-	SortSupport keysort;		/* btree order per key (sort support) ... */
+	Oid		   *keyltop;		/* btree "<" per key (batch sorts) ... */
 	FmgrInfo   *keyeqfn;		/* ... and equality (keyproc) ... */
 	Oid		   *keyindcoll;		/* ... under the index's collation */
 } UpsertEntry;
@@ -460,7 +460,8 @@ static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
 static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 								const char *nulls);
 static bool upsert_direct_ok(UpsertEntry *e, UpsertOp op);
-static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel, bool many);
+static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel,
+								bool many);
 static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
 static void upsert_direct_end(UpsertDirect *d);
 static bool upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op,
@@ -1250,7 +1251,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 	e->keycoll = palloc(sizeof(char *) * e->nkeys);
 	e->keytarget = palloc(sizeof(char *) * e->nkeys);
 	e->keyproc = palloc(sizeof(RegProcedure) * e->nkeys);
-	e->keysort = palloc0(sizeof(SortSupportData) * e->nkeys);
+	e->keyltop = palloc(sizeof(Oid) * e->nkeys);
 	e->keyeqfn = palloc(sizeof(FmgrInfo) * e->nkeys);
 	e->keyindcoll = palloc(sizeof(Oid) * e->nkeys);
 	e->plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
@@ -1282,18 +1283,7 @@ upsert_build_keys(UpsertEntry *e, Relation rel)
 		e->keyproc[i] = get_opcode(eq);
 		fmgr_info_cxt(e->keyproc[i], &e->keyeqfn[i], e->cxt);
 		e->keyindcoll[i] = indcoll->values[i];
-
-		/*
-		 * The key's order for sorting a batch's new keys: the sort support
-		 * of the "<" operator of the index's operator family, under the
-		 * index's collation (for text in the C collation a memcmp, without
-		 * a function call per comparison).  Its state lives in the entry.
-		 */
-		e->keysort[i].ssup_cxt = e->cxt;
-		e->keysort[i].ssup_collation = indcoll->values[i];
-		e->keysort[i].ssup_nulls_first = false;
-		e->keysort[i].abbreviate = false;
-		PrepareSortSupportFromOrderingOp(lt, &e->keysort[i]);
+		e->keyltop[i] = lt;
 		e->keylt[i] = operator_sql(lt);
 		/*
 		 * Compare keys under the index's collation, as ON CONFLICT and the
@@ -1983,6 +1973,13 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
  * is checked, and the value's index in jc->children returned; -1 when jc
  * is not such an object (the caller looks the key up by name).
  */
+static inline const char *
+jsonb_object_data(const JsonbContainer *jc)
+{
+	/* an object's children: its keys' entries, then its values' */
+	return (const char *) &jc->children[2 * JsonContainerSize(jc)];
+}
+
 static int
 upsert_value_index(UpsertEntry *e, const JsonbContainer *jc, int j)
 {
@@ -1995,7 +1992,7 @@ upsert_value_index(UpsertEntry *e, const JsonbContainer *jc, int j)
 		return -1;
 	len = strlen(name);
 	if (getJsonbLength(jc, k) != len ||
-		memcmp((const char *) &jc->children[2 * npairs] + getJsonbOffset(jc, k), name, len) != 0)
+		memcmp(jsonb_object_data(jc) + getJsonbOffset(jc, k), name, len) != 0)
 		return -1;
 	return npairs + k;
 }
@@ -2033,7 +2030,7 @@ upsert_convert_text(UpsertEntry *e, Jsonb *vals, Datum *values, char *nulls)
 			}
 			if (!JBE_ISSTRING(je))
 				return false;
-			values[j] = PointerGetDatum(cstring_to_text_with_len((const char *) &jc->children[JsonContainerSize(jc) * 2] +
+			values[j] = PointerGetDatum(cstring_to_text_with_len(jsonb_object_data(jc) +
 																  getJsonbOffset(jc, idx),
 																  getJsonbLength(jc, idx)));
 			nulls[j] = ' ';
@@ -2949,7 +2946,7 @@ jsonb_same_keys(const JsonbContainer *a, const JsonbContainer *b)
 	if (memcmp(a->children, b->children, sizeof(JEntry) * n) != 0)
 		return false;
 	/* the keys' entries are equal, so are their lengths */
-	return memcmp(&a->children[2 * n], &b->children[2 * n], getJsonbOffset(a, n)) == 0;
+	return memcmp(jsonb_object_data(a), jsonb_object_data(b), getJsonbOffset(a, n)) == 0;
 }
 
 /*
@@ -3084,16 +3081,43 @@ batch_check_null_keys(UpsertBatch *b)
 	}
 }
 
+/*
+ * The order of a batch's keys, for one call: the sort support of each
+ * key's "<" (an operator of the index's operator family; btree requires
+ * every family that contains it to order alike) under the index's
+ * collation; for text in the C collation a memcmp, without a function call
+ * per comparison.  Prepared per call, in the call's memory context, as
+ * PostgreSQL prepares it per sort: its state (a collation's comparison
+ * buffers, the last result) is a sort's scratch space, which an error
+ * during a comparison may leave inconsistent and a long key may grow.
+ */
+static SortSupport
+batch_sort_support(UpsertEntry *e)
+{
+	SortSupport ssup = palloc0(sizeof(SortSupportData) * e->nkeys);
+	int			k;
+
+	for (k = 0; k < e->nkeys; k++)
+	{
+		ssup[k].ssup_cxt = CurrentMemoryContext;
+		ssup[k].ssup_collation = e->keyindcoll[k];
+		ssup[k].ssup_nulls_first = false;
+		ssup[k].abbreviate = false;
+		PrepareSortSupportFromOrderingOp(e->keyltop[k], &ssup[k]);
+	}
+	return ssup;
+}
+
 /* Compare the keys of two rows of present-column values, in index order. */
 static int
-batch_cmp_keys(UpsertEntry *e, const Datum *a, const Datum *b)
+batch_cmp_keys(UpsertEntry *e, SortSupport ssup, const Datum *a, const Datum *b)
 {
 	int			k;
 
 	for (k = 0; k < e->nkeys; k++)
 	{
 		int			p = e->keyparam[k];
-		int			r = ApplySortComparator(a[p], false, b[p], false, &e->keysort[k]);
+		int			r = ApplySortComparator(a[p], false, b[p], false, &ssup[k]);
 
 		if (r != 0)
 			return r < 0 ? -1 : 1;
@@ -3104,6 +3128,7 @@ batch_cmp_keys(UpsertEntry *e, const Datum *a, const Datum *b)
 typedef struct BatchSortArg
 {
 	UpsertEntry *e;
+	SortSupport ssup;			/* per key */
 	const Datum *vals;			/* n x ncols */
 } BatchSortArg;
 
@@ -3115,7 +3140,7 @@ batch_sort_cmp(const void *a, const void *b, void *arg)
 	int			ia = *(const int *) a;
 	int			ib = *(const int *) b;
 	int			nc = c->e->ncols;
-	int			r = batch_cmp_keys(c->e, &c->vals[ia * nc], &c->vals[ib * nc]);
+	int			r = batch_cmp_keys(c->e, c->ssup, &c->vals[ia * nc], &c->vals[ib * nc]);
 
 	if (r != 0)
 		return r;
@@ -3334,10 +3359,12 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 
 	/* in the index's order, so that overlapping batches cannot deadlock */
 	sortarg.e = e;
+	sortarg.ssup = batch_sort_support(e);
 	sortarg.vals = vals;
 	qsort_arg(order, nmiss, sizeof(int), batch_sort_cmp, &sortarg);
 	for (i = 0; i < nmiss; i++)
-		if (i == 0 || batch_cmp_keys(e, &vals[order[i - 1] * nc], &vals[order[i] * nc]) != 0)
+		if (i == 0 || batch_cmp_keys(e, sortarg.ssup, &vals[order[i - 1] * nc],
+									 &vals[order[i] * nc]) != 0)
 			runstart[ndistinct++] = i;
 	runstart[ndistinct] = nmiss;
 
@@ -3414,7 +3441,8 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 		while (hit < 0 && lo <= hi)
 		{
 			int			mid = lo + (hi - lo) / 2;
-			int			c = batch_cmp_keys(e, probe, &vals[order[runstart[mid]] * nc]);
+			int			c = batch_cmp_keys(e, sortarg.ssup, probe,
+										   &vals[order[runstart[mid]] * nc]);
 
 			if (c == 0)
 			{

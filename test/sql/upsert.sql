@@ -323,6 +323,37 @@ SELECT k, ab, cdef, abc, def FROM idempotency.idempotent_upsert_many(NULL::batch
       {"k": "5", "ab": 7, "cdef": "z"}, {"k": "6", "cdef": "r", "ab": "s"}]');
 SELECT k, ab, cdef, abc, def FROM batched4 ORDER BY k;
 DROP TABLE batched4;
+-- objects of more than 32 keys (jsonb stores every 32nd key's position
+-- instead of its length): elements naming all 40 columns, or 39 of them,
+-- each value in its column
+CREATE TABLE batched5 (k text PRIMARY KEY);
+SELECT format('ALTER TABLE batched5 %s',
+              string_agg(format('ADD COLUMN c%s text', g), ', ')) FROM generate_series(1, 39) g \gexec
+WITH el AS (
+    SELECT e, jsonb_object_agg(col, CASE WHEN col = 'k' THEN 'k' || e ELSE col || '-' || e END) AS o
+      FROM generate_series(1, 4) e,
+           LATERAL (SELECT 'k' UNION ALL SELECT 'c' || g FROM generate_series(1, 39) g
+                     WHERE e < 3 OR g <> 17) AS cols(col)
+     GROUP BY e)
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::batched5,
+    (SELECT jsonb_agg(o ORDER BY e) FROM el));
+SELECT k, c1, c16, c17, c18, c32, c33, c39 FROM batched5 ORDER BY k;
+SELECT count(*) AS misplaced FROM batched5 b, jsonb_each_text(to_jsonb(b)) AS v(col, val)
+ WHERE col <> 'k' AND val IS DISTINCT FROM (CASE WHEN col = 'c17' AND b.k IN ('k3', 'k4')
+                                                 THEN NULL ELSE col || '-' || substr(b.k, 2) END);
+DROP TABLE batched5;
+-- new keys of a batch are sorted under the key index's collation, a libc
+-- one that is not "C" (its comparisons use buffers that grow with the
+-- keys): keys longer than those buffers, inserted in that order
+CREATE COLLATION upsert_c_utf8 (provider = libc, locale = 'C.UTF-8');
+CREATE TABLE batched6 (id serial PRIMARY KEY, k text NOT NULL);
+CREATE UNIQUE INDEX batched6_k ON batched6 (k COLLATE upsert_c_utf8);
+SELECT count(*) FROM idempotency.idempotent_upsert_many(NULL::batched6,
+    (SELECT jsonb_agg(jsonb_build_object('k', repeat(chr(100 - g), 3000) || g) ORDER BY g)
+       FROM generate_series(1, 3) g));
+SELECT id, left(k, 3) AS k_starts, length(k) FROM batched6 ORDER BY id;
+DROP TABLE batched6;
+DROP COLLATION upsert_c_utf8;
 -- a unique violation on another unique index is raised, nothing is kept
 CREATE UNIQUE INDEX batched_note_key ON batched (note);
 \set VERBOSITY terse
