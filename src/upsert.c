@@ -1966,6 +1966,16 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
 }
 
 /*
+ * The start of an object's data, after its children: its keys' entries,
+ * then its values'.
+ */
+static inline const char *
+jsonb_object_data(const JsonbContainer *jc)
+{
+	return (const char *) &jc->children[2 * JsonContainerSize(jc)];
+}
+
+/*
  * Where present column j's value is in object jc, when jc has exactly the
  * entry's keys (vals, or a batch element of the entry's group): jsonb keeps
  * an object's keys, in its order, before their values, so the column's key
@@ -1973,13 +1983,6 @@ upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values, const char *nulls)
  * is checked, and the value's index in jc->children returned; -1 when jc
  * is not such an object (the caller looks the key up by name).
  */
-static inline const char *
-jsonb_object_data(const JsonbContainer *jc)
-{
-	/* an object's children: its keys' entries, then its values' */
-	return (const char *) &jc->children[2 * JsonContainerSize(jc)];
-}
-
 static int
 upsert_value_index(UpsertEntry *e, const JsonbContainer *jc, int j)
 {
