@@ -2993,29 +2993,25 @@ batch_split(UpsertBatch *b)
 					 errmsg("element %d of vals is not a JSON object", i + 1),
 					 errhint("Pass the rows as [{\"column\": value, ...}, ...] to %s.", b->fname)));
 		b->elems[i] = JsonbValueToJsonb(&v);
-		if (prev != NULL && jsonb_same_keys(&prev->root, &b->elems[i]->root))
+		/* the same keys as the element before: its group, g still */
+		if (prev == NULL || !jsonb_same_keys(&prev->root, &b->elems[i]->root))
 		{
-			/* g is still the group of the element before */
-			b->groups[g].n++;
-			group_of[i] = g;
-			i++;
-			continue;
-		}
-		prev = b->elems[i];
-		upsert_cols_of(b->rel, b->elems[i], cols, b->fname);
-		for (g = 0; g < b->ngroups; g++)
-			if (memcmp(b->groups[g].cols, cols, sizeof(cols)) == 0)
-				break;
-		if (g == b->ngroups)
-		{
-			if (b->ngroups == maxgroups)
+			prev = b->elems[i];
+			upsert_cols_of(b->rel, b->elems[i], cols, b->fname);
+			for (g = 0; g < b->ngroups; g++)
+				if (memcmp(b->groups[g].cols, cols, sizeof(cols)) == 0)
+					break;
+			if (g == b->ngroups)
 			{
-				maxgroups *= 2;
-				b->groups = repalloc(b->groups, sizeof(UpsertGroup) * maxgroups);
+				if (b->ngroups == maxgroups)
+				{
+					maxgroups *= 2;
+					b->groups = repalloc(b->groups, sizeof(UpsertGroup) * maxgroups);
+				}
+				memcpy(b->groups[g].cols, cols, sizeof(cols));
+				b->groups[g].n = 0;
+				b->ngroups++;
 			}
-			memcpy(b->groups[g].cols, cols, sizeof(cols));
-			b->groups[g].n = 0;
-			b->ngroups++;
 		}
 		b->groups[g].n++;
 		group_of[i] = g;
