@@ -345,7 +345,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	[PLAN_LOOKUP] = {
 	/* xmin identifies the row version read, for PLAN_RECLAIM */
 	"SELECT status, fingerprint, result, error, fencing_token, attempts,"
-	" locked_until, expires_at, xmin FROM idempotency.processed_events"
+	" locked_until, expires_at, xmin FROM ONLY idempotency.processed_events"
 	" WHERE owner OPERATOR(pg_catalog.=) $1 AND scope OPERATOR(pg_catalog.=) $2"
 	" AND key OPERATOR(pg_catalog.=) $3",
 		3, {TEXTOID, TEXTOID, TEXTOID}
@@ -373,7 +373,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	 * makes a new row version, which EvalPlanQual re-checks and rejects),
 	 * $10 the new token.
 	 */
-	"UPDATE idempotency.processed_events AS p SET status = 'in_progress',"
+	"UPDATE ONLY idempotency.processed_events AS p SET status = 'in_progress',"
 	" fingerprint = CASE WHEN $8 AND $4 IS NULL THEN p.fingerprint ELSE $4 END,"
 	" result = NULL, error = NULL, token = $10,"
 	" fencing_token = pg_catalog.nextval('idempotency.processed_events_fencing_seq'::pg_catalog.regclass),"
@@ -395,7 +395,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	 * least ttl from now, and leaving the indexed column alone lets the
 	 * UPDATE be a HOT update; after the lease it becomes now + ttl.
 	 */
-	"UPDATE idempotency.processed_events AS p SET status = $5, result = $6,"
+	"UPDATE ONLY idempotency.processed_events AS p SET status = $5, result = $6,"
 	" error = $7, updated_at = $8, locked_until = NULL,"
 	" expires_at = CASE WHEN p.locked_until OPERATOR(pg_catalog.>) $8 THEN p.expires_at"
 	" ELSE $8 OPERATOR(pg_catalog.+) (p.expires_at OPERATOR(pg_catalog.-) p.locked_until) END"
@@ -417,7 +417,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	 * When the version moved (a change by this transaction since), this
 	 * finds nothing and PLAN_FINISH runs.  ($1-$3 are unused.)
 	 */
-	"UPDATE idempotency.processed_events AS p SET status = $5, result = $6,"
+	"UPDATE ONLY idempotency.processed_events AS p SET status = $5, result = $6,"
 	" error = $7, updated_at = $8, locked_until = NULL, expires_at = $10"
 	" WHERE p.ctid OPERATOR(pg_catalog.=) $9"
 	" AND p.token OPERATOR(pg_catalog.=) $4"
@@ -427,14 +427,14 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	},
 	[PLAN_RELEASE] = {
 	/* $4 token */
-	"DELETE FROM idempotency.processed_events AS p"
+	"DELETE FROM ONLY idempotency.processed_events AS p"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3 AND p.status OPERATOR(pg_catalog.=) 'in_progress'"
 	" AND p.token OPERATOR(pg_catalog.=) $4",
 		4, {TEXTOID, TEXTOID, TEXTOID, UUIDOID}
 	},
 	[PLAN_FORGET] = {
-	"DELETE FROM idempotency.processed_events AS p"
+	"DELETE FROM ONLY idempotency.processed_events AS p"
 	" WHERE p.owner OPERATOR(pg_catalog.=) $1 AND p.scope OPERATOR(pg_catalog.=) $2"
 	" AND p.key OPERATOR(pg_catalog.=) $3",
 		3, {TEXTOID, TEXTOID, TEXTOID}
@@ -448,7 +448,7 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	},
 	[PLAN_MARK_REPLACE] = {
 	/* $4 now, $5 expires_at; only an expired row */
-	"UPDATE idempotency.processed_events AS p SET status = 'completed',"
+	"UPDATE ONLY idempotency.processed_events AS p SET status = 'completed',"
 	" fingerprint = NULL, result = NULL, error = NULL, token = NULL,"
 	" fencing_token = NULL, attempts = 1, created_at = $4, updated_at = $4,"
 	" locked_until = NULL, expires_at = $5"
@@ -463,9 +463,9 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	 * those roles), $4 batch.  owner::text is the name for both column
 	 * types (regrole in 0.1.0).
 	 */
-	"DELETE FROM idempotency.processed_events AS p"
+	"DELETE FROM ONLY idempotency.processed_events AS p"
 	" WHERE p.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-	"  SELECT v.ctid FROM idempotency.processed_events AS v"
+	"  SELECT v.ctid FROM ONLY idempotency.processed_events AS v"
 	"  WHERE v.expires_at OPERATOR(pg_catalog.<=) $1"
 	"  AND ($3 OR v.owner::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2))"
 	"  LIMIT $4 FOR UPDATE SKIP LOCKED))"
@@ -1211,7 +1211,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	values[3] = TimestampTzGetDatum(now);
 	values[4] = TimestampTzGetDatum(now + ttl);
 
-	idem_spi_begin(&spi, "processed_events");
+	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
 	/*
 	 * INSERT ... ON CONFLICT DO NOTHING waits for a concurrent inserter's
 	 * transaction, so a rolled-back first attempt leaves the key free.  On a
@@ -1554,7 +1554,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	 */
 	roundcxt = AllocSetContextCreate(callcxt, "idempotency claim round",
 									 ALLOCSET_SMALL_SIZES);
-	idem_spi_begin(&spi, "processed_events");
+	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
 	do
 	{
 		bool		takeover;
@@ -1632,7 +1632,7 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 	values[2] = PointerGetDatum(ek->key);
 	values[3] = UUIDPGetDatum(&tok);
 
-	idem_spi_begin(&spi, "processed_events");
+	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
 	if (status == 'f' && retryable)
 		changed = event_exec(PLAN_RELEASE, values, nulls);
 	else
@@ -1810,7 +1810,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	values[1] = PointerGetDatum(ek.scope);
 	values[2] = PointerGetDatum(ek.key);
 
-	idem_spi_begin(&spi, "processed_events");
+	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
 	found = event_exec(PLAN_FORGET, values, NULL) > 0;
 	idem_spi_end(&spi);
 
@@ -1962,7 +1962,7 @@ idempotency_purge(PG_FUNCTION_ARGS)
 	event_table_kind();
 	(void) idem_table_lookup("processed_events", false, &owner);
 	all = superuser_arg(caller) || has_privs_of_role(caller, owner);
-	idem_spi_begin(&spi, "processed_events");
+	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
 	if (event_citus)
 		total = event_purge_citus(caller, all, batch);
 	else

@@ -132,12 +132,12 @@ typedef enum LeasePlan
 
 static const IdemPlanDef lease_plan_defs[LP_COUNT] = {
 	[LP_SELECT] = {
-		"SELECT " LEASE_COLS " FROM idempotency.leases"
+		"SELECT " LEASE_COLS " FROM ONLY idempotency.leases"
 		" WHERE key OPERATOR(pg_catalog.=) $1",
 		1, {TEXTOID}
 	},
 	[LP_TAKE] = {
-		"UPDATE idempotency.leases SET token = $2,"
+		"UPDATE ONLY idempotency.leases SET token = $2,"
 		" fencing_token = fencing_token OPERATOR(pg_catalog.+) 1,"
 		" holder = $3, acquired_at = $4, expires_at = $5"
 		" WHERE key OPERATOR(pg_catalog.=) $1"
@@ -154,7 +154,7 @@ static const IdemPlanDef lease_plan_defs[LP_COUNT] = {
 		5, {TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[LP_RELEASE] = {
-		"UPDATE idempotency.leases SET token = NULL, holder = NULL,"
+		"UPDATE ONLY idempotency.leases SET token = NULL, holder = NULL,"
 		" acquired_at = NULL, expires_at = NULL"
 		" WHERE key OPERATOR(pg_catalog.=) $1 AND token IS NOT NULL"
 		" AND expires_at OPERATOR(pg_catalog.>) $3"
@@ -163,7 +163,7 @@ static const IdemPlanDef lease_plan_defs[LP_COUNT] = {
 		3, {TEXTOID, UUIDOID, TIMESTAMPTZOID}
 	},
 	[LP_RENEW] = {
-		"UPDATE idempotency.leases SET expires_at = $3"
+		"UPDATE ONLY idempotency.leases SET expires_at = $3"
 		" WHERE key OPERATOR(pg_catalog.=) $1"
 		" AND token OPERATOR(pg_catalog.=) $2"
 		" AND expires_at OPERATOR(pg_catalog.>) $4"
@@ -171,13 +171,13 @@ static const IdemPlanDef lease_plan_defs[LP_COUNT] = {
 		4, {TEXTOID, UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[LP_STATUS] = {
-		"SELECT " LEASE_COLS " FROM idempotency.leases"
+		"SELECT " LEASE_COLS " FROM ONLY idempotency.leases"
 		" WHERE key OPERATOR(pg_catalog.=) $1 AND token IS NOT NULL"
 		" AND expires_at OPERATOR(pg_catalog.>) $2",
 		2, {TEXTOID, TIMESTAMPTZOID}
 	},
 	[LP_ASSERT] = {
-		"SELECT fencing_token FROM idempotency.leases"
+		"SELECT fencing_token FROM ONLY idempotency.leases"
 		" WHERE key OPERATOR(pg_catalog.=) $1"
 		" AND token OPERATOR(pg_catalog.=) $2"
 		" AND expires_at OPERATOR(pg_catalog.>) $3 FOR SHARE",
@@ -556,7 +556,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	row.cxt = AllocSetContextCreate(CurrentMemoryContext,
 									"idempotency lease round",
 									ALLOCSET_SMALL_SIZES);
-	idem_spi_begin(&spi, "leases");
+	idem_spi_begin(&spi, "leases", RowExclusiveLock);
 
 	for (;;)
 	{
@@ -639,7 +639,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "lease_renew", false);
 
 	idem_init_srf(fcinfo);
-	idem_spi_begin(&spi, "leases");
+	idem_spi_begin(&spi, "leases", RowExclusiveLock);
 
 	now = GetCurrentTimestamp();
 	expires = idem_time_add(now, ttl, "ttl", "lease_renew");
@@ -688,7 +688,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0, "lease_release");
 	token = lease_token_arg(fcinfo, 1, "lease token", false);
 
-	idem_spi_begin(&spi, "leases");
+	idem_spi_begin(&spi, "leases", RowExclusiveLock);
 
 	for (;;)
 	{
@@ -753,7 +753,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0, "lease_status");
 
 	idem_init_srf(fcinfo);
-	idem_spi_begin(&spi, "leases");
+	idem_spi_begin(&spi, "leases", AccessShareLock);
 
 	args[0] = PointerGetDatum(key);
 	args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -798,7 +798,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0, "lease_assert");
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
 
-	idem_spi_begin(&spi, "leases");
+	idem_spi_begin(&spi, "leases", RowShareLock);
 
 	now = GetCurrentTimestamp();
 	args[0] = PointerGetDatum(key);

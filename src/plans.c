@@ -35,23 +35,52 @@
  * trigger or policy the owner attached runs with the owner's rights, never
  * the caller's, and cannot change the session's role or create temporary
  * objects.  The caller's identity is read before the switch and passed to
- * the statements as a parameter.  search_path is pinned to pg_catalog,
- * pg_temp meanwhile (a GUC nest level, as a function's SET clause makes),
- * as PostgreSQL 17 does for maintenance commands: code the owner attached
- * looks its unqualified names up in pg_catalog (and, for relations, the
- * session's temporary schema last), never in a schema the caller put first
- * in its search_path.  The pin applies always; the switch to the owner only
- * while the schema belongs to a superuser: in 0.1.0's layout (a database
- * not updated yet) it belonged to the installing role, which could rename
- * it and put a table of its own under the name between the owner lookup
- * and the statement, so statements there run as the caller, whom 0.1.0
- * granted what they need.
+ * the statements as a parameter.  While the table has code the owner
+ * attached, search_path is pinned to pg_catalog, pg_temp (a GUC nest level,
+ * as a function's SET clause makes), as PostgreSQL 17 does for maintenance
+ * commands: that code looks its unqualified names up in pg_catalog (and,
+ * for relations, the session's temporary schema last), never in a schema
+ * the caller put first in its search_path.  The switch to the owner
+ * applies only while the schema belongs to a superuser: in 0.1.0's layout
+ * (a database not updated yet) it belonged to the installing role, which
+ * could rename it and put a table of its own under the name between the
+ * owner lookup and the statement, so statements there run as the caller,
+ * whom 0.1.0 granted what they need.
+ *
+ * When the pin is needed.  The statements themselves name every table,
+ * operator, function and type with its schema, and read only the table
+ * itself (ONLY; a Citus table's statements need not, since Citus gives the
+ * table a trigger and so the pin), so the only code that can look names up
+ * at run time is code the owner attached to the table: triggers, rules,
+ * CHECK constraints, index expressions and predicates, operator classes,
+ * access methods and domains of its own, and defaults, generated columns
+ * and row security policies that call a function (not only one written in
+ * SQL or a procedural language: to_regclass() and query_to_xml() are built
+ * in).  table_runs_code() says whether the table has any of that,
+ * conservatively (anything not plainly understood counts as code, and so do
+ * inheritance children and a partition's constraint); the functions of
+ * the extension's own defaults and policy are allowed by name.  A table
+ * without such code, as the extension creates its tables, needs no pin,
+ * and the GUC nest level, two computations of the search path and a visit
+ * of every setting at its end (about a twentieth of a claim + complete)
+ * are saved.  The answer is only good while no such
+ * code can be added: idem_spi_begin() first takes the lock the statements
+ * will take (ROW EXCLUSIVE to write, ACCESS SHARE or ROW SHARE to read),
+ * and answers after it.  Every command that adds code to a table takes a
+ * lock that conflicts with ROW EXCLUSIVE (CREATE TRIGGER, CREATE INDEX,
+ * ALTER TABLE, CREATE RULE, CREATE POLICY), so none can commit until the
+ * transaction ends; CREATE INDEX CONCURRENTLY does not, but it waits for
+ * the writers that might not know the index before the index is
+ * maintained.  A read runs only rules and policies, whose commands take
+ * ACCESS EXCLUSIVE.  The answer is kept with the table's OID and forgotten
+ * with it: each of those commands invalidates the table's relcache entry.
  *
  * The tables' OIDs and owners are looked up once per backend and kept in
  * a small static array; relcache and schema invalidations (ALTER TABLE ...
  * OWNER TO, RENAME, DROP, DROP/ALTER SCHEMA) clear it, and the next call
  * looks them up again.  They are read before any lock on the table, as the
- * catalog lookups they replace were: the statements lock the table.
+ * catalog lookups they replace were; idem_spi_begin() looks again if an
+ * invalidation arrived while it waited for the lock.
  *
  * Memory and lifetime.  Kept plans live in CacheMemoryContext until the
  * backend exits; the table cache is static.  Nothing else here outlives a
@@ -65,14 +94,24 @@
 #include "plans.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/transam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "rewrite/rowsecurity.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "access/xact.h"
@@ -197,6 +236,7 @@ typedef struct IdemTable
 	Oid			relid;			/* InvalidOid: look it up again */
 	Oid			owner;
 	Oid			nspowner;		/* the schema's owner */
+	int			runs_code;		/* table_runs_code(): 1, 0, -1 not known yet */
 } IdemTable;
 
 #define IDEM_MAX_TABLES	8
@@ -218,6 +258,18 @@ idem_tables_relcache_inval(Oid relid)
 
 
 
+/* The entry of idempotency.<table>, or NULL if it has none yet. */
+static IdemTable *
+table_entry(const char *table)
+{
+	int			i;
+
+	for (i = 0; i < idem_ntables; i++)
+		if (strcmp(idem_tables[i].name, table) == 0)
+			return &idem_tables[i];
+	return NULL;
+}
+
 static void
 table_missing(const char *table)
 {
@@ -237,25 +289,18 @@ table_missing(const char *table)
 static Oid
 table_lookup(const char *table, bool missing_ok, Oid *owner, Oid *nspowner)
 {
-	IdemTable  *t = NULL;
+	IdemTable  *t = table_entry(table);
 	Oid			nsp;
 	Oid			relid;
 	HeapTuple	tup;
 	uint64		invals;
-	int			i;
 
-	for (i = 0; i < idem_ntables; i++)
-		if (strcmp(idem_tables[i].name, table) == 0)
-		{
-			t = &idem_tables[i];
-			if (OidIsValid(t->relid))
-			{
-				*owner = t->owner;
-				*nspowner = t->nspowner;
-				return t->relid;
-			}
-			break;
-		}
+	if (t != NULL && OidIsValid(t->relid))
+	{
+		*owner = t->owner;
+		*nspowner = t->nspowner;
+		return t->relid;
+	}
 
 	invals = idem_tables_invals;
 	nsp = get_namespace_oid(IDEMPOTENCY_SCHEMA, false);
@@ -287,6 +332,7 @@ table_lookup(const char *table, bool missing_ok, Oid *owner, Oid *nspowner)
 		t->relid = relid;
 		t->owner = *owner;
 		t->nspowner = *nspowner;
+		t->runs_code = -1;
 	}
 	return relid;
 }
@@ -315,17 +361,229 @@ idem_pin_search_path(void)
 	return level;
 }
 
-void
-idem_spi_begin(IdemSpi *spi, const char *table)
+/*
+ * Functions a default or a policy of a table without owner's code may
+ * call: those of the extension's own tables, and a few alike.  Being
+ * built in is not enough: some built-in functions look names up through
+ * search_path (to_regclass(), a text-to-regclass cast, query_to_xml()
+ * running a query it is given).  None of these does.
+ */
+static bool
+func_not_listed(Oid func, void *context)
 {
+	switch (func)
+	{
+		case F_TEXT_NAME:
+		case F_CURRENT_USER:
+		case F_SESSION_USER:
+		case F_NOW:
+		case F_TRANSACTION_TIMESTAMP:
+		case F_STATEMENT_TIMESTAMP:
+		case F_CLOCK_TIMESTAMP:
+		case F_GEN_RANDOM_UUID:
+		case F_NEXTVAL:			/* of a regclass constant: no name to look up */
+		case F_PG_HAS_ROLE_OID_TEXT:
+		case F_TO_REGROLE:		/* roles are not in schemas */
+		case F_QUOTE_IDENT:
+			return false;
+		default:
+			return true;
+	}
+}
+
+/*
+ * Can evaluating a default, a generation expression or a row security
+ * policy's expression run code other than the functions listed above?
+ * Only the nodes listed here are understood; any other (a domain's check,
+ * a subquery, a cast through text, ...) counts as code.
+ */
+static bool
+expr_runs_code(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_List:
+		case T_Var:
+		case T_Const:
+		case T_FuncExpr:
+		case T_OpExpr:
+		case T_SQLValueFunction:
+		case T_NextValueExpr:
+		case T_RelabelType:
+		case T_CollateExpr:
+			break;
+		default:
+			return true;
+	}
+	if (check_functions_in_node(node, func_not_listed, context))
+		return true;
+	return expression_tree_walker(node, expr_runs_code, context);
+}
+
+/* A built-in type that is not a domain (whose checks are code)? */
+static bool
+type_is_builtin_plain(Oid type)
+{
+	return type < FirstNormalObjectId && get_typtype(type) != TYPTYPE_DOMAIN;
+}
+
+/*
+ * Can maintaining index indexoid run code: an expression, a predicate, an
+ * exclusion operator, an operator class or access method not built in?
+ */
+static bool
+index_runs_code(Oid indexoid)
+{
+	HeapTuple	tup;
+	Form_pg_index index;
+	Datum		d;
+	oidvector  *opclasses;
+	bool		isnull;
+	bool		result = false;
+	int			i;
+
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	if (!HeapTupleIsValid(tup))
+		return true;
+	index = (Form_pg_index) GETSTRUCT(tup);
+	if (index->indisexclusion ||
+		!heap_attisnull(tup, Anum_pg_index_indexprs, NULL) ||
+		!heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+		result = true;
+	else
+	{
+		d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indclass, &isnull);
+		opclasses = (oidvector *) DatumGetPointer(d);
+		for (i = 0; !isnull && i < opclasses->dim1; i++)
+			if (opclasses->values[i] >= FirstNormalObjectId)
+				result = true;
+	}
+	ReleaseSysCache(tup);
+	if (!result)
+	{
+		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
+		if (!HeapTupleIsValid(tup))
+			return true;
+		result = ((Form_pg_class) GETSTRUCT(tup))->relam >= FirstNormalObjectId;
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
+/*
+ * Can a statement on rel run code that looks names up through search_path
+ * (see "When the pin is needed" above)?  rel must be locked.  The policy
+ * the extension puts on processed_events (built-in functions of the owner
+ * column) is not such code.
+ */
+static bool
+rel_runs_code(Relation rel)
+{
+	Form_pg_class form = RelationGetForm(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleConstr *constr = desc->constr;
+	List	   *indexes;
+	ListCell   *lc;
+	int			i;
+
+	if (form->relkind != RELKIND_RELATION ||
+		form->relam != HEAP_TABLE_AM_OID ||
+		form->relhasrules || form->relhassubclass || form->relispartition ||
+		rel->trigdesc != NULL)
+		return true;
+	/* a policy's expressions, whether or not they apply to the statements */
+	if (form->relrowsecurity)
+	{
+		if (rel->rd_rsdesc == NULL)
+			return true;
+		foreach(lc, rel->rd_rsdesc->policies)
+		{
+			RowSecurityPolicy *policy = (RowSecurityPolicy *) lfirst(lc);
+
+			if (expr_runs_code((Node *) policy->qual, NULL) ||
+				expr_runs_code((Node *) policy->with_check_qual, NULL))
+				return true;
+		}
+	}
+	if (constr != NULL && constr->num_check > 0)
+		return true;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && !type_is_builtin_plain(att->atttypid))
+			return true;
+	}
+	for (i = 0; constr != NULL && i < constr->num_defval; i++)
+		if (expr_runs_code(stringToNode(constr->defval[i].adbin), NULL))
+			return true;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		if (index_runs_code(lfirst_oid(lc)))
+			return true;
+	}
+	list_free(indexes);
+	return false;
+}
+
+/*
+ * rel_runs_code() for idempotency.<table>, whose OID is relid and which
+ * the caller has locked; kept with the table's entry until an invalidation
+ * clears it.  If an invalidation arrives while the catalogs are read, the
+ * answer is "yes" for this call and is not kept.
+ */
+static bool
+table_runs_code(const char *table, Oid relid)
+{
+	IdemTable  *t = table_entry(table);
+	uint64		invals = idem_tables_invals;
+	Relation	rel;
+	bool		runs;
+
+	if (t != NULL && t->relid == relid && t->runs_code >= 0)
+		return t->runs_code > 0;
+
+	rel = relation_open(relid, NoLock);
+	runs = rel_runs_code(rel);
+	relation_close(rel, NoLock);
+	if (invals != idem_tables_invals)
+		return true;
+	if (t != NULL && t->relid == relid)
+		t->runs_code = runs ? 1 : 0;
+	return runs;
+}
+
+void
+idem_spi_begin(IdemSpi *spi, const char *table, LOCKMODE lockmode)
+{
+	Oid			relid;
 	Oid			owner;
 	Oid			nspowner;
 
-	(void) table_lookup(table, false, &owner, &nspowner);
+	relid = table_lookup(table, false, &owner, &nspowner);
+	for (;;)
+	{
+		uint64		invals = idem_tables_invals;
+		Oid			again;
+
+		LockRelationOid(relid, lockmode);
+		if (invals == idem_tables_invals)
+			break;
+		/* renamed, dropped or replaced while we waited? */
+		again = table_lookup(table, false, &owner, &nspowner);
+		if (again == relid)
+			break;
+		UnlockRelationOid(relid, lockmode);
+		relid = again;
+	}
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
-	spi->guc_level = idem_pin_search_path();
+	spi->guc_level = table_runs_code(table, relid) ? idem_pin_search_path() : -1;
 	/* superuser_arg() keeps its answer fresh (ALTER ROLE ... NOSUPERUSER) */
 	if (superuser_arg(nspowner))
 		SetUserIdAndSecContext(owner,
@@ -337,7 +595,8 @@ idem_spi_begin(IdemSpi *spi, const char *table)
 void
 idem_spi_end(IdemSpi *spi)
 {
-	AtEOXact_GUC(true, spi->guc_level);
+	if (spi->guc_level >= 0)
+		AtEOXact_GUC(true, spi->guc_level);
 	SetUserIdAndSecContext(spi->save_userid, spi->save_sec_context);
 	SPI_finish();
 }

@@ -10,6 +10,7 @@
 #define IDEMPOTENCY_PLANS_H
 
 #include "executor/spi.h"
+#include "storage/lockdefs.h"
 
 #define IDEM_PLAN_MAX_ARGS	14
 
@@ -62,24 +63,26 @@ extern bool idem_subxid_cache_room(void);
 /*
  * SPI on one of the extension's own tables, as the table's owner.  Between
  * idem_spi_begin() and idem_spi_end() the current user is the owner of
- * idempotency.<table>, in a security-restricted operation, and search_path
- * is pg_catalog, pg_temp; an error that ends the (sub)transaction restores
- * the caller's user and search_path as usual.  (While the schema still
- * belongs to a role that is not a superuser, as 0.1.0 left it before the
- * update, the caller's user stays.)
+ * idempotency.<table>, in a security-restricted operation, the table is
+ * locked in lockmode (the mode the statements take: RowExclusiveLock if
+ * any of them writes), and search_path is pg_catalog, pg_temp if the table
+ * has code of the owner's that could run (src/plans.c); an error that ends
+ * the (sub)transaction restores the caller's user and search_path as
+ * usual.  (While the schema still belongs to a role that is not a
+ * superuser, as 0.1.0 left it before the update, the caller's user stays.)
  */
 typedef struct IdemSpi
 {
 	Oid			save_userid;
 	int			save_sec_context;
-	int			guc_level;		/* of the pinned search_path */
+	int			guc_level;		/* of the pinned search_path; -1 if none */
 } IdemSpi;
 
 /* The search_path the statements run under (PostgreSQL 17's safe path). */
 #define IDEM_SAFE_SEARCH_PATH	"pg_catalog, pg_temp"
 extern int	idem_pin_search_path(void);
 
-extern void idem_spi_begin(IdemSpi *spi, const char *table);
+extern void idem_spi_begin(IdemSpi *spi, const char *table, LOCKMODE lockmode);
 extern void idem_spi_end(IdemSpi *spi);
 
 /*

@@ -271,6 +271,119 @@ TRUNCATE idempotency.leases;
 DROP SCHEMA regress_hijack CASCADE;
 
 ---------------------------------------------------------------------------
+-- The same for every other kind of code the owner can attach to the
+-- tables, each attached in turn with a function written with unqualified
+-- names: a column default (also one calling a built-in function that runs
+-- a query), a CHECK constraint, a domain's check, an index
+-- expression, a partial index's predicate, a rule, a row security policy
+-- (read by lease_status() as well as written), and an inheritance child
+-- with a trigger (the statements leave the child's rows alone).  The
+-- statements run with the caller's search_path only while the table has
+-- none of these.
+---------------------------------------------------------------------------
+CREATE SCHEMA regress_hijack AUTHORIZATION regress_idem_hijack;
+SET ROLE regress_idem_hijack;
+CREATE FUNCTION regress_hijack.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'hijacked: ran as %', current_user;
+END $$;
+GRANT USAGE ON SCHEMA regress_hijack TO PUBLIC;
+RESET ROLE;
+-- unqualified on purpose: resolved through search_path at run time
+CREATE FUNCTION public.owner_text(t text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN lower(coalesce(t, 'x')); END $$;
+CREATE FUNCTION public.owner_bool(t text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN lower(coalesce(t, 'x')) IS NOT NULL; END $$;
+CREATE FUNCTION pg_temp.hijack_try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r text;
+BEGIN
+    SET LOCAL ROLE regress_idem_hijack;
+    SET LOCAL search_path = regress_hijack, pg_catalog;
+    r := pg_temp.try(sql);
+    RESET ROLE;
+    RESET search_path;
+    RETURN r;
+END $$;
+
+ALTER TABLE idempotency.processed_events
+    ALTER COLUMN error SET DEFAULT pg_catalog.to_jsonb(public.owner_text('e'));
+SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-default')$$) AS column_default;
+-- built in, and it runs the query it is given under the current search_path
+ALTER TABLE idempotency.processed_events ALTER COLUMN error SET DEFAULT
+    pg_catalog.to_jsonb(pg_catalog.query_to_xml('SELECT lower(''e'')', false, false, '')::text);
+SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-default-builtin')$$) AS column_default_builtin;
+ALTER TABLE idempotency.processed_events ALTER COLUMN error DROP DEFAULT;
+
+ALTER TABLE idempotency.processed_events
+    ADD CONSTRAINT owner_check CHECK (public.owner_bool(key));
+SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-check')$$) AS check_constraint;
+ALTER TABLE idempotency.processed_events DROP CONSTRAINT owner_check;
+
+CREATE DOMAIN public.owner_json AS jsonb CHECK (public.owner_bool(VALUE::text));
+ALTER TABLE idempotency.processed_events ALTER COLUMN result TYPE public.owner_json;
+SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-domain')$$) AS domain_check;
+ALTER TABLE idempotency.processed_events ALTER COLUMN result TYPE jsonb;
+DROP DOMAIN public.owner_json;
+
+CREATE INDEX owner_expr_events ON idempotency.processed_events (public.owner_text(key));
+CREATE INDEX owner_expr_leases ON idempotency.leases (public.owner_text(key));
+SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-index')$$) AS index_expression;
+SELECT pg_temp.hijack_try($$SELECT idempotency.lease_acquire('code-index')$$) AS index_expression_lease;
+DROP INDEX idempotency.owner_expr_events;
+DROP INDEX idempotency.owner_expr_leases;
+
+CREATE INDEX owner_pred ON idempotency.processed_events (key) WHERE public.owner_bool(scope);
+SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-predicate')$$) AS index_predicate;
+DROP INDEX idempotency.owner_pred;
+
+INSERT INTO idempotency.processed_events (owner, scope, key, status, expires_at)
+    VALUES ('regress_idem_hijack', '', 'code-rule', 'completed', 'infinity');
+CREATE RULE owner_rule AS ON DELETE TO idempotency.processed_events
+    DO ALSO SELECT public.owner_text(OLD.key);
+SELECT pg_temp.hijack_try($$SELECT idempotency.forget('code-rule')$$) AS rule;
+DROP RULE owner_rule ON idempotency.processed_events;
+
+-- (a superuser bypasses row security: the policy binds an owner that is not one)
+CREATE ROLE regress_idem_tabowner;
+ALTER TABLE idempotency.leases OWNER TO regress_idem_tabowner;
+ALTER TABLE idempotency.leases ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_policy ON idempotency.leases
+    USING (public.owner_bool(key)) WITH CHECK (public.owner_bool(key));
+INSERT INTO idempotency.leases (key, token, fencing_token, acquired_at, expires_at)
+    VALUES ('code-policy', gen_random_uuid(), 1, now(), 'infinity');
+SELECT pg_temp.hijack_try($$SELECT idempotency.lease_status('code-policy')$$) AS policy_read;
+SELECT pg_temp.hijack_try($$SELECT idempotency.lease_release('code-policy')$$) AS policy_write;
+DROP POLICY owner_policy ON idempotency.leases;
+ALTER TABLE idempotency.leases DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE idempotency.leases OWNER TO CURRENT_USER;
+DROP ROLE regress_idem_tabowner;
+
+CREATE TABLE public.events_child () INHERITS (idempotency.processed_events);
+INSERT INTO public.events_child (owner, scope, key, status, expires_at)
+    VALUES ('regress_idem_hijack', '', 'code-child', 'completed', 'infinity');
+CREATE FUNCTION public.owner_child() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM lower('child');
+    RETURN OLD;
+END $$;
+CREATE TRIGGER owner_child BEFORE DELETE ON public.events_child
+    FOR EACH ROW EXECUTE FUNCTION public.owner_child();
+SELECT pg_temp.hijack_try($$SELECT idempotency.forget('code-child')$$) AS inheritance_child;
+SELECT key FROM public.events_child;
+DROP TABLE public.events_child;
+DROP FUNCTION public.owner_child();
+
+-- with all of it gone, the same calls run as before
+SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-none')$$) AS no_code;
+SELECT count(*) AS written FROM idempotency.processed_events WHERE key LIKE 'code-%';
+DROP FUNCTION public.owner_text(text);
+DROP FUNCTION public.owner_bool(text);
+DELETE FROM idempotency.processed_events;
+TRUNCATE idempotency.leases;
+DROP SCHEMA regress_hijack CASCADE;
+
+---------------------------------------------------------------------------
 -- mutex_lock_here() and mutex_holders_here() are the statements that a
 -- distributed mutex_lock() and mutex_holders() send, run as the owner of
 -- idempotency.mutex_slots: called directly by another role they are
