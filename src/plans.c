@@ -55,7 +55,7 @@
  * CHECK constraints, index expressions and predicates, operator classes,
  * access methods and domains of its own, and defaults, generated columns
  * and row security policies that call a function (not only one written in
- * SQL or a procedural language: to_regclass() and query_to_xml() are built
+ * SQL or a procedural language: to_regclass() and ts_rewrite() are built
  * in).  table_runs_code() says whether the table has any of that,
  * conservatively (anything not plainly understood counts as code, and so do
  * inheritance children and a partition's constraint); the functions of
@@ -365,7 +365,7 @@ idem_pin_search_path(void)
  * Functions a default or a policy of a table without owner's code may
  * call: those of the extension's own tables, and a few alike.  Being
  * built in is not enough: some built-in functions look names up through
- * search_path (to_regclass(), a text-to-regclass cast, query_to_xml()
+ * search_path (to_regclass(), a text-to-regclass cast, ts_rewrite()
  * running a query it is given).  None of these does.
  */
 static bool

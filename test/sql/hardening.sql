@@ -311,7 +311,8 @@ ALTER TABLE idempotency.processed_events
 SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-default')$$) AS column_default;
 -- built in, and it runs the query it is given under the current search_path
 ALTER TABLE idempotency.processed_events ALTER COLUMN error SET DEFAULT
-    pg_catalog.to_jsonb(pg_catalog.query_to_xml('SELECT lower(''e'')', false, false, '')::text);
+    pg_catalog.to_jsonb(pg_catalog.ts_rewrite('a'::pg_catalog.tsquery,
+        'SELECT pg_catalog.to_tsquery(lower(''e'')), ''b''::pg_catalog.tsquery'));
 SELECT pg_temp.hijack_try($$SELECT idempotency.mark_processed('code-default-builtin')$$) AS column_default_builtin;
 ALTER TABLE idempotency.processed_events ALTER COLUMN error DROP DEFAULT;
 
