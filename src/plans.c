@@ -69,11 +69,15 @@
  * and answers after it.  Every command that adds code to a table takes a
  * lock that conflicts with ROW EXCLUSIVE (CREATE TRIGGER, CREATE INDEX,
  * ALTER TABLE, CREATE RULE, CREATE POLICY), so none can commit until the
- * transaction ends; CREATE INDEX CONCURRENTLY does not, but it waits for
- * the writers that might not know the index before the index is
- * maintained.  A read runs only rules and policies, whose commands take
- * ACCESS EXCLUSIVE.  The answer is kept with the table's OID and forgotten
- * with it: each of those commands invalidates the table's relcache entry.
+ * transaction ends; CREATE INDEX CONCURRENTLY does not, but the planner
+ * ignores its index until it is valid, and it waits for the writers that
+ * might not know the index before the index is maintained.  A read's lock
+ * does not keep CREATE INDEX out, and a plan calls the operator class of
+ * an index it scans, so the statements that only read (lease_status(),
+ * lease_assert(), the Citus mutex statements) always pin: none is a hot
+ * path.  The answer is kept
+ * with the table's OID and forgotten with it: each of those commands
+ * invalidates the table's relcache entry.
  *
  * The tables' OIDs and owners are looked up once per backend and kept in
  * a small static array; relcache and schema invalidations (ALTER TABLE ...
@@ -417,6 +421,11 @@ expr_runs_code(Node *node, void *context)
 		default:
 			return true;
 	}
+	/* CURRENT_SCHEMA reads search_path; the clock and the user do not */
+	if (IsA(node, SQLValueFunction) &&
+		(((SQLValueFunction *) node)->op == SVFOP_CURRENT_SCHEMA ||
+		 ((SQLValueFunction *) node)->op == SVFOP_CURRENT_CATALOG))
+		return true;
 	if (check_functions_in_node(node, func_not_listed, context))
 		return true;
 	return expression_tree_walker(node, expr_runs_code, context);
@@ -583,7 +592,11 @@ idem_spi_begin(IdemSpi *spi, const char *table, LOCKMODE lockmode)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
-	spi->guc_level = table_runs_code(table, relid) ? idem_pin_search_path() : -1;
+	/* a read's lock does not keep an index out: see the header */
+	if (lockmode < RowExclusiveLock || table_runs_code(table, relid))
+		spi->guc_level = idem_pin_search_path();
+	else
+		spi->guc_level = -1;
 	/* superuser_arg() keeps its answer fresh (ALTER ROLE ... NOSUPERUSER) */
 	if (superuser_arg(nspowner))
 		SetUserIdAndSecContext(owner,
