@@ -48,36 +48,38 @@
  * whom 0.1.0 granted what they need.
  *
  * When the pin is needed.  The statements themselves name every table,
- * operator, function and type with its schema, and read only the table
- * itself (ONLY; a Citus table's statements need not, since Citus gives the
- * table a trigger and so the pin), so the only code that can look names up
- * at run time is code the owner attached to the table: triggers, rules,
- * CHECK constraints, index expressions and predicates, operator classes,
- * access methods and domains of its own, and defaults, generated columns
- * and row security policies that call a function (not only one written in
- * SQL or a procedural language: to_regclass() and ts_rewrite() are built
- * in).  table_runs_code() says whether the table has any of that,
- * conservatively (anything not plainly understood counts as code, and so do
- * inheritance children and a partition's constraint); the functions of
- * the extension's own defaults and policy are allowed by name.  A table
- * without such code, as the extension creates its tables, needs no pin,
- * and the GUC nest level, two computations of the search path and a visit
- * of every setting at its end (about a twentieth of a claim + complete)
- * are saved.  The answer is only good while no such
- * code can be added: idem_spi_begin() first takes the lock the statements
- * will take (ROW EXCLUSIVE to write, ACCESS SHARE or ROW SHARE to read),
- * and answers after it.  Every command that adds code to a table takes a
- * lock that conflicts with ROW EXCLUSIVE (CREATE TRIGGER, CREATE INDEX,
- * ALTER TABLE, CREATE RULE, CREATE POLICY), so none can commit until the
- * transaction ends; CREATE INDEX CONCURRENTLY does not, but the planner
- * ignores its index until it is valid, and it waits for the writers that
- * might not know the index before the index is maintained.  A read's lock
- * does not keep CREATE INDEX out, and a plan calls the operator class of
- * an index it scans, so the statements that only read (lease_status(),
- * lease_assert(), the Citus mutex statements) always pin: none is a hot
- * path.  The answer is kept
- * with the table's OID and forgotten with it: each of those commands
- * invalidates the table's relcache entry.
+ * operator, function and type with its schema, and read only the table itself
+ * (ONLY; a Citus table's statements need not, since Citus gives the table a
+ * trigger and so the pin), so the only code that can look names up at run
+ * time is code the owner attached to the table: triggers, rules, CHECK
+ * constraints, index expressions and predicates, operator classes, access
+ * methods and domains of its own, and defaults, generated columns and row
+ * security policies that call a function (not only one written in SQL or a
+ * procedural language: to_regclass() and ts_rewrite() are built in).
+ * table_runs_code() says whether the table has any of that, conservatively
+ * (anything not plainly understood counts as code, and so do inheritance
+ * children and a partition's constraint); the functions of the extension's
+ * own defaults and policy are allowed by name.  A table without such code, as
+ * the extension creates its tables, needs no pin, and the GUC nest level, two
+ * computations of the search path and a visit of every setting at its end
+ * (about a twentieth of a claim + complete) are saved, as long as the
+ * backend's callers keep one search_path: the saved plans are made again
+ * whenever the path they were made under changes, which would cost far more
+ * than the pin in a backend whose callers switch paths (a schema per tenant),
+ * so such a backend pins from the first switch on (callers_change_path()).
+ * The answer is only good while no such code can be added: idem_spi_begin()
+ * first takes the lock the statements will take (ROW EXCLUSIVE to write,
+ * ACCESS SHARE or ROW SHARE to read), and answers after it.  Every command
+ * that adds code to a table takes a lock that conflicts with ROW EXCLUSIVE
+ * (CREATE TRIGGER, CREATE INDEX, ALTER TABLE, CREATE RULE, CREATE POLICY), so
+ * none can commit until the transaction ends; CREATE INDEX CONCURRENTLY does
+ * not, but the planner ignores its index until it is valid, and it waits for
+ * the writers that might not know the index before the index is maintained.
+ * A read's lock does not keep CREATE INDEX out, and a plan calls the operator
+ * class of an index it scans, so the statements that only read
+ * (lease_status(), lease_assert(), the Citus mutex statements) always pin:
+ * none is a hot path.  The answer is kept with the table's OID and forgotten
+ * with it: each of those commands invalidates the table's relcache entry.
  *
  * The tables' OIDs and owners are looked up once per backend and kept in
  * a small static array; relcache and schema invalidations (ALTER TABLE ...
@@ -87,8 +89,9 @@
  * invalidation arrived while it waited for the lock.
  *
  * Memory and lifetime.  Kept plans live in CacheMemoryContext until the
- * backend exits; the table cache is static.  Nothing else here outlives a
- * call.
+ * backend exits; the table cache is static, and the search_path of the
+ * first call that could skip the pin is kept in TopMemoryContext for the
+ * life of the backend.  Nothing else here outlives a call.
  *
  *-------------------------------------------------------------------------
  */
@@ -565,6 +568,34 @@ table_runs_code(const char *table, Oid relid)
 	return runs;
 }
 
+/*
+ * Has this backend been called under more than one search_path (or by more
+ * than one role, for "$user")?  The saved plans remember the path they
+ * were made under and are made again when it changes; unpinned, they would
+ * be made again at every switch.  From the first switch on, the backend
+ * pins, and the plans, made once more under the pinned path, stay.
+ */
+static bool
+callers_change_path(void)
+{
+	static char *first_path = NULL;		/* in TopMemoryContext */
+	static Oid	first_user = InvalidOid;
+	static bool changed = false;
+
+	if (changed)
+		return true;
+	if (first_path == NULL)
+	{
+		first_path = MemoryContextStrdup(TopMemoryContext,
+										 namespace_search_path);
+		first_user = GetUserId();
+	}
+	else if (first_user != GetUserId() ||
+			 strcmp(first_path, namespace_search_path) != 0)
+		changed = true;
+	return changed;
+}
+
 void
 idem_spi_begin(IdemSpi *spi, const char *table, LOCKMODE lockmode)
 {
@@ -593,7 +624,8 @@ idem_spi_begin(IdemSpi *spi, const char *table, LOCKMODE lockmode)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
 	/* a read's lock does not keep an index out: see the header */
-	if (lockmode < RowExclusiveLock || table_runs_code(table, relid))
+	if (lockmode < RowExclusiveLock || table_runs_code(table, relid) ||
+		callers_change_path())
 		spi->guc_level = idem_pin_search_path();
 	else
 		spi->guc_level = -1;
