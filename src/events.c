@@ -1211,7 +1211,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	values[3] = TimestampTzGetDatum(now);
 	values[4] = TimestampTzGetDatum(now + ttl);
 
-	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
+	idem_spi_begin(&spi, "processed_events", true);
 	/*
 	 * INSERT ... ON CONFLICT DO NOTHING waits for a concurrent inserter's
 	 * transaction, so a rolled-back first attempt leaves the key free.  On a
@@ -1554,7 +1554,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	 */
 	roundcxt = AllocSetContextCreate(callcxt, "idempotency claim round",
 									 ALLOCSET_SMALL_SIZES);
-	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
+	idem_spi_begin(&spi, "processed_events", true);
 	do
 	{
 		bool		takeover;
@@ -1632,7 +1632,7 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 	values[2] = PointerGetDatum(ek->key);
 	values[3] = UUIDPGetDatum(&tok);
 
-	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
+	idem_spi_begin(&spi, "processed_events", true);
 	if (status == 'f' && retryable)
 		changed = event_exec(PLAN_RELEASE, values, nulls);
 	else
@@ -1810,7 +1810,7 @@ idempotency_forget(PG_FUNCTION_ARGS)
 	values[1] = PointerGetDatum(ek.scope);
 	values[2] = PointerGetDatum(ek.key);
 
-	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
+	idem_spi_begin(&spi, "processed_events", true);
 	found = event_exec(PLAN_FORGET, values, NULL) > 0;
 	idem_spi_end(&spi);
 
@@ -1962,7 +1962,7 @@ idempotency_purge(PG_FUNCTION_ARGS)
 	event_table_kind();
 	(void) idem_table_lookup("processed_events", false, &owner);
 	all = superuser_arg(caller) || has_privs_of_role(caller, owner);
-	idem_spi_begin(&spi, "processed_events", RowExclusiveLock);
+	idem_spi_begin(&spi, "processed_events", true);
 	if (event_citus)
 		total = event_purge_citus(caller, all, batch);
 	else

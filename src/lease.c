@@ -556,7 +556,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	row.cxt = AllocSetContextCreate(CurrentMemoryContext,
 									"idempotency lease round",
 									ALLOCSET_SMALL_SIZES);
-	idem_spi_begin(&spi, "leases", RowExclusiveLock);
+	idem_spi_begin(&spi, "leases", true);
 
 	for (;;)
 	{
@@ -639,7 +639,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "lease_renew", false);
 
 	idem_init_srf(fcinfo);
-	idem_spi_begin(&spi, "leases", RowExclusiveLock);
+	idem_spi_begin(&spi, "leases", true);
 
 	now = GetCurrentTimestamp();
 	expires = idem_time_add(now, ttl, "ttl", "lease_renew");
@@ -688,7 +688,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0, "lease_release");
 	token = lease_token_arg(fcinfo, 1, "lease token", false);
 
-	idem_spi_begin(&spi, "leases", RowExclusiveLock);
+	idem_spi_begin(&spi, "leases", true);
 
 	for (;;)
 	{
@@ -753,7 +753,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0, "lease_status");
 
 	idem_init_srf(fcinfo);
-	idem_spi_begin(&spi, "leases", AccessShareLock);
+	idem_spi_begin(&spi, "leases", false);
 
 	args[0] = PointerGetDatum(key);
 	args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -798,7 +798,7 @@ idempotency_lease_assert(PG_FUNCTION_ARGS)
 	key = lease_key_arg(fcinfo, 0, "lease_assert");
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
 
-	idem_spi_begin(&spi, "leases", RowShareLock);
+	idem_spi_begin(&spi, "leases", false);
 
 	now = GetCurrentTimestamp();
 	args[0] = PointerGetDatum(key);

@@ -200,7 +200,7 @@ mutex_acquire_citus(uint64 hash, bool shared, int64 timeout)
 	values[0] = Int32GetDatum(mutex_slot(hash));
 	values[1] = Int64GetDatum((int64) hash);
 	values[2] = BoolGetDatum(shared);
-	idem_spi_begin(&spi, "mutex_slots", RowShareLock);
+	idem_spi_begin(&spi, "mutex_slots", false);
 
 	/*
 	 * Try first, as idem_lock_acquire() does for a call being counted: the
@@ -589,7 +589,7 @@ idempotency_mutex_holders(PG_FUNCTION_ARGS)
 		InitMaterializedSRF(fcinfo, 0);
 		values[0] = Int32GetDatum(mutex_slot(hash));
 		values[1] = Int64GetDatum((int64) hash);
-		idem_spi_begin(&spi, "mutex_slots", AccessShareLock);
+		idem_spi_begin(&spi, "mutex_slots", false);
 		n = idem_plan_exec(&mutex_plans, MPLAN_HOLDERS, values, NULL, 0);
 		MemoryContextSwitchTo(callcxt);
 		for (r = 0; r < n; r++)

@@ -68,17 +68,17 @@
  * than the pin in a backend whose callers switch paths (a schema per tenant),
  * so such a backend pins from the first switch on (callers_change_path()).
  * The answer is only good while no such code can be added: idem_spi_begin()
- * first takes the lock the statements will take (ROW EXCLUSIVE to write,
- * ACCESS SHARE or ROW SHARE to read), and answers after it.  Every command
+ * of statements that write first takes the lock they will take (ROW
+ * EXCLUSIVE), and answers after it.  Every command
  * that adds code to a table takes a lock that conflicts with ROW EXCLUSIVE
  * (CREATE TRIGGER, CREATE INDEX, ALTER TABLE, CREATE RULE, CREATE POLICY), so
  * none can commit until the transaction ends; CREATE INDEX CONCURRENTLY does
  * not, but the planner ignores its index until it is valid, and it waits for
  * the writers that might not know the index before the index is maintained.
- * A read's lock does not keep CREATE INDEX out, and a plan calls the operator
- * class of an index it scans, so the statements that only read
- * (lease_status(), lease_assert(), the Citus mutex statements) always pin:
- * none is a hot path.  The answer is kept with the table's OID and forgotten
+ * A read's lock (ACCESS SHARE, ROW SHARE) does not keep CREATE INDEX out,
+ * and a plan calls the operator class of an index it scans, so the
+ * statements that only read (lease_status(), lease_assert(), the Citus mutex
+ * statements) always pin, without asking: none is a hot path.  The answer is kept with the table's OID and forgotten
  * with it: each of those commands invalidates the table's relcache entry.
  *
  * The tables' OIDs and owners are looked up once per backend and kept in
@@ -597,38 +597,39 @@ callers_change_path(void)
 }
 
 void
-idem_spi_begin(IdemSpi *spi, const char *table, LOCKMODE lockmode)
+idem_spi_begin(IdemSpi *spi, const char *table, bool writes)
 {
 	Oid			relid;
 	Oid			owner;
 	Oid			nspowner;
+	bool		pin = true;
 
 	relid = table_lookup(table, false, &owner, &nspowner);
-	for (;;)
+	/* a read always pins (its lock would not keep an index out): no lock */
+	if (writes)
 	{
-		uint64		invals = idem_tables_invals;
-		Oid			again;
+		for (;;)
+		{
+			uint64		invals = idem_tables_invals;
+			Oid			again;
 
-		LockRelationOid(relid, lockmode);
-		if (invals == idem_tables_invals)
-			break;
-		/* renamed, dropped or replaced while we waited? */
-		again = table_lookup(table, false, &owner, &nspowner);
-		if (again == relid)
-			break;
-		UnlockRelationOid(relid, lockmode);
-		relid = again;
+			LockRelationOid(relid, RowExclusiveLock);
+			if (invals == idem_tables_invals)
+				break;
+			/* renamed, dropped or replaced while we waited? */
+			again = table_lookup(table, false, &owner, &nspowner);
+			if (again == relid)
+				break;
+			UnlockRelationOid(relid, RowExclusiveLock);
+			relid = again;
+		}
+		pin = table_runs_code(table, relid) || callers_change_path();
 	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&spi->save_userid, &spi->save_sec_context);
-	/* a read's lock does not keep an index out: see the header */
-	if (lockmode < RowExclusiveLock || table_runs_code(table, relid) ||
-		callers_change_path())
-		spi->guc_level = idem_pin_search_path();
-	else
-		spi->guc_level = -1;
+	spi->guc_level = pin ? idem_pin_search_path() : -1;
 	/* superuser_arg() keeps its answer fresh (ALTER ROLE ... NOSUPERUSER) */
 	if (superuser_arg(nspowner))
 		SetUserIdAndSecContext(owner,

@@ -10,7 +10,6 @@
 #define IDEMPOTENCY_PLANS_H
 
 #include "executor/spi.h"
-#include "storage/lockdefs.h"
 
 #define IDEM_PLAN_MAX_ARGS	14
 
@@ -63,13 +62,14 @@ extern bool idem_subxid_cache_room(void);
 /*
  * SPI on one of the extension's own tables, as the table's owner.  Between
  * idem_spi_begin() and idem_spi_end() the current user is the owner of
- * idempotency.<table>, in a security-restricted operation, the table is
- * locked in lockmode (the mode the statements take: RowExclusiveLock if
- * any of them writes), and search_path is pg_catalog, pg_temp if the table
- * has code of the owner's that could run (src/plans.c); an error that ends
- * the (sub)transaction restores the caller's user and search_path as
- * usual.  (While the schema still belongs to a role that is not a
- * superuser, as 0.1.0 left it before the update, the caller's user stays.)
+ * idempotency.<table>, in a security-restricted operation, and
+ * search_path is pg_catalog, pg_temp unless writes is true (some of the
+ * statements write: the table is then locked in RowExclusiveLock first)
+ * and the table has no code of the owner's that could run (src/plans.c);
+ * an error that ends the (sub)transaction restores the caller's user and
+ * search_path as usual.  (While the schema still belongs to a role that
+ * is not a superuser, as 0.1.0 left it before the update, the caller's
+ * user stays.)
  */
 typedef struct IdemSpi
 {
@@ -82,7 +82,7 @@ typedef struct IdemSpi
 #define IDEM_SAFE_SEARCH_PATH	"pg_catalog, pg_temp"
 extern int	idem_pin_search_path(void);
 
-extern void idem_spi_begin(IdemSpi *spi, const char *table, LOCKMODE lockmode);
+extern void idem_spi_begin(IdemSpi *spi, const char *table, bool writes);
 extern void idem_spi_end(IdemSpi *spi);
 
 /*
