@@ -245,10 +245,13 @@ COMMENT ON FUNCTION idempotency.purge(pg_catalog.int4) IS
 REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
 
 -- No CHECK constraints on leases: the functions write and validate the
--- rows (src/lease.c).
+-- rows (src/lease.c).  Every acquire and release updates its key's row:
+-- fillfactor 80 keeps room on each page for the new versions (new pages
+-- only; existing ones get it as their rows move or are rewritten).
 ALTER TABLE idempotency.leases
     DROP CONSTRAINT leases_held_has_expiry,
-    DROP CONSTRAINT leases_fencing_positive;
+    DROP CONSTRAINT leases_fencing_positive,
+    SET (fillfactor = 80);
 
 ---------------------------------------------------------------------------
 -- processed_events, its sequence and leases: no grants to named roles.

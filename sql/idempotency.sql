@@ -366,7 +366,15 @@ CREATE TABLE idempotency.leases (
     holder        pg_catalog.text,
     acquired_at   pg_catalog.timestamptz,
     expires_at    pg_catalog.timestamptz
-);
+) WITH (fillfactor = 80);
+
+-- Every acquire and every release updates its key's row, and rows are
+-- never deleted.  A page is pruned of its dead versions (every line
+-- pointer read) whenever its free space is below what the fillfactor
+-- reserves, a tenth at least: filled with rows up to that mark, at almost
+-- every update.  Grown with fillfactor 80, its pages keep room for many
+-- new versions, and a pruning comes once per many updates (measured in
+-- the README, "Leases: room on the page").
 
 COMMENT ON TABLE idempotency.leases IS
     'durable leases (one row per key ever leased; token NULL or expires_at in the past = free)';

@@ -2,14 +2,20 @@
 # around a job) against the statements a ShedLock-style library runs with
 # the database clock: INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE
 # lock_until <= now() to take the lock, UPDATE ... SET lock_until = now()
-# to release it.  1000 keys, no contention: the fixed cost per lease.
+# to release it.  1000 keys, no contention: the fixed cost per lease.  Both
+# regimes: one client (latency) and a client per CPU (saturation: the CPU
+# per lease).
 # Ours also generates the token, keeps the fencing counter and checks the
-# token on release (ShedLock trusts locked_by, a host name).
+# token on release (ShedLock trusts locked_by, a host name).  The leases
+# table has fillfactor 80; shedlock_ff80 is the ShedLock table given the
+# same, to tell what the table's storage gives from what the calls cost.
 bench_title "lease acquire + release vs ShedLock's INSERT ON CONFLICT / UPDATE"
 bench_setup <<'SQL'
 DROP TABLE IF EXISTS bench_shedlock;
 CREATE TABLE bench_shedlock (name varchar(64) PRIMARY KEY, lock_until timestamptz NOT NULL,
                              locked_at timestamptz NOT NULL, locked_by varchar(255) NOT NULL);
+DROP TABLE IF EXISTS bench_shedlock_ff80;
+CREATE TABLE bench_shedlock_ff80 (LIKE bench_shedlock INCLUDING ALL) WITH (fillfactor = 80);
 DELETE FROM idempotency.leases WHERE key LIKE 'bench-%';
 SQL
 bench_variant ours 1 <<'PGB'
@@ -17,15 +23,22 @@ bench_variant ours 1 <<'PGB'
 SELECT token AS tok FROM idempotency.lease_acquire('bench-' || :k::int, ttl => '30 s', holder => 'bench-host') \gset
 SELECT idempotency.lease_release('bench-' || :k::int, :tok::uuid);
 PGB
-bench_variant shedlock 1 <<'PGB'
-\set k random(1, 1000)
-INSERT INTO bench_shedlock (name, lock_until, locked_at, locked_by)
+# ShedLock's two statements on table $1
+shedlock_script() {
+	cat <<PGB
+\\set k random(1, 1000)
+INSERT INTO $1 (name, lock_until, locked_at, locked_by)
 VALUES ('bench-' || :k::int, now() + interval '30 s', now(), 'bench-host')
 ON CONFLICT (name) DO UPDATE SET lock_until = now() + interval '30 s', locked_at = now(), locked_by = 'bench-host'
-WHERE bench_shedlock.lock_until <= now();
-UPDATE bench_shedlock SET lock_until = now() WHERE name = 'bench-' || :k::int AND locked_by = 'bench-host';
+WHERE $1.lock_until <= now();
+UPDATE $1 SET lock_until = now() WHERE name = 'bench-' || :k::int AND locked_by = 'bench-host';
 PGB
+}
+bench_variant shedlock 1 < <(shedlock_script bench_shedlock)
+bench_variant shedlock_ff80 1 < <(shedlock_script bench_shedlock_ff80)
+bench_regimes latency saturation
 bench_ratio ours shedlock 0.90
+bench_ratio ours shedlock_ff80
 bench_run
 
 # Wake-up latency: a waiter blocked in lease_acquire(wait => ...) against the
