@@ -32,6 +32,26 @@ for n in 0 1; do
 	done
 done
 
+# Every shard of leases keeps the table's fillfactor (the shards are
+# created from the distributed table's definition): each node lists its
+# shards of leases, as many in all as pg_dist_shard has.
+for n in 0 1 2; do
+	idem_citus_psql "$n" -tA -c "SET citus.override_table_visibility TO off" -c "
+SELECT c.relname || ' ' || coalesce(c.reloptions::text, '{}')
+  FROM pg_class c
+ WHERE c.relnamespace = 'idempotency'::regnamespace AND c.relkind = 'r'
+   AND c.relname ~ '^leases_[0-9]+$'"
+done >"$W/lease-shards"
+nshards=$(idem_citus_psql 0 -tA -c "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'idempotency.leases'::regclass")
+if [ "$nshards" -gt 0 ] && [ "$(grep -c ' {fillfactor=80}$' "$W/lease-shards")" = "$nshards" ] &&
+	[ "$(wc -l <"$W/lease-shards")" = "$nshards" ]; then
+	idem_pass "$T: every shard of leases has fillfactor 80 ($nshards shards)"
+else
+	echo "      pg_dist_shard: $nshards shards; on the nodes:"
+	sed 's/^/      /' "$W/lease-shards"
+	idem_fail "$T: every shard of leases has fillfactor 80"
+fi
+
 idem_citus_all_ok "one holder cluster-wide; a lease taken through a worker is seen and refused through the others" "$(
 	idem_citus_psql 1 -U idem_app -tA -c "SELECT CASE WHEN status = 'acquired' THEN 'ok acquired on node 1' ELSE 'FAIL' END FROM idempotency.lease_acquire('one', '1 minute', 'w1')"
 	idem_citus_psql 0 -tA -c "SELECT CASE WHEN status = 'conflict' AND holder = 'w1' THEN 'ok conflict on node 0' ELSE 'FAIL' END FROM idempotency.lease_acquire('one')"
