@@ -246,8 +246,8 @@ REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
 
 -- No CHECK constraints on leases: the functions write and validate the
 -- rows (src/lease.c).  Every acquire and release updates its key's row:
--- fillfactor 80 keeps room on each page for the new versions (new pages
--- only; existing ones get it as their rows move or are rewritten).
+-- fillfactor 80 keeps room on each page for the new versions (on the
+-- pages filled from now on; see sql/idempotency.sql).
 ALTER TABLE idempotency.leases
     DROP CONSTRAINT leases_held_has_expiry,
     DROP CONSTRAINT leases_fencing_positive,

@@ -67,19 +67,20 @@
  * whenever the path they were made under changes, which would cost far more
  * than the pin in a backend whose callers switch paths (a schema per tenant),
  * so such a backend pins from the first switch on (callers_change_path()).
- * The answer is only good while no such code can be added: idem_spi_begin()
- * of statements that write first takes the lock they will take (ROW
- * EXCLUSIVE), and answers after it.  Every command
- * that adds code to a table takes a lock that conflicts with ROW EXCLUSIVE
- * (CREATE TRIGGER, CREATE INDEX, ALTER TABLE, CREATE RULE, CREATE POLICY), so
- * none can commit until the transaction ends; CREATE INDEX CONCURRENTLY does
- * not, but the planner ignores its index until it is valid, and it waits for
- * the writers that might not know the index before the index is maintained.
- * A read's lock (ACCESS SHARE, ROW SHARE) does not keep CREATE INDEX out,
- * and a plan calls the operator class of an index it scans, so the
- * statements that only read (lease_status(), lease_assert(), the Citus mutex
- * statements) always pin, without asking: none is a hot path.  The answer is kept with the table's OID and forgotten
- * with it: each of those commands invalidates the table's relcache entry.
+ * The answer is only good while no such code can be added: for statements
+ * that write, idem_spi_begin() first takes the lock they will take (ROW
+ * EXCLUSIVE), and answers after it.  Every command that adds code to a
+ * table takes a lock that conflicts with ROW EXCLUSIVE (CREATE TRIGGER,
+ * CREATE INDEX, ALTER TABLE, CREATE RULE, CREATE POLICY), so none can
+ * commit until the transaction ends; CREATE INDEX CONCURRENTLY does not,
+ * but the planner ignores its index until it is valid, and it waits for
+ * the writers that might not know the index before the index is
+ * maintained.  A read's lock (ACCESS SHARE, ROW SHARE) does not keep
+ * CREATE INDEX out, and a plan calls the operator class of an index it
+ * scans, so the statements that only read (lease_status(), lease_assert(),
+ * the Citus mutex statements) always pin, without asking: none is a hot
+ * path.  The answer is kept with the table's OID and forgotten with it:
+ * each of those commands invalidates the table's relcache entry.
  *
  * The tables' OIDs and owners are looked up once per backend and kept in
  * a small static array; relcache and schema invalidations (ALTER TABLE ...

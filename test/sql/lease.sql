@@ -261,9 +261,8 @@ UPDATE idempotency.leases SET fencing_token = 11 WHERE key = 'bad-lease';
 SELECT idempotency.lease_release('bad-lease', :'bad_token');
 SELECT status, fencing_token FROM idempotency.lease_acquire('bad-lease');
 
-
--- Every acquire and release updates its key's row: the table keeps a fifth
--- of each page free for the new versions.
+-- Every acquire and release updates its key's row: the table stops taking
+-- new rows into a page while a fifth of it is free, room for new versions.
 SELECT reloptions FROM pg_class WHERE oid = 'idempotency.leases'::regclass;
 
 TRUNCATE idempotency.leases;
