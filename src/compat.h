@@ -82,4 +82,74 @@
 	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
 #endif
 
+/*
+ * A row update without the executor (src/rows.c).  table_tuple_update()
+ * says which indexes need entries for the new version: a bool until 15,
+ * TU_UpdateIndexes (none, all, only the summarizing ones) from 16, when
+ * ExecInsertIndexTuples() gained onlySummarizing.  Ours: wait for
+ * concurrent updaters, no cross-check snapshot, and *summarizing_only
+ * set when only summarizing indexes need entries; index entries with
+ * ON CONFLICT's noDupErr when specconflict is given.
+ */
+#include "access/tableam.h"
+#include "executor/executor.h"
+#if PG_VERSION_NUM >= 160000
+static inline TM_Result
+idem_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
+				  CommandId cid, Snapshot snapshot, TM_FailureData *tmfd,
+				  bool *update_indexes, bool *summarizing_only)
+{
+	LockTupleMode lockmode;
+	TU_UpdateIndexes which;
+	TM_Result	res;
+
+	res = table_tuple_update(rel, otid, slot, cid, snapshot, InvalidSnapshot,
+							 true, tmfd, &lockmode, &which);
+	*update_indexes = (which != TU_None);
+	*summarizing_only = (which == TU_Summarizing);
+	return res;
+}
+#define idem_insert_index_entries(rri, slot, estate, specconflict, \
+								  summarizing_only) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, \
+						  (specconflict) != NULL, (specconflict), NIL, \
+						  (summarizing_only))
+#else
+static inline TM_Result
+idem_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
+				  CommandId cid, Snapshot snapshot, TM_FailureData *tmfd,
+				  bool *update_indexes, bool *summarizing_only)
+{
+	LockTupleMode lockmode;
+
+	*summarizing_only = false;
+	return table_tuple_update(rel, otid, slot, cid, snapshot, InvalidSnapshot,
+							  true, tmfd, &lockmode, update_indexes);
+}
+#define idem_insert_index_entries(rri, slot, estate, specconflict, \
+								  summarizing_only) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, \
+						  (specconflict) != NULL, (specconflict), NIL)
+#endif
+
+/*
+ * ON CONFLICT's pre-check of every unique index (src/rows.c): from 18,
+ * ExecCheckIndexConstraints() takes the TID of a row being updated (for
+ * WITHOUT OVERLAPS), none for an insert.
+ */
+#if PG_VERSION_NUM >= 180000
+static inline bool
+idem_check_index_constraints(ResultRelInfo *rri, TupleTableSlot *slot,
+							 EState *estate, ItemPointer conflict)
+{
+	ItemPointerData none;
+
+	ItemPointerSetInvalid(&none);
+	return ExecCheckIndexConstraints(rri, slot, estate, conflict, &none, NIL);
+}
+#else
+#define idem_check_index_constraints(rri, slot, estate, conflict) \
+	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict), NIL)
+#endif
+
 #endif							/* IDEMPOTENCY_COMPAT_H */

@@ -39,6 +39,13 @@
  * complete/fail update the row only WHERE token = the caller's token, so a
  * stale worker can never overwrite anything.
  *
+ * Without the executor.  The claim's INSERT of a key without a record
+ * (PLAN_INSERT_CLAIM) and the finish of a claim of this transaction
+ * (PLAN_FINISH_TID) are made by src/rows.c where it can (event_insert_fill,
+ * event_finish_edit: the statements' VALUES, WHERE and SET in C), with the
+ * statements' own effects; everywhere else, and whenever rows.c declines,
+ * the statements run.
+ *
  * Replays.  A finished, unexpired record never changes except by forget or
  * purge, so a replay ('completed', 'failed', 'mismatch') costs one index
  * lookup and no lock.
@@ -114,6 +121,7 @@
 #include "locks.h"
 #include "args.h"
 #include "plans.h"
+#include "rows.h"
 #include "citus.h"
 
 #include <math.h>
@@ -125,7 +133,9 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
@@ -244,6 +254,7 @@ typedef struct ClaimState
 	IdemKeyWait kw;				/* registered as a waiter (wait > 0) */
 	EventRow	row;			/* as last read */
 	ClaimResult res;
+	IdemSpi    *spi;			/* processed_events, opened for writing */
 } ClaimState;
 
 /* What claim() does next. */
@@ -1417,6 +1428,83 @@ claim_examine(ClaimState *st, bool *takeover)
 }
 
 /*
+ * PLAN_INSERT_CLAIM without the executor where src/rows.c can (see there):
+ * every column of processed_events, and the fill that is its VALUES.
+ */
+enum
+{
+	ICOL_OWNER,
+	ICOL_SCOPE,
+	ICOL_KEY,
+	ICOL_STATUS,
+	ICOL_FINGERPRINT,
+	ICOL_RESULT,
+	ICOL_ERROR,
+	ICOL_TOKEN,
+	ICOL_FENCING_TOKEN,
+	ICOL_ATTEMPTS,
+	ICOL_CREATED_AT,
+	ICOL_UPDATED_AT,
+	ICOL_LOCKED_UNTIL,
+	ICOL_EXPIRES_AT,
+	ICOL_COUNT
+};
+
+static const IdemRowCol event_insert_cols[ICOL_COUNT] = {
+	[ICOL_OWNER] = {"owner", TEXTOID, C_COLLATION_OID},
+	[ICOL_SCOPE] = {"scope", TEXTOID, DEFAULT_COLLATION_OID},
+	[ICOL_KEY] = {"key", TEXTOID, DEFAULT_COLLATION_OID},
+	[ICOL_STATUS] = {"status", TEXTOID, DEFAULT_COLLATION_OID},
+	[ICOL_FINGERPRINT] = {"fingerprint", BYTEAOID, InvalidOid},
+	[ICOL_RESULT] = {"result", JSONBOID, InvalidOid, true},
+	[ICOL_ERROR] = {"error", JSONBOID, InvalidOid, true},
+	[ICOL_TOKEN] = {"token", UUIDOID, InvalidOid},
+	[ICOL_FENCING_TOKEN] = {"fencing_token", INT8OID, InvalidOid},
+	[ICOL_ATTEMPTS] = {"attempts", INT4OID, InvalidOid},
+	[ICOL_CREATED_AT] = {"created_at", TIMESTAMPTZOID, InvalidOid},
+	[ICOL_UPDATED_AT] = {"updated_at", TIMESTAMPTZOID, InvalidOid},
+	[ICOL_LOCKED_UNTIL] = {"locked_until", TIMESTAMPTZOID, InvalidOid},
+	[ICOL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
+};
+
+static IdemRowShape event_insert_shape = {event_insert_cols, ICOL_COUNT};
+
+/* PLAN_INSERT_CLAIM's parameters, and the fencing token it drew. */
+typedef struct InsertParams
+{
+	Datum	   *values;
+	const char *nulls;
+	int64		fencing;
+} InsertParams;
+
+/* PLAN_INSERT_CLAIM's VALUES, in the order of its parameters. */
+static void
+event_insert_fill(void *arg, Datum *values, bool *isnull)
+{
+	InsertParams *ip = (InsertParams *) arg;
+	Oid			owner;			/* not needed here */
+	int			i;
+
+	ip->fencing = nextval_internal(idem_table_lookup("processed_events_fencing_seq",
+													 false, &owner), true);
+	values[ICOL_OWNER] = ip->values[0];
+	values[ICOL_SCOPE] = ip->values[1];
+	values[ICOL_KEY] = ip->values[2];
+	values[ICOL_STATUS] = CStringGetTextDatum("in_progress");
+	values[ICOL_FINGERPRINT] = ip->values[3];
+	values[ICOL_TOKEN] = ip->values[7];
+	values[ICOL_FENCING_TOKEN] = Int64GetDatum(ip->fencing);
+	values[ICOL_ATTEMPTS] = Int32GetDatum(1);
+	values[ICOL_CREATED_AT] = ip->values[4];
+	values[ICOL_UPDATED_AT] = ip->values[4];
+	values[ICOL_LOCKED_UNTIL] = ip->values[5];
+	values[ICOL_EXPIRES_AT] = ip->values[6];
+	for (i = 0; i < ICOL_COUNT; i++)
+		isnull[i] = (i == ICOL_RESULT || i == ICOL_ERROR);
+	isnull[ICOL_FINGERPRINT] = (ip->nulls[3] == 'n');
+}
+
+/*
  * The key looks free: take the claim lock (an uncommitted claim of the key
  * holds it until its transaction ends), then insert, replace the expired
  * record or take the lease over, with a compare-and-swap on the row version
@@ -1435,6 +1523,9 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	bool		isnull;
 	pg_uuid_t	newtok;
 	ItemPointer tid;
+	ItemPointerData newtid;
+	InsertParams ip;
+	IdemRowResult direct;
 	uint64		n;
 
 	if (!event_lock(&st->tag, idem_timeout_ms(st->deadline - now)))
@@ -1462,11 +1553,19 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	values[7] = BoolGetDatum(takeover);
 	values[8] = TransactionIdGetDatum(st->row.xmin);
 
+	direct = IDEM_ROW_FALLBACK;
 	if (!event_citus && !st->row.found)
 	{
 		idem_random_uuid(&newtok);
 		values[7] = UUIDPGetDatum(&newtok);
-		n = event_exec(PLAN_INSERT_CLAIM, values, nulls);
+		ip.values = values;
+		ip.nulls = nulls;
+		direct = idem_row_insert(st->spi, &event_insert_shape,
+								 event_insert_fill, &ip, &newtid);
+		if (direct == IDEM_ROW_FALLBACK)
+			n = event_exec(PLAN_INSERT_CLAIM, values, nulls);
+		else
+			n = (direct == IDEM_ROW_DONE) ? 1 : 0;
 	}
 	else if (!event_citus)
 	{
@@ -1500,25 +1599,37 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 		 * committed, mark_processed inserted it, another claim took it over,
 		 * purge deleted it): look again.
 		 */
-		SPI_freetuptable(SPI_tuptable);
+		if (direct == IDEM_ROW_FALLBACK)
+			SPI_freetuptable(SPI_tuptable);
 		event_unlock(&st->tag);
 		return CLAIM_AGAIN;
 	}
 
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
 	MemoryContextSwitchTo(callcxt);
 	memset(r, 0, sizeof(ClaimResult));
 	r->status = "claimed";
 	r->result_null = r->error_null = true;
-	memcpy(&r->token, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-		   sizeof(pg_uuid_t));
 	r->has_token = true;
-	r->fencing = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	r->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	r->expires = locked_until;
-	tid = event_citus ? NULL
-		: (ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull));
+	if (direct == IDEM_ROW_DONE)
+	{
+		/* what PLAN_INSERT_CLAIM's RETURNING would say */
+		memcpy(&r->token, &newtok, sizeof(pg_uuid_t));
+		r->fencing = ip.fencing;
+		r->attempts = 1;
+		tid = &newtid;
+	}
+	else
+	{
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		memcpy(&r->token, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+			   sizeof(pg_uuid_t));
+		r->fencing = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		r->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		tid = event_citus ? NULL
+			: (ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull));
+	}
 	event_remember_claim(&st->ek, &r->token, locked_until,
 						 locked_until + st->ttl, tid, st->require_complete);
 	idem_stats_note(takeover ? IDEM_OC_TAKEOVER : IDEM_OC_CLAIMED);
@@ -1555,6 +1666,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	roundcxt = AllocSetContextCreate(callcxt, "idempotency claim round",
 									 ALLOCSET_SMALL_SIZES);
 	idem_spi_begin(&spi, "processed_events", true);
+	st.spi = &spi;
 	do
 	{
 		bool		takeover;
@@ -1583,6 +1695,97 @@ event_finish_expiry(TimestampTz now, TimestampTz locked_until,
 					TimestampTz expires_at)
 {
 	return locked_until > now ? expires_at : now + (expires_at - locked_until);
+}
+
+/*
+ * PLAN_FINISH_TID without the executor where src/rows.c can (see there):
+ * the columns it reads and sets, and the edit that is its WHERE and SET.
+ */
+enum
+{
+	FCOL_TOKEN,
+	FCOL_STATUS,
+	FCOL_RESULT,
+	FCOL_ERROR,
+	FCOL_UPDATED_AT,
+	FCOL_LOCKED_UNTIL,
+	FCOL_EXPIRES_AT,
+	FCOL_COUNT
+};
+
+static const IdemRowCol event_finish_cols[FCOL_COUNT] = {
+	[FCOL_TOKEN] = {"token", UUIDOID, InvalidOid},
+	[FCOL_STATUS] = {"status", TEXTOID, DEFAULT_COLLATION_OID},
+	[FCOL_RESULT] = {"result", JSONBOID, InvalidOid},
+	[FCOL_ERROR] = {"error", JSONBOID, InvalidOid},
+	[FCOL_UPDATED_AT] = {"updated_at", TIMESTAMPTZOID, InvalidOid},
+	[FCOL_LOCKED_UNTIL] = {"locked_until", TIMESTAMPTZOID, InvalidOid},
+	[FCOL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
+};
+
+static IdemRowShape event_finish_shape = {event_finish_cols, FCOL_COUNT};
+
+/* PLAN_FINISH_TID's parameters, as event_exec() takes them. */
+typedef struct FinishParams
+{
+	Datum	   *values;
+	const char *nulls;
+} FinishParams;
+
+/* WHERE token = $4 AND status = 'in_progress'; SET as PLAN_FINISH_TID. */
+static IdemRowEditResult
+event_finish_edit(void *arg, const AttrNumber *att, Datum *values,
+				  bool *isnull)
+{
+	FinishParams *fp = (FinishParams *) arg;
+	text	   *status;
+	int			i;
+
+#define FCOL(c) (att[(c)] - 1)
+	if (isnull[FCOL(FCOL_TOKEN)] || isnull[FCOL(FCOL_STATUS)] ||
+		memcmp(DatumGetUUIDP(values[FCOL(FCOL_TOKEN)]),
+			   DatumGetUUIDP(fp->values[3]), UUID_LEN) != 0)
+		return IDEM_EDIT_SKIP;
+	status = DatumGetTextPP(values[FCOL(FCOL_STATUS)]);
+	if (VARSIZE_ANY_EXHDR(status) != strlen("in_progress") ||
+		memcmp(VARDATA_ANY(status), "in_progress", strlen("in_progress")) != 0)
+		return IDEM_EDIT_SKIP;
+	/* status $5, result $6, error $7, updated_at $8, NULL, expires_at $10 */
+	for (i = FCOL_STATUS; i < FCOL_COUNT; i++)
+	{
+		int			param = (i == FCOL_EXPIRES_AT) ? 9 : i + 3;
+
+		if (i == FCOL_LOCKED_UNTIL)
+		{
+			values[FCOL(i)] = (Datum) 0;
+			isnull[FCOL(i)] = true;
+			continue;
+		}
+		values[FCOL(i)] = fp->values[param];
+		isnull[FCOL(i)] = (fp->nulls[param] == 'n');
+	}
+#undef FCOL
+	return IDEM_EDIT_CHANGE;
+}
+
+/* PLAN_FINISH_TID: the number of rows it changed. */
+static uint64
+event_finish_tid(IdemSpi *spi, Datum *values, const char *nulls)
+{
+	FinishParams fp = {values, nulls};
+	IdemRowTarget target = {(ItemPointer) DatumGetPointer(values[8])};
+
+	switch (idem_row_update(spi, &event_finish_shape, &target,
+							event_finish_edit, &fp))
+	{
+		case IDEM_ROW_DONE:
+			return 1;
+		case IDEM_ROW_NONE:
+			return 0;
+		case IDEM_ROW_FALLBACK:
+			break;
+	}
+	return event_exec(PLAN_FINISH_TID, values, nulls);
 }
 
 /*
@@ -1666,7 +1869,7 @@ event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek, Datum token,
 				values[9] = TimestampTzGetDatum(event_finish_expiry(DatumGetTimestampTz(values[7]),
 																	c->locked_until,
 																	c->expires_at));
-				changed = event_exec(PLAN_FINISH_TID, values, nulls);
+				changed = event_finish_tid(&spi, values, nulls);
 			}
 			if (changed == 0)
 				changed = event_exec(PLAN_FINISH, values, nulls);

@@ -144,6 +144,7 @@ relcache_inval_callback(Datum arg, Oid relid)
 	idem_citus_relcache_inval(relid);
 	idem_events_relcache_inval(relid);
 	idem_upsert_relcache_inval(relid);
+	idem_rows_relcache_inval(relid);
 }
 
 static void

@@ -35,6 +35,7 @@ extern bool idem_session_locks;	/* GUC idempotency.session_locks */
 extern void idem_tables_relcache_inval(Oid relid);	/* plans.c */
 extern void idem_citus_relcache_inval(Oid relid);	/* citus.c */
 extern void idem_events_relcache_inval(Oid relid);	/* events.c */
+extern void idem_rows_relcache_inval(Oid relid);	/* rows.c */
 extern void idem_upsert_relcache_inval(Oid relid);	/* upsert.c */
 
 

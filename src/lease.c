@@ -43,6 +43,14 @@
  * Under REPEATABLE READ / SERIALIZABLE a concurrent change raises 40001, as
  * plain SQL does.
  *
+ * Without the executor.  LP_TAKE, LP_RELEASE and LP_RENEW are made by
+ * src/rows.c where it can (lease_edit: their WHERE and SET in C; the row
+ * found by a search of leases_pkey): the same row versions, locks and
+ * waits.  A row changed by another transaction while the change waited
+ * for it makes rows.c decline, and the statement, run afresh, decides as
+ * EvalPlanQual would have.  LP_INSERT (a key never seen) and the reads run
+ * as statements.
+ *
  * Waiting.  lease_acquire(..., wait => ...) uses the key waits of locks.c:
  * it registers on the key's LEASE_WAIT tag before its first check, then
  * sleeps until the earliest of its deadline and the holder's expires_at;
@@ -83,9 +91,11 @@
 #include "locks.h"
 #include "args.h"
 #include "plans.h"
+#include "rows.h"
 #include "citus.h"
 
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/spi.h"
@@ -94,6 +104,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -231,10 +242,11 @@ static uint64 lease_key_hash(text *key);
 static void lease_read(text *key, TimestampTz now, LeaseRow *row);
 static int64 lease_check_fencing(text *key, Datum fencing, bool isnull);
 static void lease_check_row(text *key, const Datum *values, const bool *nulls);
-static AcquireStatus lease_try_acquire(text *key, text *holder,
+static AcquireStatus lease_try_acquire(IdemSpi *spi, text *key, text *holder,
 									   pg_uuid_t *if_match, int64 ttl,
 									   LeaseRow *row);
-static AcquireStatus lease_try_acquire_subxact(text *key, text *holder,
+static AcquireStatus lease_try_acquire_subxact(IdemSpi *spi, text *key,
+											   text *holder,
 											   pg_uuid_t *if_match, int64 ttl,
 											   LeaseRow *row);
 
@@ -243,6 +255,146 @@ static int
 lease_exec(LeasePlan which, Datum *values, const char *nulls, long count)
 {
 	return (int) idem_plan_exec(&lease_plans, which, values, nulls, count);
+}
+
+/*
+ * LP_TAKE, LP_RELEASE and LP_RENEW without the executor where src/rows.c
+ * can (see there): the columns they read and set, and their WHERE and SET.
+ */
+enum
+{
+	LCOL_KEY,
+	LCOL_TOKEN,
+	LCOL_FENCING,
+	LCOL_HOLDER,
+	LCOL_ACQUIRED,
+	LCOL_EXPIRES,
+	LCOL_COUNT
+};
+
+static const IdemRowCol lease_cols[LCOL_COUNT] = {
+	[LCOL_KEY] = {"key", TEXTOID, DEFAULT_COLLATION_OID},
+	[LCOL_TOKEN] = {"token", UUIDOID, InvalidOid},
+	[LCOL_FENCING] = {"fencing_token", INT8OID, InvalidOid},
+	[LCOL_HOLDER] = {"holder", TEXTOID, DEFAULT_COLLATION_OID},
+	[LCOL_ACQUIRED] = {"acquired_at", TIMESTAMPTZOID, InvalidOid},
+	[LCOL_EXPIRES] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
+};
+
+static IdemRowShape lease_shape = {lease_cols, LCOL_COUNT};
+
+/* A statement's parameters, as lease_exec() takes them, and its RETURNING. */
+typedef struct LeaseChange
+{
+	LeasePlan	which;
+	Datum	   *args;
+	const char *nulls;			/* NULL: none */
+	Datum		ret;
+	bool		ret_null;
+} LeaseChange;
+
+static IdemRowEditResult
+lease_edit(void *arg, const AttrNumber *att, Datum *values, bool *isnull)
+{
+	LeaseChange *lc = (LeaseChange *) arg;
+	Datum	   *p = lc->args;
+	int			c;
+
+#define LCOL(c) (att[(c)] - 1)
+#define ARG_NULL(i) (lc->nulls != NULL && lc->nulls[(i)] == 'n')
+#define TOKEN_IS(i) (!isnull[LCOL(LCOL_TOKEN)] && !ARG_NULL(i) && \
+	memcmp(DatumGetUUIDP(values[LCOL(LCOL_TOKEN)]), DatumGetUUIDP(p[(i)]), \
+		   UUID_LEN) == 0)
+#define EXPIRES_CMP(op, i) (!isnull[LCOL(LCOL_EXPIRES)] && \
+	DatumGetTimestampTz(values[LCOL(LCOL_EXPIRES)]) op DatumGetTimestampTz(p[(i)]))
+	switch (lc->which)
+	{
+		case LP_TAKE:
+			/* WHERE token IS NULL OR expires_at <= $4 OR token = $6 */
+			if (!isnull[LCOL(LCOL_TOKEN)] && !EXPIRES_CMP(<=, 3) && !TOKEN_IS(5))
+				return IDEM_EDIT_SKIP;
+			/* fencing_token + 1: the statement raises the overflow */
+			if (!isnull[LCOL(LCOL_FENCING)] &&
+				DatumGetInt64(values[LCOL(LCOL_FENCING)]) == PG_INT64_MAX)
+				return IDEM_EDIT_FALLBACK;
+			/* SET token = $2, fencing_token + 1, holder = $3, $4, $5 */
+			values[LCOL(LCOL_TOKEN)] = p[1];
+			isnull[LCOL(LCOL_TOKEN)] = false;
+			if (!isnull[LCOL(LCOL_FENCING)])
+				values[LCOL(LCOL_FENCING)] =
+					Int64GetDatum(DatumGetInt64(values[LCOL(LCOL_FENCING)]) + 1);
+			values[LCOL(LCOL_HOLDER)] = p[2];
+			isnull[LCOL(LCOL_HOLDER)] = ARG_NULL(2);
+			values[LCOL(LCOL_ACQUIRED)] = p[3];
+			isnull[LCOL(LCOL_ACQUIRED)] = false;
+			values[LCOL(LCOL_EXPIRES)] = p[4];
+			isnull[LCOL(LCOL_EXPIRES)] = false;
+			lc->ret = values[LCOL(LCOL_FENCING)];
+			lc->ret_null = isnull[LCOL(LCOL_FENCING)];
+			break;
+		case LP_RELEASE:
+			/* WHERE token IS NOT NULL AND expires_at > $3 AND ($2 IS NULL OR token = $2) */
+			if (isnull[LCOL(LCOL_TOKEN)] || !EXPIRES_CMP(>, 2) ||
+				!(ARG_NULL(1) || TOKEN_IS(1)))
+				return IDEM_EDIT_SKIP;
+			for (c = LCOL_TOKEN; c < LCOL_COUNT; c++)
+			{
+				if (c == LCOL_FENCING)
+					continue;
+				values[LCOL(c)] = (Datum) 0;
+				isnull[LCOL(c)] = true;
+			}
+			lc->ret = values[LCOL(LCOL_FENCING)];
+			lc->ret_null = isnull[LCOL(LCOL_FENCING)];
+			break;
+		case LP_RENEW:
+			/* WHERE token = $2 AND expires_at > $4; SET expires_at = $3 */
+			if (!TOKEN_IS(1) || !EXPIRES_CMP(>, 3))
+				return IDEM_EDIT_SKIP;
+			values[LCOL(LCOL_EXPIRES)] = p[2];
+			lc->ret = p[2];
+			lc->ret_null = false;
+			break;
+		default:
+			elog(ERROR, "lease statement %d has no direct change", (int) lc->which);
+	}
+#undef EXPIRES_CMP
+#undef TOKEN_IS
+#undef ARG_NULL
+#undef LCOL
+	return IDEM_EDIT_CHANGE;
+}
+
+/*
+ * Run LP_TAKE, LP_RELEASE or LP_RENEW: the number of rows it changed, and
+ * on a change *ret and *ret_null, the (by-value) column it returns.  The
+ * SPI result, if any, is freed.
+ */
+static int
+lease_change(IdemSpi *spi, LeasePlan which, Datum *args, const char *nulls,
+			 Datum *ret, bool *ret_null)
+{
+	LeaseChange lc = {which, args, nulls, (Datum) 0, true};
+	IdemRowTarget target = {NULL, "leases_pkey", LCOL_KEY, F_TEXTEQ, args[0]};
+	int			n;
+
+	switch (idem_row_update(spi, &lease_shape, &target, lease_edit, &lc))
+	{
+		case IDEM_ROW_DONE:
+			*ret = lc.ret;
+			*ret_null = lc.ret_null;
+			return 1;
+		case IDEM_ROW_NONE:
+			return 0;
+		case IDEM_ROW_FALLBACK:
+			break;
+	}
+	n = lease_exec(which, args, nulls, 1);
+	if (n > 0)
+		*ret = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							 ret_null);
+	SPI_freetuptable(SPI_tuptable);
+	return n;
 }
 
 static text *
@@ -386,14 +538,15 @@ lease_read(text *key, TimestampTz now, LeaseRow *row)
  * explains its failure (someone else committed a change): try again.
  */
 static AcquireStatus
-lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
-				  LeaseRow *row)
+lease_try_acquire(IdemSpi *spi, text *key, text *holder, pg_uuid_t *if_match,
+				  int64 ttl, LeaseRow *row)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz expires = idem_time_add(now, ttl, "ttl", "lease_acquire");
 	pg_uuid_t  *token;
 	Datum		args[6];
 	char		nulls[6] = "      ";
+	Datum		fencing = (Datum) 0;
 	bool		isnull;
 	int			n;
 
@@ -412,11 +565,10 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 	 * ours to hand over.  The UPDATE only locks the row when its committed
 	 * version satisfies the WHERE clause, so a conflict takes no lock.
 	 */
-	n = lease_exec(LP_TAKE, args, nulls, 1);
+	n = lease_change(spi, LP_TAKE, args, nulls, &fencing, &isnull);
 	if (n == 0)
 	{
 		/* Why not?  Held by someone else, or never leased. */
-		SPI_freetuptable(SPI_tuptable);
 		lease_read(key, now, row);
 		if (row->live)
 		{
@@ -434,11 +586,13 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 			SPI_freetuptable(SPI_tuptable);
 			return ACQ_RETRY;	/* inserted concurrently */
 		}
+		fencing = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								1, &isnull);
+		SPI_freetuptable(SPI_tuptable);
 	}
 
 	row->found = row->live = true;
-	row->values[LR_FENCING] = SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 1, &isnull);
+	row->values[LR_FENCING] = fencing;
 	lease_check_fencing(key, row->values[LR_FENCING], isnull);
 	row->values[LR_TOKEN] = UUIDPGetDatum(token);
 	row->values[LR_HOLDER] = PointerGetDatum(holder);
@@ -456,6 +610,7 @@ lease_try_acquire(text *key, text *holder, pg_uuid_t *if_match, int64 ttl,
 /* Argument of lease_try_acquire_body(). */
 typedef struct LeaseAttempt
 {
+	IdemSpi    *spi;
 	text	   *key;
 	text	   *holder;
 	pg_uuid_t  *if_match;
@@ -469,8 +624,8 @@ lease_try_acquire_body(void *arg)
 {
 	LeaseAttempt *a = (LeaseAttempt *) arg;
 
-	a->status = lease_try_acquire(a->key, a->holder, a->if_match, a->ttl,
-								  a->row);
+	a->status = lease_try_acquire(a->spi, a->key, a->holder, a->if_match,
+								  a->ttl, a->row);
 	/* Keep the work only when the lease was acquired. */
 	return a->status == ACQ_ACQUIRED;
 }
@@ -482,11 +637,12 @@ lease_try_acquire_body(void *arg)
  * error rolls the subtransaction back before it reaches the caller.
  */
 static AcquireStatus
-lease_try_acquire_subxact(text *key, text *holder, pg_uuid_t *if_match,
-						  int64 ttl, LeaseRow *row)
+lease_try_acquire_subxact(IdemSpi *spi, text *key, text *holder,
+						  pg_uuid_t *if_match, int64 ttl, LeaseRow *row)
 {
 	LeaseAttempt a;
 
+	a.spi = spi;
 	a.key = key;
 	a.holder = holder;
 	a.if_match = if_match;
@@ -566,9 +722,10 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 		MemoryContextReset(row.cxt);
 		MemoryContextSwitchTo(row.cxt);
 		if (wait > 0)
-			status = lease_try_acquire_subxact(key, holder, if_match, ttl, &row);
+			status = lease_try_acquire_subxact(&spi, key, holder, if_match,
+											   ttl, &row);
 		else
-			status = lease_try_acquire(key, holder, if_match, ttl, &row);
+			status = lease_try_acquire(&spi, key, holder, if_match, ttl, &row);
 		if (status == ACQ_RETRY)
 		{
 			/* Each retry follows a committed change by someone else. */
@@ -629,6 +786,8 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	Datum		args[4];
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
+	Datum		ret;
+	bool		ret_null;
 
 	idem_stats_begin(IDEM_OP_LEASE_RENEW);
 	idempotency_check_version();
@@ -647,7 +806,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	args[1] = UUIDPGetDatum(token);
 	args[2] = TimestampTzGetDatum(expires);
 	args[3] = TimestampTzGetDatum(now);
-	if (lease_exec(LP_RENEW, args, NULL, 1) > 0)
+	if (lease_change(&spi, LP_RENEW, args, NULL, &ret, &ret_null) > 0)
 	{
 		values[0] = CStringGetTextDatum("renewed");
 		values[1] = TimestampTzGetDatum(expires);
@@ -679,6 +838,8 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 	const char *result;
 	Datum		args[3];
 	char		nulls[3] = "   ";
+	Datum		ret;
+	bool		ret_null;
 	int			retries = 0;
 
 	idem_stats_begin(IDEM_OP_LEASE_RELEASE);
@@ -700,7 +861,7 @@ idempotency_lease_release(PG_FUNCTION_ARGS)
 		args[1] = UUIDPGetDatum(token);
 		nulls[1] = token ? ' ' : 'n';
 		args[2] = TimestampTzGetDatum(now);
-		if (lease_exec(LP_RELEASE, args, nulls, 1) > 0)
+		if (lease_change(&spi, LP_RELEASE, args, nulls, &ret, &ret_null) > 0)
 		{
 			result = "released";
 			idem_keywait_notify(IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));

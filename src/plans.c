@@ -82,6 +82,9 @@
  * path.  The answer is kept with the table's OID and forgotten with it:
  * each of those commands invalidates the table's relcache entry.
  *
+ * The same answer, no code, lets src/rows.c change a row without the
+ * executor (IdemSpi.direct): nothing but the change could happen.
+ *
  * The tables' OIDs and owners are looked up once per backend and kept in
  * a small static array; relcache and schema invalidations (ALTER TABLE ...
  * OWNER TO, RENAME, DROP, DROP/ALTER SCHEMA) clear it, and the next call
@@ -605,6 +608,7 @@ idem_spi_begin(IdemSpi *spi, const char *table, bool writes)
 	Oid			nspowner;
 	bool		pin = true;
 
+	spi->direct = false;
 	relid = table_lookup(table, false, &owner, &nspowner);
 	/* a read always pins (its lock would not keep an index out): no lock */
 	if (writes)
@@ -624,8 +628,10 @@ idem_spi_begin(IdemSpi *spi, const char *table, bool writes)
 			UnlockRelationOid(relid, RowExclusiveLock);
 			relid = again;
 		}
-		pin = table_runs_code(table, relid) || callers_change_path();
+		spi->direct = !table_runs_code(table, relid);
+		pin = !spi->direct || callers_change_path();
 	}
+	spi->relid = relid;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -76,6 +76,10 @@ typedef struct IdemSpi
 	Oid			save_userid;
 	int			save_sec_context;
 	int			guc_level;		/* of the pinned search_path; -1 if none */
+	Oid			relid;			/* the table */
+	bool		direct;			/* a writer's table runs no code: a row may
+								 * be changed without the executor
+								 * (src/rows.c) */
 } IdemSpi;
 
 /* The search_path the statements run under (PostgreSQL 17's safe path). */

@@ -6,7 +6,8 @@
 #  - a waiter on a lease is woken by the holder's complete() commit, not at
 #    the end of its wait (not a lock wait, so isolationtester cannot test it);
 #  - immediate stop during a pgbench run of claim+complete: after recovery,
-#    every acknowledged transaction's key is there and 'completed';
+#    every acknowledged transaction's key is there and 'completed', and
+#    every row is found through each index as through the table;
 #  - pg_dump / pg_restore keeps the records and the fencing sequence.
 use strict;
 use warnings;
@@ -143,6 +144,25 @@ SQL
 	cmp_ok($completed, '>=', $acked // 0,
 		"every acknowledged claim+complete is there and completed ($completed rows, $acked acknowledged)");
 	is($other, '0', 'no claim is left in_progress (claim and complete commit together)');
+
+	# claim and complete write their rows without the executor: every row
+	# version recovery brought back is reachable through each index, as
+	# through the table
+	my $counts = q{
+		SELECT (SELECT count(*) FROM idempotency.processed_events
+		         WHERE key >= 'pb-' AND key < 'pb.') || ' '
+		    || (SELECT count(*) FROM idempotency.processed_events
+		         WHERE expires_at > '-infinity')};
+	my $by_table = $node->safe_psql('postgres',
+		"SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off; $counts");
+	my $by_index = $node->safe_psql('postgres',
+		"SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off; $counts");
+	is($by_index, $by_table, "every row through the primary key and the expiry index ($by_table)");
+	like($node->safe_psql('postgres',
+			"SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off;"
+			  . " EXPLAIN (COSTS OFF) $counts"),
+		qr/Index Scan using processed_events_pkey.*Index Scan using processed_events_expires_at_idx/s,
+		'... both read through their index');
 }
 
 # 5. pg_dump / pg_restore keeps the records
