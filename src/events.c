@@ -40,8 +40,9 @@
  * stale worker can never overwrite anything.
  *
  * Without the executor.  The claim's INSERT of a key without a record
- * (PLAN_INSERT_CLAIM) and the finish of a claim of this transaction
- * (PLAN_FINISH_TID) are made by src/rows.c where it can (event_insert_fill,
+ * (PLAN_INSERT_CLAIM), mark_processed's INSERT (PLAN_MARK_INSERT) and the
+ * finish of a claim of this transaction (PLAN_FINISH_TID) are made by
+ * src/rows.c where it can (event_insert_fill, event_mark_fill,
  * event_finish_edit: the statements' VALUES, WHERE and SET in C), with the
  * statements' own effects; everywhere else, and whenever rows.c declines,
  * the statements run.
@@ -326,6 +327,7 @@ static int64 event_purge_citus(Oid caller, bool all, int32 batch);
 static Datum event_member_of(Oid caller);
 static char event_status_code(EventKey *ek, text *status);
 static void event_lookup(EventKey *ek, EventRow *row);
+static uint64 event_mark_insert(IdemSpi *spi, Datum *values);
 static bool event_claim_matches(XactClaim *c, EventKey *ek);
 static XactClaim *event_find_claim(EventKey *ek, bool only_open);
 static void event_remember_claim(EventKey *ek, pg_uuid_t *token,
@@ -453,8 +455,8 @@ static const IdemPlanDef event_plan_defs[NUM_PLANS] = {
 	[PLAN_MARK_INSERT] = {
 	/* $4 now, $5 expires_at */
 	"INSERT INTO idempotency.processed_events (owner, scope, key, status,"
-	" created_at, updated_at, expires_at)"
-	" VALUES ($1, $2, $3, 'completed', $4, $4, $5) ON CONFLICT DO NOTHING",
+	" attempts, created_at, updated_at, expires_at)"
+	" VALUES ($1, $2, $3, 'completed', 1, $4, $4, $5) ON CONFLICT DO NOTHING",
 		5, {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[PLAN_MARK_REPLACE] = {
@@ -1231,7 +1233,7 @@ idempotency_mark_processed(PG_FUNCTION_ARGS)
 	 */
 	for (attempt = 0; attempt < 3; attempt++)
 	{
-		if (event_exec(PLAN_MARK_INSERT, values, NULL) > 0 ||
+		if (event_mark_insert(&spi, values) > 0 ||
 			event_exec(PLAN_MARK_REPLACE, values, NULL) > 0)
 		{
 			inserted = true;
@@ -1505,6 +1507,63 @@ event_insert_fill(void *arg, Datum *values, bool *isnull)
 }
 
 /*
+ * PLAN_MARK_INSERT likewise: the same columns, those it leaves out without
+ * a default, and its VALUES.
+ */
+static const IdemRowCol event_mark_cols[ICOL_COUNT] = {
+	[ICOL_OWNER] = {"owner", TEXTOID, C_COLLATION_OID},
+	[ICOL_SCOPE] = {"scope", TEXTOID, DEFAULT_COLLATION_OID},
+	[ICOL_KEY] = {"key", TEXTOID, DEFAULT_COLLATION_OID},
+	[ICOL_STATUS] = {"status", TEXTOID, DEFAULT_COLLATION_OID},
+	[ICOL_FINGERPRINT] = {"fingerprint", BYTEAOID, InvalidOid, true},
+	[ICOL_RESULT] = {"result", JSONBOID, InvalidOid, true},
+	[ICOL_ERROR] = {"error", JSONBOID, InvalidOid, true},
+	[ICOL_TOKEN] = {"token", UUIDOID, InvalidOid, true},
+	[ICOL_FENCING_TOKEN] = {"fencing_token", INT8OID, InvalidOid, true},
+	[ICOL_ATTEMPTS] = {"attempts", INT4OID, InvalidOid},
+	[ICOL_CREATED_AT] = {"created_at", TIMESTAMPTZOID, InvalidOid},
+	[ICOL_UPDATED_AT] = {"updated_at", TIMESTAMPTZOID, InvalidOid},
+	[ICOL_LOCKED_UNTIL] = {"locked_until", TIMESTAMPTZOID, InvalidOid, true},
+	[ICOL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
+};
+
+static IdemRowShape event_mark_shape = {event_mark_cols, ICOL_COUNT};
+
+/* PLAN_MARK_INSERT's VALUES, from its parameters (arg). */
+static void
+event_mark_fill(void *arg, Datum *values, bool *isnull)
+{
+	Datum	   *p = (Datum *) arg;
+	int			i;
+
+	values[ICOL_OWNER] = p[0];
+	values[ICOL_SCOPE] = p[1];
+	values[ICOL_KEY] = p[2];
+	values[ICOL_STATUS] = CStringGetTextDatum("completed");
+	values[ICOL_ATTEMPTS] = Int32GetDatum(1);
+	values[ICOL_CREATED_AT] = p[3];
+	values[ICOL_UPDATED_AT] = p[3];
+	values[ICOL_EXPIRES_AT] = p[4];
+	for (i = 0; i < ICOL_COUNT; i++)
+		isnull[i] = !(i == ICOL_OWNER || i == ICOL_SCOPE || i == ICOL_KEY ||
+					  i == ICOL_STATUS || i == ICOL_ATTEMPTS ||
+					  i == ICOL_CREATED_AT || i == ICOL_UPDATED_AT ||
+					  i == ICOL_EXPIRES_AT);
+}
+
+/* PLAN_MARK_INSERT: the number of rows it inserted. */
+static uint64
+event_mark_insert(IdemSpi *spi, Datum *values)
+{
+	ItemPointerData tid;
+	int			n;
+
+	n = idem_row_count(idem_row_insert(spi, &event_mark_shape,
+									   event_mark_fill, values, &tid));
+	return n >= 0 ? (uint64) n : event_exec(PLAN_MARK_INSERT, values, NULL);
+}
+
+/*
  * The key looks free: take the claim lock (an uncommitted claim of the key
  * holds it until its transaction ends), then insert, replace the expired
  * record or take the lease over, with a compare-and-swap on the row version
@@ -1774,18 +1833,11 @@ event_finish_tid(IdemSpi *spi, Datum *values, const char *nulls)
 {
 	FinishParams fp = {values, nulls};
 	IdemRowTarget target = {(ItemPointer) DatumGetPointer(values[8])};
+	int			n;
 
-	switch (idem_row_update(spi, &event_finish_shape, &target,
-							event_finish_edit, &fp))
-	{
-		case IDEM_ROW_DONE:
-			return 1;
-		case IDEM_ROW_NONE:
-			return 0;
-		case IDEM_ROW_FALLBACK:
-			break;
-	}
-	return event_exec(PLAN_FINISH_TID, values, nulls);
+	n = idem_row_count(idem_row_update(spi, &event_finish_shape, &target,
+									   event_finish_edit, &fp));
+	return n >= 0 ? (uint64) n : event_exec(PLAN_FINISH_TID, values, nulls);
 }
 
 /*

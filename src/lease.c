@@ -378,16 +378,13 @@ lease_change(IdemSpi *spi, LeasePlan which, Datum *args, const char *nulls,
 	IdemRowTarget target = {NULL, "leases_pkey", LCOL_KEY, F_TEXTEQ, args[0]};
 	int			n;
 
-	switch (idem_row_update(spi, &lease_shape, &target, lease_edit, &lc))
+	n = idem_row_count(idem_row_update(spi, &lease_shape, &target,
+									   lease_edit, &lc));
+	if (n >= 0)
 	{
-		case IDEM_ROW_DONE:
-			*ret = lc.ret;
-			*ret_null = lc.ret_null;
-			return 1;
-		case IDEM_ROW_NONE:
-			return 0;
-		case IDEM_ROW_FALLBACK:
-			break;
+		*ret = lc.ret;
+		*ret_null = lc.ret_null;
+		return n;
 	}
 	n = lease_exec(which, args, nulls, 1);
 	if (n > 0)

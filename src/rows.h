@@ -81,6 +81,13 @@ typedef enum IdemRowResult
 	IDEM_ROW_DONE				/* updated, inserted */
 } IdemRowResult;
 
+/* The rows an IdemRowResult changed (0 or 1), or -1 for IDEM_ROW_FALLBACK. */
+static inline int
+idem_row_count(IdemRowResult r)
+{
+	return r == IDEM_ROW_DONE ? 1 : r == IDEM_ROW_NONE ? 0 : -1;
+}
+
 extern IdemRowResult idem_row_insert(IdemSpi *spi, IdemRowShape *shape,
 									 IdemRowFill fill, void *arg,
 									 ItemPointer tid);

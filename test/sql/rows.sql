@@ -1,19 +1,22 @@
 --
--- Rows written without the executor where nothing else can happen: claim()
--- and complete()/fail() of a claim of the same transaction on
--- processed_events; lease_acquire() of a known key, lease_renew() and
--- lease_release() on leases.  Whatever the table's owner changed, the rows
--- and errors must be those the statements give: each case below would
--- show a different row, or no error, if the change were made regardless.
+-- Rows written without the executor where nothing else can happen:
+-- claim(), mark_processed() and complete()/fail() of a claim of the same
+-- transaction on processed_events; lease_acquire() of a known key,
+-- lease_renew() and lease_release() on leases.  Whatever the table's owner
+-- changed, the rows and errors must be those the statements give: each
+-- case below would show a different row, or no error, if the change were
+-- made regardless.
 --
 \set VERBOSITY terse
 DELETE FROM idempotency.processed_events;
 DELETE FROM idempotency.leases;
 
--- Has this session prepared the claim's INSERT, the finish's UPDATE?  (A
--- saved SPI plan's memory context is named by its statement.)
+-- Has this session prepared the claim's INSERT, mark_processed's INSERT,
+-- the finish's UPDATE?  (A saved SPI plan's memory context is named by its
+-- statement.)
 CREATE TEMP VIEW direct_statements AS
-SELECT bool_or(ident LIKE 'INSERT INTO idempotency.processed_events%') AS claim_insert,
+SELECT bool_or(ident LIKE 'INSERT INTO idempotency.processed_events AS p%') AS claim_insert,
+       bool_or(ident LIKE 'INSERT INTO idempotency.processed_events (owner%') AS mark_insert,
        bool_or(ident LIKE 'UPDATE ONLY idempotency.processed_events AS p SET status = $5, result = $6, error = $7, updated_at = $8, locked_until = NULL, expires_at = $10%') AS finish_update
   FROM pg_backend_memory_contexts;
 
@@ -40,6 +43,16 @@ BEGIN;
 SELECT (SELECT fencing_token FROM idempotency.claim('d-3', scope => 'direct'))
      < (SELECT fencing_token FROM idempotency.claim('d-4', scope => 'direct')) AS increasing;
 ROLLBACK;
+
+-- mark_processed of a new key: written directly too; a duplicate's
+-- conflict as well (then the statements that tell a duplicate from an
+-- expired record run).
+SELECT idempotency.mark_processed('m-1', scope => 'direct');
+SELECT * FROM direct_statements;
+SELECT idempotency.mark_processed('m-1', scope => 'direct');
+SELECT key, status, attempts, fingerprint, result, error, token, fencing_token, locked_until,
+       created_at = updated_at AS untouched, expires_at > now() + interval '6 days' AS kept
+  FROM idempotency.processed_events WHERE scope = 'direct' AND key = 'm-1';
 
 -- Complete after the lease ran out: the record's expiry moves, an indexed
 -- column, so the new row version needs entries in every index.
@@ -85,6 +98,13 @@ BEGIN;
 ALTER TABLE idempotency.processed_events ALTER COLUMN result SET DEFAULT '"preset"';
 SELECT status, result FROM idempotency.claim('d-7', scope => 'direct');
 SELECT result FROM idempotency.processed_events WHERE scope = 'direct' AND key = 'd-7';
+ROLLBACK;
+
+-- A default for a column mark_processed leaves out: its INSERT takes it.
+BEGIN;
+ALTER TABLE idempotency.processed_events ALTER COLUMN fencing_token SET DEFAULT 7;
+SELECT idempotency.mark_processed('m-2', scope => 'direct');
+SELECT fencing_token FROM idempotency.processed_events WHERE scope = 'direct' AND key = 'm-2';
 ROLLBACK;
 
 -- A column of the owner's, with a default: the INSERT gives it.
