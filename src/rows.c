@@ -45,7 +45,8 @@
  *	   for an insert, no other column, and none it leaves out has a default
  *	   (IdemRowShape, checked again after any relcache invalidation);
  *	 - row level security does not apply to the current user, who holds
- *	   the privileges the statement needs (SELECT and INSERT or UPDATE);
+ *	   the privileges the statement needs (SELECT and INSERT or UPDATE),
+ *	   and no module (sepgsql) checks a statement's permissions;
  *	 - the table is not a Citus table (its rows are in its shards);
  *	 - the transaction is not SERIALIZABLE (the predicate locks are the
  *	   executor's to take);
@@ -161,7 +162,8 @@ rows_direct_ok(IdemSpi *spi, Relation rel, IdemRowShape *shape, AclMode mode)
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	Oid			relid = RelationGetRelid(rel);
 
-	if (!spi->direct ||
+	/* a security module's check of the statement's permissions */
+	if (!spi->direct || ExecutorCheckPerms_hook != NULL ||
 		(constr != NULL && constr->has_generated_stored) ||
 		IdemHasVirtualGenerated(RelationGetDescr(rel)) ||
 		!rows_shape_ok(rel, shape))
