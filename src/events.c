@@ -1430,46 +1430,58 @@ claim_examine(ClaimState *st, bool *takeover)
 }
 
 /*
- * PLAN_INSERT_CLAIM without the executor where src/rows.c can (see there):
- * every column of processed_events, and the fill that is its VALUES.
+ * processed_events' columns as the statements below see them, for the
+ * changes src/rows.c can make without the executor (see there).
  */
 enum
 {
-	ICOL_OWNER,
-	ICOL_SCOPE,
-	ICOL_KEY,
-	ICOL_STATUS,
-	ICOL_FINGERPRINT,
-	ICOL_RESULT,
-	ICOL_ERROR,
-	ICOL_TOKEN,
-	ICOL_FENCING_TOKEN,
-	ICOL_ATTEMPTS,
-	ICOL_CREATED_AT,
-	ICOL_UPDATED_AT,
-	ICOL_LOCKED_UNTIL,
-	ICOL_EXPIRES_AT,
-	ICOL_COUNT
+	ECOL_OWNER,
+	ECOL_SCOPE,
+	ECOL_KEY,
+	ECOL_STATUS,
+	ECOL_FINGERPRINT,
+	ECOL_RESULT,
+	ECOL_ERROR,
+	ECOL_TOKEN,
+	ECOL_FENCING_TOKEN,
+	ECOL_ATTEMPTS,
+	ECOL_CREATED_AT,
+	ECOL_UPDATED_AT,
+	ECOL_LOCKED_UNTIL,
+	ECOL_EXPIRES_AT,
+	ECOL_COUNT
 };
 
-static const IdemRowCol event_insert_cols[ICOL_COUNT] = {
-	[ICOL_OWNER] = {"owner", TEXTOID, C_COLLATION_OID},
-	[ICOL_SCOPE] = {"scope", TEXTOID, DEFAULT_COLLATION_OID},
-	[ICOL_KEY] = {"key", TEXTOID, DEFAULT_COLLATION_OID},
-	[ICOL_STATUS] = {"status", TEXTOID, DEFAULT_COLLATION_OID},
-	[ICOL_FINGERPRINT] = {"fingerprint", BYTEAOID, InvalidOid},
-	[ICOL_RESULT] = {"result", JSONBOID, InvalidOid, true},
-	[ICOL_ERROR] = {"error", JSONBOID, InvalidOid, true},
-	[ICOL_TOKEN] = {"token", UUIDOID, InvalidOid},
-	[ICOL_FENCING_TOKEN] = {"fencing_token", INT8OID, InvalidOid},
-	[ICOL_ATTEMPTS] = {"attempts", INT4OID, InvalidOid},
-	[ICOL_CREATED_AT] = {"created_at", TIMESTAMPTZOID, InvalidOid},
-	[ICOL_UPDATED_AT] = {"updated_at", TIMESTAMPTZOID, InvalidOid},
-	[ICOL_LOCKED_UNTIL] = {"locked_until", TIMESTAMPTZOID, InvalidOid},
-	[ICOL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
+static const IdemRowCol event_cols[ECOL_COUNT] = {
+	[ECOL_OWNER] = {"owner", TEXTOID, C_COLLATION_OID},
+	[ECOL_SCOPE] = {"scope", TEXTOID, DEFAULT_COLLATION_OID},
+	[ECOL_KEY] = {"key", TEXTOID, DEFAULT_COLLATION_OID},
+	[ECOL_STATUS] = {"status", TEXTOID, DEFAULT_COLLATION_OID},
+	[ECOL_FINGERPRINT] = {"fingerprint", BYTEAOID, InvalidOid},
+	[ECOL_RESULT] = {"result", JSONBOID, InvalidOid},
+	[ECOL_ERROR] = {"error", JSONBOID, InvalidOid},
+	[ECOL_TOKEN] = {"token", UUIDOID, InvalidOid},
+	[ECOL_FENCING_TOKEN] = {"fencing_token", INT8OID, InvalidOid},
+	[ECOL_ATTEMPTS] = {"attempts", INT4OID, InvalidOid},
+	[ECOL_CREATED_AT] = {"created_at", TIMESTAMPTZOID, InvalidOid},
+	[ECOL_UPDATED_AT] = {"updated_at", TIMESTAMPTZOID, InvalidOid},
+	[ECOL_LOCKED_UNTIL] = {"locked_until", TIMESTAMPTZOID, InvalidOid},
+	[ECOL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
 };
 
-static IdemRowShape event_insert_shape = {event_insert_cols, ICOL_COUNT};
+#define ECOL_BIT(c) ((uint32) 1 << (c))
+
+/* PLAN_INSERT_CLAIM leaves result and error out; mark_processed more. */
+static IdemRowShape event_insert_shape = {event_cols, ECOL_COUNT,
+	ECOL_BIT(ECOL_RESULT) | ECOL_BIT(ECOL_ERROR)};
+static IdemRowShape event_mark_shape = {event_cols, ECOL_COUNT,
+	ECOL_BIT(ECOL_FINGERPRINT) | ECOL_BIT(ECOL_RESULT) | ECOL_BIT(ECOL_ERROR) |
+	ECOL_BIT(ECOL_TOKEN) | ECOL_BIT(ECOL_FENCING_TOKEN) |
+	ECOL_BIT(ECOL_LOCKED_UNTIL)};
+static IdemRowShape event_finish_shape = {event_cols, ECOL_COUNT};
+
+/* Set column c of an insert's row (values/isnull by column). */
+#define ECOL_SET(c, v) (values[(c)] = (v), isnull[(c)] = false)
 
 /* PLAN_INSERT_CLAIM's parameters, and the fencing token it drew. */
 typedef struct InsertParams
@@ -1479,76 +1491,44 @@ typedef struct InsertParams
 	int64		fencing;
 } InsertParams;
 
-/* PLAN_INSERT_CLAIM's VALUES, in the order of its parameters. */
+/* PLAN_INSERT_CLAIM's VALUES, from its parameters (every column NULL before). */
 static void
 event_insert_fill(void *arg, Datum *values, bool *isnull)
 {
 	InsertParams *ip = (InsertParams *) arg;
 	Oid			owner;			/* not needed here */
-	int			i;
 
 	ip->fencing = nextval_internal(idem_table_lookup("processed_events_fencing_seq",
 													 false, &owner), true);
-	values[ICOL_OWNER] = ip->values[0];
-	values[ICOL_SCOPE] = ip->values[1];
-	values[ICOL_KEY] = ip->values[2];
-	values[ICOL_STATUS] = CStringGetTextDatum("in_progress");
-	values[ICOL_FINGERPRINT] = ip->values[3];
-	values[ICOL_TOKEN] = ip->values[7];
-	values[ICOL_FENCING_TOKEN] = Int64GetDatum(ip->fencing);
-	values[ICOL_ATTEMPTS] = Int32GetDatum(1);
-	values[ICOL_CREATED_AT] = ip->values[4];
-	values[ICOL_UPDATED_AT] = ip->values[4];
-	values[ICOL_LOCKED_UNTIL] = ip->values[5];
-	values[ICOL_EXPIRES_AT] = ip->values[6];
-	for (i = 0; i < ICOL_COUNT; i++)
-		isnull[i] = (i == ICOL_RESULT || i == ICOL_ERROR);
-	isnull[ICOL_FINGERPRINT] = (ip->nulls[3] == 'n');
+	ECOL_SET(ECOL_OWNER, ip->values[0]);
+	ECOL_SET(ECOL_SCOPE, ip->values[1]);
+	ECOL_SET(ECOL_KEY, ip->values[2]);
+	ECOL_SET(ECOL_STATUS, CStringGetTextDatum("in_progress"));
+	if (ip->nulls[3] != 'n')
+		ECOL_SET(ECOL_FINGERPRINT, ip->values[3]);
+	ECOL_SET(ECOL_TOKEN, ip->values[7]);
+	ECOL_SET(ECOL_FENCING_TOKEN, Int64GetDatum(ip->fencing));
+	ECOL_SET(ECOL_ATTEMPTS, Int32GetDatum(1));
+	ECOL_SET(ECOL_CREATED_AT, ip->values[4]);
+	ECOL_SET(ECOL_UPDATED_AT, ip->values[4]);
+	ECOL_SET(ECOL_LOCKED_UNTIL, ip->values[5]);
+	ECOL_SET(ECOL_EXPIRES_AT, ip->values[6]);
 }
-
-/*
- * PLAN_MARK_INSERT likewise: the same columns, those it leaves out without
- * a default, and its VALUES.
- */
-static const IdemRowCol event_mark_cols[ICOL_COUNT] = {
-	[ICOL_OWNER] = {"owner", TEXTOID, C_COLLATION_OID},
-	[ICOL_SCOPE] = {"scope", TEXTOID, DEFAULT_COLLATION_OID},
-	[ICOL_KEY] = {"key", TEXTOID, DEFAULT_COLLATION_OID},
-	[ICOL_STATUS] = {"status", TEXTOID, DEFAULT_COLLATION_OID},
-	[ICOL_FINGERPRINT] = {"fingerprint", BYTEAOID, InvalidOid, true},
-	[ICOL_RESULT] = {"result", JSONBOID, InvalidOid, true},
-	[ICOL_ERROR] = {"error", JSONBOID, InvalidOid, true},
-	[ICOL_TOKEN] = {"token", UUIDOID, InvalidOid, true},
-	[ICOL_FENCING_TOKEN] = {"fencing_token", INT8OID, InvalidOid, true},
-	[ICOL_ATTEMPTS] = {"attempts", INT4OID, InvalidOid},
-	[ICOL_CREATED_AT] = {"created_at", TIMESTAMPTZOID, InvalidOid},
-	[ICOL_UPDATED_AT] = {"updated_at", TIMESTAMPTZOID, InvalidOid},
-	[ICOL_LOCKED_UNTIL] = {"locked_until", TIMESTAMPTZOID, InvalidOid, true},
-	[ICOL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
-};
-
-static IdemRowShape event_mark_shape = {event_mark_cols, ICOL_COUNT};
 
 /* PLAN_MARK_INSERT's VALUES, from its parameters (arg). */
 static void
 event_mark_fill(void *arg, Datum *values, bool *isnull)
 {
 	Datum	   *p = (Datum *) arg;
-	int			i;
 
-	values[ICOL_OWNER] = p[0];
-	values[ICOL_SCOPE] = p[1];
-	values[ICOL_KEY] = p[2];
-	values[ICOL_STATUS] = CStringGetTextDatum("completed");
-	values[ICOL_ATTEMPTS] = Int32GetDatum(1);
-	values[ICOL_CREATED_AT] = p[3];
-	values[ICOL_UPDATED_AT] = p[3];
-	values[ICOL_EXPIRES_AT] = p[4];
-	for (i = 0; i < ICOL_COUNT; i++)
-		isnull[i] = !(i == ICOL_OWNER || i == ICOL_SCOPE || i == ICOL_KEY ||
-					  i == ICOL_STATUS || i == ICOL_ATTEMPTS ||
-					  i == ICOL_CREATED_AT || i == ICOL_UPDATED_AT ||
-					  i == ICOL_EXPIRES_AT);
+	ECOL_SET(ECOL_OWNER, p[0]);
+	ECOL_SET(ECOL_SCOPE, p[1]);
+	ECOL_SET(ECOL_KEY, p[2]);
+	ECOL_SET(ECOL_STATUS, CStringGetTextDatum("completed"));
+	ECOL_SET(ECOL_ATTEMPTS, Int32GetDatum(1));
+	ECOL_SET(ECOL_CREATED_AT, p[3]);
+	ECOL_SET(ECOL_UPDATED_AT, p[3]);
+	ECOL_SET(ECOL_EXPIRES_AT, p[4]);
 }
 
 /* PLAN_MARK_INSERT: the number of rows it inserted. */
@@ -1621,10 +1601,9 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 		ip.nulls = nulls;
 		direct = idem_row_insert(st->spi, &event_insert_shape,
 								 event_insert_fill, &ip, &newtid);
-		if (direct == IDEM_ROW_FALLBACK)
-			n = event_exec(PLAN_INSERT_CLAIM, values, nulls);
-		else
-			n = (direct == IDEM_ROW_DONE) ? 1 : 0;
+		n = (direct == IDEM_ROW_FALLBACK)
+			? event_exec(PLAN_INSERT_CLAIM, values, nulls)
+			: (uint64) idem_row_count(direct);
 	}
 	else if (!event_citus)
 	{
@@ -1756,34 +1735,6 @@ event_finish_expiry(TimestampTz now, TimestampTz locked_until,
 	return locked_until > now ? expires_at : now + (expires_at - locked_until);
 }
 
-/*
- * PLAN_FINISH_TID without the executor where src/rows.c can (see there):
- * the columns it reads and sets, and the edit that is its WHERE and SET.
- */
-enum
-{
-	FCOL_TOKEN,
-	FCOL_STATUS,
-	FCOL_RESULT,
-	FCOL_ERROR,
-	FCOL_UPDATED_AT,
-	FCOL_LOCKED_UNTIL,
-	FCOL_EXPIRES_AT,
-	FCOL_COUNT
-};
-
-static const IdemRowCol event_finish_cols[FCOL_COUNT] = {
-	[FCOL_TOKEN] = {"token", UUIDOID, InvalidOid},
-	[FCOL_STATUS] = {"status", TEXTOID, DEFAULT_COLLATION_OID},
-	[FCOL_RESULT] = {"result", JSONBOID, InvalidOid},
-	[FCOL_ERROR] = {"error", JSONBOID, InvalidOid},
-	[FCOL_UPDATED_AT] = {"updated_at", TIMESTAMPTZOID, InvalidOid},
-	[FCOL_LOCKED_UNTIL] = {"locked_until", TIMESTAMPTZOID, InvalidOid},
-	[FCOL_EXPIRES_AT] = {"expires_at", TIMESTAMPTZOID, InvalidOid},
-};
-
-static IdemRowShape event_finish_shape = {event_finish_cols, FCOL_COUNT};
-
 /* PLAN_FINISH_TID's parameters, as event_exec() takes them. */
 typedef struct FinishParams
 {
@@ -1791,39 +1742,39 @@ typedef struct FinishParams
 	const char *nulls;
 } FinishParams;
 
-/* WHERE token = $4 AND status = 'in_progress'; SET as PLAN_FINISH_TID. */
+/*
+ * PLAN_FINISH_TID without the executor where src/rows.c can (see there):
+ * WHERE token = $4 AND status = 'in_progress'; SET status = $5,
+ * result = $6, error = $7, updated_at = $8, locked_until = NULL,
+ * expires_at = $10.
+ */
 static IdemRowEditResult
 event_finish_edit(void *arg, const AttrNumber *att, Datum *values,
 				  bool *isnull)
 {
 	FinishParams *fp = (FinishParams *) arg;
 	text	   *status;
-	int			i;
 
-#define FCOL(c) (att[(c)] - 1)
-	if (isnull[FCOL(FCOL_TOKEN)] || isnull[FCOL(FCOL_STATUS)] ||
-		memcmp(DatumGetUUIDP(values[FCOL(FCOL_TOKEN)]),
+#define ECOL(c) (att[(c)] - 1)
+#define ECOL_PARAM(c, i) (values[ECOL(c)] = fp->values[(i)], \
+						  isnull[ECOL(c)] = (fp->nulls[(i)] == 'n'))
+	if (isnull[ECOL(ECOL_TOKEN)] || isnull[ECOL(ECOL_STATUS)] ||
+		memcmp(DatumGetUUIDP(values[ECOL(ECOL_TOKEN)]),
 			   DatumGetUUIDP(fp->values[3]), UUID_LEN) != 0)
 		return IDEM_EDIT_SKIP;
-	status = DatumGetTextPP(values[FCOL(FCOL_STATUS)]);
+	status = DatumGetTextPP(values[ECOL(ECOL_STATUS)]);
 	if (VARSIZE_ANY_EXHDR(status) != strlen("in_progress") ||
 		memcmp(VARDATA_ANY(status), "in_progress", strlen("in_progress")) != 0)
 		return IDEM_EDIT_SKIP;
-	/* status $5, result $6, error $7, updated_at $8, NULL, expires_at $10 */
-	for (i = FCOL_STATUS; i < FCOL_COUNT; i++)
-	{
-		int			param = (i == FCOL_EXPIRES_AT) ? 9 : i + 3;
-
-		if (i == FCOL_LOCKED_UNTIL)
-		{
-			values[FCOL(i)] = (Datum) 0;
-			isnull[FCOL(i)] = true;
-			continue;
-		}
-		values[FCOL(i)] = fp->values[param];
-		isnull[FCOL(i)] = (fp->nulls[param] == 'n');
-	}
-#undef FCOL
+	ECOL_PARAM(ECOL_STATUS, 4);
+	ECOL_PARAM(ECOL_RESULT, 5);
+	ECOL_PARAM(ECOL_ERROR, 6);
+	ECOL_PARAM(ECOL_UPDATED_AT, 7);
+	values[ECOL(ECOL_LOCKED_UNTIL)] = (Datum) 0;
+	isnull[ECOL(ECOL_LOCKED_UNTIL)] = true;
+	ECOL_PARAM(ECOL_EXPIRES_AT, 9);
+#undef ECOL_PARAM
+#undef ECOL
 	return IDEM_EDIT_CHANGE;
 }
 

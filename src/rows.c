@@ -138,7 +138,7 @@ rows_shape_ok(Relation rel, IdemRowShape *shape)
 			shape->ok = (att->atttypid == col->type && att->atttypmod == -1 &&
 						 att->attcollation == col->collation &&
 						 att->attidentity == '\0' &&
-						 !(col->defaulted && att->atthasdef));
+						 !((shape->defaulted >> i) & 1 && att->atthasdef));
 			shape->attnums[i] = att->attnum;
 			break;
 		}
@@ -212,7 +212,7 @@ rows_index_entries(Relation rel, TupleTableSlot *slot, bool summarizing_only)
  * The unique index target names, open, if it is what the target says: a
  * valid, immediate, unique btree index of rel on the key column alone,
  * under its collation, whose operator family's equality is eqproc.  NULL
- * if not.
+ * if not.  The answer is kept in the shape until an invalidation.
  */
 static Relation
 rows_key_index(Relation rel, IdemRowShape *shape, const IdemRowTarget *target)
@@ -221,25 +221,32 @@ rows_key_index(Relation rel, IdemRowShape *shape, const IdemRowTarget *target)
 	Oid			owner;			/* not needed here */
 	Oid			indexoid = idem_table_lookup(target->index, true, &owner);
 	Relation	index;
-	Form_pg_index ix;
-	Oid			eqop = InvalidOid;
-	bool		ok;
 
 	if (!OidIsValid(indexoid))
 		return NULL;
 	/* what the statement's executor takes on the indexes of its table */
 	index = relation_open(indexoid, RowExclusiveLock);
-	ix = index->rd_index;
-	ok = (index->rd_rel->relkind == RELKIND_INDEX &&
-		  index->rd_rel->relam == BTREE_AM_OID &&
-		  ix->indrelid == RelationGetRelid(rel) && ix->indisunique &&
-		  ix->indimmediate && ix->indisvalid && ix->indnkeyatts == 1 &&
-		  ix->indkey.values[0] == shape->attnums[target->keycol] &&
-		  index->rd_indcollation[0] == col->collation);
-	if (ok)
-		eqop = get_opfamily_member(index->rd_opfamily[0], col->type,
-								   col->type, BTEqualStrategyNumber);
-	if (!ok || !OidIsValid(eqop) || get_opcode(eqop) != target->eqproc)
+	if (shape->keyindex != indexoid || shape->keystamp != rows_invals)
+	{
+		Form_pg_index ix = index->rd_index;
+		Oid			eqop = InvalidOid;
+		bool		ok;
+
+		ok = (index->rd_rel->relkind == RELKIND_INDEX &&
+			  index->rd_rel->relam == BTREE_AM_OID &&
+			  ix->indrelid == RelationGetRelid(rel) && ix->indisunique &&
+			  ix->indimmediate && ix->indisvalid && ix->indnkeyatts == 1 &&
+			  ix->indkey.values[0] == shape->attnums[target->keycol] &&
+			  index->rd_indcollation[0] == col->collation);
+		if (ok)
+			eqop = get_opfamily_member(index->rd_opfamily[0], col->type,
+									   col->type, BTEqualStrategyNumber);
+		shape->keyindex_ok = (ok && OidIsValid(eqop) &&
+							  get_opcode(eqop) == target->eqproc);
+		shape->keyindex = indexoid;
+		shape->keystamp = rows_invals;
+	}
+	if (!shape->keyindex_ok)
 	{
 		relation_close(index, NoLock);
 		return NULL;

@@ -21,8 +21,6 @@ typedef struct IdemRowCol
 	const char *name;
 	Oid			type;
 	Oid			collation;		/* InvalidOid: a type without one */
-	bool		defaulted;		/* an insert's statement leaves it to its
-								 * default (the column must have none) */
 } IdemRowCol;
 
 /*
@@ -33,12 +31,18 @@ typedef struct IdemRowShape
 {
 	const IdemRowCol *cols;
 	int			ncols;
+	uint32		defaulted;		/* bit i: an insert's statement leaves
+								 * cols[i] to its default (it must have
+								 * none) */
 	/* set by src/rows.c */
 	Oid			relid;			/* InvalidOid: not checked yet */
 	uint64		stamp;			/* invalidations seen when checked */
 	bool		ok;				/* every column there, as described */
 	bool		all;			/* ... and no other column */
 	AttrNumber	attnums[IDEM_ROW_MAX_COLS];
+	Oid			keyindex;		/* the IdemRowTarget index checked last ... */
+	uint64		keystamp;		/* ... at these invalidations ... */
+	bool		keyindex_ok;	/* ... and whether it is as the target says */
 } IdemRowShape;
 
 /*

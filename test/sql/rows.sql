@@ -102,9 +102,10 @@ ROLLBACK;
 
 -- A default for a column mark_processed leaves out: its INSERT takes it.
 BEGIN;
-ALTER TABLE idempotency.processed_events ALTER COLUMN fencing_token SET DEFAULT 7;
+ALTER TABLE idempotency.processed_events
+    ALTER COLUMN token SET DEFAULT '00000000-0000-0000-0000-000000000007';
 SELECT idempotency.mark_processed('m-2', scope => 'direct');
-SELECT fencing_token FROM idempotency.processed_events WHERE scope = 'direct' AND key = 'm-2';
+SELECT token FROM idempotency.processed_events WHERE scope = 'direct' AND key = 'm-2';
 ROLLBACK;
 
 -- A column of the owner's, with a default: the INSERT gives it.
