@@ -89,7 +89,8 @@
  * ExecInsertIndexTuples() gained onlySummarizing.  Ours: wait for
  * concurrent updaters, no cross-check snapshot, and *summarizing_only
  * set when only summarizing indexes need entries; index entries with
- * ON CONFLICT's noDupErr when specconflict is given.
+ * ON CONFLICT's noDupErr when specconflict is given (for the arbiter
+ * indexes; NIL: every unique index).
  */
 #include "access/tableam.h"
 #include "executor/executor.h"
@@ -110,9 +111,9 @@ idem_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 	return res;
 }
 #define idem_insert_index_entries(rri, slot, estate, specconflict, \
-								  summarizing_only) \
+								  arbiters, summarizing_only) \
 	ExecInsertIndexTuples((rri), (slot), (estate), false, \
-						  (specconflict) != NULL, (specconflict), NIL, \
+						  (specconflict) != NULL, (specconflict), (arbiters), \
 						  (summarizing_only))
 #else
 static inline TM_Result
@@ -127,29 +128,31 @@ idem_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 							  true, tmfd, &lockmode, update_indexes);
 }
 #define idem_insert_index_entries(rri, slot, estate, specconflict, \
-								  summarizing_only) \
+								  arbiters, summarizing_only) \
 	ExecInsertIndexTuples((rri), (slot), (estate), false, \
-						  (specconflict) != NULL, (specconflict), NIL)
+						  (specconflict) != NULL, (specconflict), (arbiters))
 #endif
 
 /*
- * ON CONFLICT's pre-check of every unique index (src/rows.c): from 18,
- * ExecCheckIndexConstraints() takes the TID of a row being updated (for
- * WITHOUT OVERLAPS), none for an insert.
+ * ON CONFLICT's pre-check of the arbiter indexes (NIL: every unique index;
+ * src/rows.c): from 18, ExecCheckIndexConstraints() takes the TID of a row
+ * being updated (for WITHOUT OVERLAPS), none for an insert.
  */
 #if PG_VERSION_NUM >= 180000
 static inline bool
 idem_check_index_constraints(ResultRelInfo *rri, TupleTableSlot *slot,
-							 EState *estate, ItemPointer conflict)
+							 EState *estate, ItemPointer conflict,
+							 List *arbiters)
 {
 	ItemPointerData none;
 
 	ItemPointerSetInvalid(&none);
-	return ExecCheckIndexConstraints(rri, slot, estate, conflict, &none, NIL);
+	return ExecCheckIndexConstraints(rri, slot, estate, conflict, &none,
+									 arbiters);
 }
 #else
-#define idem_check_index_constraints(rri, slot, estate, conflict) \
-	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict), NIL)
+#define idem_check_index_constraints(rri, slot, estate, conflict, arbiters) \
+	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict), (arbiters))
 #endif
 
 #endif							/* IDEMPOTENCY_COMPAT_H */

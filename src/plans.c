@@ -111,7 +111,9 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_language.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
@@ -373,11 +375,37 @@ idem_pin_search_path(void)
 }
 
 /*
+ * An immutable function of the server's own (language internal, from its
+ * initial catalog): its result depends on its arguments alone, so it reads
+ * no catalog and looks no name up (a cast such as int4(bigint), which
+ * a serial column's default calls around nextval(), lower(), ...).
+ */
+static bool
+func_immutable_internal(Oid func)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		result;
+
+	if (func >= FirstGenbkiObjectId)
+		return false;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(func));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	result = (proc->provolatile == PROVOLATILE_IMMUTABLE &&
+			  proc->prolang == INTERNALlanguageId && !proc->proretset);
+	ReleaseSysCache(tup);
+	return result;
+}
+
+/*
  * Functions a default or a policy of a table without owner's code may
- * call: those of the extension's own tables, and a few alike.  Being
- * built in is not enough: some built-in functions look names up through
- * search_path (to_regclass(), a text-to-regclass cast, ts_rewrite()
- * running a query it is given).  None of these does.
+ * call: those of the extension's own tables, a few alike, and the
+ * immutable internal ones.  Being built in is not enough: some built-in
+ * functions look names up through search_path (to_regclass(), a
+ * text-to-regclass cast, ts_rewrite() running a query it is given), none
+ * of them immutable.  None of these does.
  */
 static bool
 func_not_listed(Oid func, void *context)
@@ -398,7 +426,7 @@ func_not_listed(Oid func, void *context)
 		case F_QUOTE_IDENT:
 			return false;
 		default:
-			return true;
+			return !func_immutable_internal(func);
 	}
 }
 
@@ -486,6 +514,18 @@ index_runs_code(Oid indexoid)
 		ReleaseSysCache(tup);
 	}
 	return result;
+}
+
+bool
+idem_expr_runs_code(Node *expr)
+{
+	return expr_runs_code(expr, NULL);
+}
+
+bool
+idem_index_runs_code(Oid indexoid)
+{
+	return index_runs_code(indexoid);
 }
 
 /*

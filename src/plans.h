@@ -90,6 +90,15 @@ extern void idem_spi_begin(IdemSpi *spi, const char *table, bool writes);
 extern void idem_spi_end(IdemSpi *spi);
 
 /*
+ * Could evaluating expr (a default, a policy's expression), or maintaining
+ * index indexoid, run code other than a few built-in functions that look
+ * no name up (see "When the pin is needed" in src/plans.c)?  Conservative:
+ * what is not plainly understood counts as code.
+ */
+extern bool idem_expr_runs_code(Node *expr);
+extern bool idem_index_runs_code(Oid indexoid);
+
+/*
  * OID of idempotency.<table> (a table, an index, ...) and its owner, cached
  * (see src/plans.c).  InvalidOid if there is none and missing_ok.
  */

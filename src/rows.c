@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * rows.c
- *	  Row changes on the extension's own tables without the executor.
+ *	  Row changes on the extension's own tables without the executor, and
+ *	  the insert of an upsert's new row (idem_row_insert_slot()).
  *
  * A call that writes one row of processed_events or leases through SPI
  * pays for two statements: its own (the function call) and the one SPI
@@ -31,6 +32,12 @@
  *
  * Either way, a new version that is not HOT gets its entry in every index
  * from ExecInsertIndexTuples(), with the unique checks the executor makes.
+ *
+ * idem_row_insert_slot() is the insert for a row the caller has formed,
+ * with ON CONFLICT's arbiters, and idem_row_insert_plain() a plain INSERT
+ * of many (src/upsert.c: a user's table, whose checks are
+ * upsert_insert_direct_build()'s; the caller decides what "nothing but the
+ * change" means there, and holds ROW EXCLUSIVE).
  *
  * "Nothing but the change" is, conservatively:
  *	 - the table runs no code (src/plans.c's table_runs_code(), decided
@@ -203,7 +210,8 @@ rows_index_entries(Relation rel, TupleTableSlot *slot, bool summarizing_only)
 
 	InitResultRelInfo(rri, rel, 0, NULL, 0);
 	ExecOpenIndices(rri, false);
-	(void) idem_insert_index_entries(rri, slot, estate, NULL, summarizing_only);
+	(void) idem_insert_index_entries(rri, slot, estate, NULL, NIL,
+									 summarizing_only);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 }
@@ -365,13 +373,19 @@ idem_row_update(IdemSpi *spi, IdemRowShape *shape, const IdemRowTarget *target,
 
 /*
  * INSERT ... ON CONFLICT DO NOTHING of the row in slot, as the executor
- * makes it: a pre-check of every unique index, then a speculative insertion
- * whose index entries are made with the conflict reported instead of
- * raised; a conflict found then kills the row, and the pre-check, run
- * again, finds the conflicting row (or, if its inserter gave up, none).
+ * makes it: a pre-check of the arbiter indexes (NIL: every unique index),
+ * then a speculative insertion whose index entries are made with a
+ * conflict in an arbiter reported instead of raised; a conflict found then
+ * kills the row, and the pre-check, run again, finds the conflicting row
+ * (or, if its inserter gave up, none).  A unique index that is not an
+ * arbiter raises its violation, as the statement's would.  The pre-check
+ * only saves a speculative insertion that would be killed (the index
+ * entries find every conflict); fresh_miss: the caller's look with a fresh
+ * snapshot has just missed the key, so the first round goes without it.
  */
 static IdemRowResult
-rows_insert_on_conflict(Relation rel, TupleTableSlot *slot, ItemPointer tid)
+rows_insert_on_conflict(Relation rel, TupleTableSlot *slot, List *arbiters,
+						bool fresh_miss, ItemPointer tid)
 {
 	EState	   *estate = CreateExecutorState();
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
@@ -391,15 +405,18 @@ rows_insert_on_conflict(Relation rel, TupleTableSlot *slot, ItemPointer tid)
 			bool		conflicted = false;
 
 			CHECK_FOR_INTERRUPTS();
-			if (!idem_check_index_constraints(rri, slot, estate, &conflict))
+			if (!fresh_miss &&
+				!idem_check_index_constraints(rri, slot, estate, &conflict,
+											  arbiters))
 			{
 				result = IDEM_ROW_NONE;
 				break;
 			}
+			fresh_miss = false;
 			token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
 			table_tuple_insert_speculative(rel, slot, cid, 0, NULL, token);
 			list_free(idem_insert_index_entries(rri, slot, estate, &conflicted,
-												false));
+												arbiters, false));
 			table_tuple_complete_speculative(rel, slot, token, !conflicted);
 			SpeculativeInsertionLockRelease(GetCurrentTransactionId());
 			if (!conflicted)
@@ -411,6 +428,55 @@ rows_insert_on_conflict(Relation rel, TupleTableSlot *slot, ItemPointer tid)
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 	return result;
+}
+
+/*
+ * INSERT ... ON CONFLICT (arbiters) DO NOTHING of the row in slot (every
+ * column set, slot->tts_tableOid too), as SPI runs a statement that
+ * writes: the command counter advanced before and after.  The caller holds
+ * ROW EXCLUSIVE on rel and has decided that nothing but the change can
+ * happen (see the header); IDEM_ROW_FALLBACK when the row breaks a NOT NULL
+ * constraint (the statement raises it), before anything is written.
+ * fresh_miss: a look for the key with a fresh snapshot has just missed it.
+ */
+IdemRowResult
+idem_row_insert_slot(Relation rel, TupleTableSlot *slot, List *arbiters,
+					 bool fresh_miss, ItemPointer tid)
+{
+	IdemRowResult result;
+
+	Assert(!IsolationUsesXactSnapshot());
+	if (rows_breaks_not_null(rel, slot))
+		return IDEM_ROW_FALLBACK;
+	CommandCounterIncrement();
+	result = rows_insert_on_conflict(rel, slot, arbiters, fresh_miss, tid);
+	CommandCounterIncrement();
+	return result;
+}
+
+/*
+ * A plain INSERT of n rows (slots formed by the caller, tts_tableOid set),
+ * as COPY makes it: the heap tuples a page at a time (table_multi_insert,
+ * a WAL record per page), then every index's entries for each, with the
+ * unique checks of a plain INSERT (a violation raises 23505: the caller
+ * runs this in a subtransaction).  rri has its indexes open and, like
+ * estate, belongs to the caller, as does the command counter.  False,
+ * before any of the n is written, when a row breaks a NOT NULL constraint.
+ */
+bool
+idem_row_insert_plain(Relation rel, ResultRelInfo *rri, EState *estate,
+					  TupleTableSlot **slots, int n, CommandId cid)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (rows_breaks_not_null(rel, slots[i]))
+			return false;
+	table_multi_insert(rel, slots, n, cid, 0, NULL);
+	for (i = 0; i < n; i++)
+		list_free(idem_insert_index_entries(rri, slots[i], estate, NULL, NIL,
+											false));
+	return true;
 }
 
 /*
@@ -458,15 +524,7 @@ idem_row_insert(IdemSpi *spi, IdemRowShape *shape, IdemRowFill fill,
 	}
 	ExecStoreVirtualTuple(slot);
 	slot->tts_tableOid = RelationGetRelid(rel);
-	if (rows_breaks_not_null(rel, slot))
-		result = IDEM_ROW_FALLBACK;
-	else
-	{
-		/* as SPI runs a statement that writes */
-		CommandCounterIncrement();
-		result = rows_insert_on_conflict(rel, slot, tid);
-		CommandCounterIncrement();
-	}
+	result = idem_row_insert_slot(rel, slot, NIL, false, tid);
 	ExecDropSingleTupleTableSlot(slot);
 	relation_close(rel, NoLock);
 	return result;

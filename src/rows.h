@@ -11,7 +11,11 @@
 
 #include "plans.h"
 
+#include "nodes/execnodes.h"
+#include "executor/tuptable.h"
+#include "nodes/pg_list.h"
 #include "storage/itemptr.h"
+#include "utils/relcache.h"
 
 #define IDEM_ROW_MAX_COLS	16
 
@@ -95,6 +99,12 @@ idem_row_count(IdemRowResult r)
 extern IdemRowResult idem_row_insert(IdemSpi *spi, IdemRowShape *shape,
 									 IdemRowFill fill, void *arg,
 									 ItemPointer tid);
+extern IdemRowResult idem_row_insert_slot(Relation rel, TupleTableSlot *slot,
+										  List *arbiters, bool fresh_miss,
+										  ItemPointer tid);
+extern bool idem_row_insert_plain(Relation rel, ResultRelInfo *rri,
+								  EState *estate, TupleTableSlot **slots,
+								  int n, CommandId cid);
 extern IdemRowResult idem_row_update(IdemSpi *spi, IdemRowShape *shape,
 									 const IdemRowTarget *target,
 									 IdemRowEdit edit, void *arg);

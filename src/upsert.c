@@ -82,8 +82,20 @@
  * seen as they are), without SPI and the executor.  The row found is
  * copied once, from the buffer (formed anew only when the tuple lacks
  * columns added since it was written).
- * Everything after a miss goes through SPI, starting at the INSERT: the
- * probe was the first SELECT.
+ * After such a miss, the INSERT ... ON CONFLICT (key) DO NOTHING is made
+ * without SPI and the executor too (upsert_direct_insert, with
+ * src/rows.c), where nothing but the insert could happen: a plain heap
+ * table without rules, INSERT triggers, CHECK constraints or generated
+ * columns, whose indexes and the defaults of the columns left out run no
+ * code (src/plans.c), no domain among those columns, no second arbiter,
+ * table-level INSERT, READ COMMITTED; decided once per entry, under ROW
+ * EXCLUSIVE, and not used when an invalidation of the table arrives with
+ * that lock.  The defaults are evaluated as the executor evaluates them;
+ * a speculative insertion inserts the row (the probe having just missed
+ * the key, without ON CONFLICT's pre-check the first time).  A conflict
+ * sends the loop to its SELECT; a row that breaks NOT NULL, to the
+ * statement, which raises the error.  Everything else goes through SPI,
+ * starting at the INSERT: the probe was the first SELECT.
  *
  * RLS: when row level security applies to the caller and the INSERT found
  * a conflict, we look the key up with RLS off (as the table owner, with
@@ -112,7 +124,14 @@
  * order inserted and are matched to the elements by comparing each with
  * the next sorted key for equality (binary search when a trigger dropped
  * or changed a row), and a second index scan with a fresh snapshot finds
- * the keys that conflicted.
+ * the keys that conflicted.  Where a single new row is inserted without
+ * SPI (upsert_insert_direct_ready), so are these: the plain INSERT's rows
+ * formed in key order and written a thousand at a time with
+ * table_multi_insert, each index's entries made in key order after each
+ * thousand, in the same subtransaction (batch_insert_direct), or, for a
+ * single new key or without room for the subtransaction's xid, one by one
+ * as the one-row path inserts its row (batch_insert_each); the rows are
+ * then known without matching.
  * Otherwise (RLS, column privileges, SERIALIZABLE, inheritance, NULLS NOT
  * DISTINCT, array-typed columns) set statements: a SELECT joining the input
  * (one jsonb_populate_record per element, in a MATERIALIZED CTE) with the
@@ -195,6 +214,7 @@
 #include "plans.h"
 #include "citus.h"
 #include "locks.h"
+#include "rows.h"
 
 #include "access/genam.h"
 #include "access/nbtree.h"
@@ -205,6 +225,7 @@
 #include "access/xact.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
@@ -212,6 +233,7 @@
 #include "catalog/pg_opclass.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -219,6 +241,9 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
 #include "pgstat.h"
 #include "storage/itemptr.h"
 #include "utils/array.h"
@@ -354,6 +379,12 @@ typedef struct UpsertEntry
 	Oid		   *keyltop;		/* btree "<" per key (batch sorts) ... */
 	FmgrInfo   *keyeqfn;		/* ... and equality (keyproc) ... */
 	Oid		   *keyindcoll;		/* ... under the index's collation */
+	/* for the miss path's direct insert (upsert_direct_insert) */
+	int			insert_direct;	/* 1 yes, -1 no, 0 not decided yet */
+	int			ndefaults;		/* columns absent from vals with a default: */
+	AttrNumber *defatt;			/* ... their attnums ... */
+	ExprState **defstate;		/* ... and defaults, ready to evaluate */
+	List	   *arbiters;		/* the arbiter index, alone */
 } UpsertEntry;
 
 /* Result of the RLS probe. */
@@ -467,6 +498,16 @@ static void upsert_direct_end(UpsertDirect *d);
 static bool upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op,
 								 uint32 nullmask, Datum *values, Datum *row,
 								 bool *probed);
+static bool upsert_insert_direct_build(UpsertEntry *e, Relation rel);
+static bool upsert_insert_direct_ready(UpsertEntry *e, Relation rel);
+static Datum upsert_slot_row(TupleTableSlot *slot, TupleDesc desc,
+							 MemoryContext cxt);
+static void upsert_form_new_row(UpsertEntry *e, TupleTableSlot *slot,
+								ExprContext *econtext, const Datum *values,
+								const char *nulls);
+static IdemRowResult upsert_direct_insert(UpsertEntry *e, Relation rel,
+										  const Datum *values, const char *nulls,
+										  Datum *row);
 static bool upsert_direct_batch(UpsertEntry *e, Relation rel, Jsonb **elems,
 								const int64 *ords, int n,
 								Datum *rows);
@@ -474,7 +515,8 @@ static Datum upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 static bool upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
 						  const char *nulls, UpsertSeen *seen);
 static Datum upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
-						 uint32 nullmask, bool probed, bool *created);
+						 uint32 nullmask, bool probed, bool conflicted,
+						 bool *created);
 static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname,
 						   bool *created);
 static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
@@ -2284,6 +2326,217 @@ upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op, uint32 nullmask,
 }
 
 /*
+ * May a miss of e insert its row without SPI (upsert_direct_insert)?
+ * Decided on the first miss after the entry was built, with rel locked
+ * ROW EXCLUSIVE, and kept with the entry (any change of the table's
+ * triggers, rules, constraints, defaults, indexes, privileges or policies
+ * sends the relcache invalidation that rebuilds it).  Nothing but the
+ * insert may happen: no rule, trigger on INSERT, CHECK constraint or
+ * generated column (stored or virtual), no inheritance or partitioning, the heap access
+ * method, indexes that run no code (no expression, predicate, exclusion
+ * or operator class not built in), no other unique index the key's
+ * ON CONFLICT would take as an arbiter, and defaults that run no code
+ * (src/plans.c: constants, nextval(), identity, now() and a few alike),
+ * none on a domain (whose constraints check even a NULL).  Fills in the
+ * planned defaults of the columns vals leaves out.
+ */
+static bool
+upsert_insert_direct_build(UpsertEntry *e, Relation rel)
+{
+	Form_pg_class form = RelationGetForm(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleConstr *constr = desc->constr;
+	TriggerDesc *trig = rel->trigdesc;
+	MemoryContext old;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		ok = true;
+	int			i,
+				j;
+
+	if (!e->plain || e->citus || e->virtual_generated || e->keytwins ||
+		e->nulls_not_distinct || form->relkind != RELKIND_RELATION ||
+		form->relam != HEAP_TABLE_AM_OID || form->relhasrules ||
+		form->relhassubclass || form->relispartition ||
+		(constr != NULL && constr->num_check > 0))
+		return false;
+	if (trig != NULL &&
+		(trig->trig_insert_before_row || trig->trig_insert_after_row ||
+		 trig->trig_insert_instead_row || trig->trig_insert_before_statement ||
+		 trig->trig_insert_after_statement || trig->trig_insert_new_table))
+		return false;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		if (idem_index_runs_code(lfirst_oid(lc)))
+			ok = false;
+	}
+	list_free(indexes);
+	if (!ok)
+		return false;
+
+	old = MemoryContextSwitchTo(e->cxt);
+	e->defatt = palloc(sizeof(AttrNumber) * desc->natts);
+	e->defstate = palloc(sizeof(ExprState *) * desc->natts);
+	e->ndefaults = 0;
+	for (i = 0, j = 0; ok && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Node	   *def;
+
+		if (att->attisdropped)
+			continue;
+		/* the executor computes it (not a default: it reads the row) */
+		if (att->attgenerated)
+		{
+			ok = false;
+			continue;
+		}
+		if (j < e->ncols && e->cols[j] == att->attnum)
+		{
+			/* the statement refuses a value for it (428C9) */
+			if (att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
+				ok = false;
+			j++;
+			continue;
+		}
+		if (get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
+		{
+			ok = false;
+			continue;
+		}
+		def = build_column_default(rel, att->attnum);
+		if (def == NULL)
+			continue;
+		if (idem_expr_runs_code(def))
+		{
+			ok = false;
+			continue;
+		}
+		/*
+		 * Kept for the entry's life: such an expression keeps no state of
+		 * one evaluation for the next (no Var, no subplan, no function
+		 * that caches in fn_extra); each call evaluates it in memory of
+		 * its own.
+		 */
+		e->defatt[e->ndefaults] = att->attnum;
+		e->defstate[e->ndefaults] =
+			ExecInitExpr(expression_planner((Expr *) def), NULL);
+		e->ndefaults++;
+	}
+	e->arbiters = list_make1_oid(e->indexoid);
+	MemoryContextSwitchTo(old);
+	return ok;
+}
+
+/*
+ * May e's new rows be inserted here now (upsert_insert_direct_build)?
+ * Takes the statement's ROW EXCLUSIVE lock first.  An invalidation it
+ * brings in (a trigger, a constraint, a grant committed while we waited for
+ * it), or one the build's catalog reads bring in, makes the entry stale:
+ * the statement runs, and the next call rebuilds the entry.
+ */
+static bool
+upsert_insert_direct_ready(UpsertEntry *e, Relation rel)
+{
+	if (e->insert_direct < 0 || ExecutorCheckPerms_hook != NULL ||
+		OidIsValid(e->deferrable_twin))
+		return false;
+	LockRelationOid(e->relid, RowExclusiveLock);
+	if (e->insert_direct == 0 && e->valid)
+		e->insert_direct = upsert_insert_direct_build(e, rel) ? 1 : -1;
+	return e->valid && e->insert_direct > 0 &&
+		pg_class_aclcheck(e->relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK;
+}
+
+/*
+ * Form in slot (of e's table) the row an INSERT naming the present columns
+ * would insert: their values (nulls: ' ' or 'n'), the other columns'
+ * defaults evaluated in econtext's per-tuple memory, NULL for the rest.
+ */
+static void
+upsert_form_new_row(UpsertEntry *e, TupleTableSlot *slot,
+					ExprContext *econtext, const Datum *values,
+					const char *nulls)
+{
+	int			i;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true,
+		   slot->tts_tupleDescriptor->natts * sizeof(bool));
+	for (i = 0; i < e->ncols; i++)
+	{
+		slot->tts_values[e->cols[i] - 1] = values[i];
+		slot->tts_isnull[e->cols[i] - 1] = (nulls[i] == 'n');
+	}
+	for (i = 0; i < e->ndefaults; i++)
+	{
+		AttrNumber	att = e->defatt[i];
+
+		slot->tts_values[att - 1] =
+			ExecEvalExprSwitchContext(e->defstate[i], econtext,
+									  &slot->tts_isnull[att - 1]);
+	}
+	ExecStoreVirtualTuple(slot);
+	slot->tts_tableOid = e->relid;
+}
+
+/*
+ * The row a direct insert wrote from slot, as the composite datum of desc
+ * (the table's row type) that RETURNING gives, allocated in cxt.
+ */
+static Datum
+upsert_slot_row(TupleTableSlot *slot, TupleDesc desc, MemoryContext cxt)
+{
+	bool		shouldfree;
+	HeapTuple	tup = ExecFetchSlotHeapTuple(slot, false, &shouldfree);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Datum		row = heap_copy_tuple_as_datum(tup, desc);
+
+	MemoryContextSwitchTo(old);
+	if (shouldfree)
+		heap_freetuple(tup);
+	return row;
+}
+
+/*
+ * The miss path without SPI and the executor: right after a direct probe
+ * missed the key (upsert_direct_lookup; RLS does not apply, the caller may
+ * SELECT), INSERT ... ON CONFLICT (key) DO NOTHING RETURNING the row, made
+ * by src/rows.c as the executor makes it, the given values with the
+ * defaults of the other columns evaluated as the statement evaluates them.
+ * Only where upsert_insert_direct_ready() says so (table-level INSERT, no
+ * module checking statements' permissions (sepgsql), nothing else could
+ * happen), under READ COMMITTED, where a conflict needs no check against
+ * the transaction's snapshot.  IDEM_ROW_DONE: *row is the new row;
+ * IDEM_ROW_NONE: a row with the key is there now; IDEM_ROW_FALLBACK:
+ * nothing done, the statement must run (a NOT NULL constraint broken
+ * included: it raises the error).
+ */
+static IdemRowResult
+upsert_direct_insert(UpsertEntry *e, Relation rel, const Datum *values,
+					 const char *nulls, Datum *row)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	EState	   *estate;
+	TupleTableSlot *slot;
+	ItemPointerData tid;
+	IdemRowResult result;
+
+	if (IsolationUsesXactSnapshot() || !upsert_insert_direct_ready(e, rel))
+		return IDEM_ROW_FALLBACK;
+	estate = CreateExecutorState();
+	slot = table_slot_create(rel, NULL);
+	upsert_form_new_row(e, slot, GetPerTupleExprContext(estate), values, nulls);
+	result = idem_row_insert_slot(rel, slot, e->arbiters, true, &tid);
+	if (result == IDEM_ROW_DONE)
+		*row = upsert_slot_row(slot, desc, CurrentMemoryContext);
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
+	return result;
+}
+
+/*
  * The same for the elements of a batch group, with one snapshot and one
  * index scan: fills rows[] (indexed by ordinal - 1) for the keys found.
  * False when the direct path does not apply (nothing filled).
@@ -2327,7 +2580,7 @@ upsert_one(UpsertEntry *e, Jsonb *vals, UpsertOp op, bool *created)
 
 	upsert_convert(e, vals, values, nulls);
 	nullmask = upsert_check_keys(e, nulls);
-	return upsert_loop(e, op, values, nulls, nullmask, false, created);
+	return upsert_loop(e, op, values, nulls, nullmask, false, false, created);
 }
 
 /*
@@ -2355,11 +2608,13 @@ upsert_select(UpsertEntry *e, uint32 nullmask, Datum *values,
  * The SELECT / [UPDATE] / INSERT loop; must be called inside SPI.  Returns
  * the row datum, still in SPI memory.  probed: a direct probe (the same
  * thing as the SELECT, with a fresh snapshot) has just missed the key, so
- * the first round starts at the INSERT.
+ * the first round starts at the INSERT.  conflicted: a direct insert has
+ * just met a row with the key, so the row the SELECT finds counts as a
+ * conflict, not as a row that was there.
  */
 static Datum
 upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
-			uint32 nullmask, bool probed, bool *created)
+			uint32 nullmask, bool probed, bool conflicted, bool *created)
 {
 	bool		rls = false;
 	bool		rls_checked = false;
@@ -2401,7 +2656,8 @@ upsert_loop(UpsertEntry *e, UpsertOp op, Datum *values, char *nulls,
 					/* the probe's SPI call replaced SPI_tuptable, not the datum */
 				}
 				idem_stats_note(*created ? IDEM_OC_INSERTED :
-								attempt > 0 ? IDEM_OC_CONFLICT : IDEM_OC_EXISTING);
+								attempt > 0 || conflicted ? IDEM_OC_CONFLICT :
+								IDEM_OC_EXISTING);
 				return seen.row;
 			}
 
@@ -2821,6 +3077,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	char	   *nulls;
 	uint32		nullmask;
 	bool		probed;
+	bool		conflicted = false;
 	bool		found;
 
 	rel = upsert_call_begin(fcinfo, fname, false);
@@ -2836,8 +3093,27 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	upsert_convert(e, vals, values, nulls);
 	nullmask = upsert_check_keys(e, nulls);
 
-	/* the hit path needs no SPI */
+	/* the hit path needs no SPI, nor does a plain table's miss */
 	found = upsert_direct_lookup(e, rel, op, nullmask, values, &row, &probed);
+	if (!found && probed)
+	{
+		switch (upsert_direct_insert(e, rel, values, nulls, &row))
+		{
+			case IDEM_ROW_DONE:
+				relation_close(rel, NoLock);
+				upsert_unpin(e);
+				*created = true;
+				idem_stats_note(IDEM_OC_INSERTED);
+				return row;
+			case IDEM_ROW_NONE:
+				/* a row with the key now: the loop starts at the SELECT */
+				probed = false;
+				conflicted = true;
+				break;
+			case IDEM_ROW_FALLBACK:
+				break;
+		}
+	}
 	relation_close(rel, NoLock);
 	if (found)
 	{
@@ -2849,7 +3125,8 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	row = upsert_loop(e, op, values, nulls, nullmask, probed, created);
+	row = upsert_loop(e, op, values, nulls, nullmask, probed, conflicted,
+					  created);
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
 	upsert_unpin(e);
@@ -3297,6 +3574,185 @@ batch_insert_plain(UpsertEntry *e, Datum *args, int ndistinct)
 							ERRCODE_UNIQUE_VIOLATION, &caught);
 }
 
+/* Rows a batch's direct insert forms and writes at a time, as COPY does. */
+#define BATCH_DIRECT_ROWS	1000
+
+typedef struct BatchDirectArg
+{
+	UpsertEntry *e;
+	Relation	rel;
+	const Datum *vals;			/* per element, its present columns' values */
+	const char *nulls;
+	const int  *order;			/* elements in key order ... */
+	const int  *runstart;		/* ... and where each distinct key starts */
+	int			ndistinct;
+	Datum	   *newrows;		/* out: the row of each distinct key ... */
+	MemoryContext rowcxt;		/* ... allocated here */
+} BatchDirectArg;
+
+/*
+ * The body of batch_insert_direct()'s subtransaction: the rows of the
+ * distinct keys, in key order, BATCH_DIRECT_ROWS at a time.  False (undo
+ * it all) when a row breaks NOT NULL.
+ */
+static bool
+batch_insert_direct_body(void *arg)
+{
+	BatchDirectArg *a = (BatchDirectArg *) arg;
+	UpsertEntry *e = a->e;
+	TupleDesc	desc = RelationGetDescr(a->rel);
+	int			chunk = Min(a->ndistinct, BATCH_DIRECT_ROWS);
+	EState	   *estate = CreateExecutorState();
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * chunk);
+	TupleDesc	slotdesc;
+	CommandId	cid;
+	bool		ok = true;
+	int			start,
+				i;
+
+	InitResultRelInfo(rri, a->rel, 0, NULL, 0);
+	ExecOpenIndices(rri, false);
+
+	/*
+	 * The slots share a copy of the descriptor, which is not reference
+	 * counted: a slot of the relation's own would remember it in the
+	 * resource owner, whose forgetting a thousand of them costs as much
+	 * as inserting the rows.
+	 */
+	slotdesc = CreateTupleDescCopy(desc);
+	for (i = 0; i < chunk; i++)
+		slots[i] = MakeSingleTupleTableSlot(slotdesc,
+											table_slot_callbacks(a->rel));
+	/* as SPI runs a statement that writes */
+	CommandCounterIncrement();
+	cid = GetCurrentCommandId(true);
+	for (start = 0; ok && start < a->ndistinct; start += chunk)
+	{
+		int			m = Min(chunk, a->ndistinct - start);
+
+		for (i = 0; i < m; i++)
+		{
+			int			el = a->order[a->runstart[start + i]];
+
+			CHECK_FOR_INTERRUPTS();
+			upsert_form_new_row(e, slots[i], econtext, &a->vals[el * e->ncols],
+								&a->nulls[el * e->ncols]);
+		}
+		ok = idem_row_insert_plain(a->rel, rri, estate, slots, m, cid);
+		for (i = 0; ok && i < m; i++)
+			a->newrows[start + i] = upsert_slot_row(slots[i], desc, a->rowcxt);
+		for (i = 0; i < m; i++)
+			ExecClearTuple(slots[i]);
+		ResetExprContext(econtext);
+	}
+	CommandCounterIncrement();
+	for (i = 0; i < chunk; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	return ok;
+}
+
+typedef enum BatchDirect
+{
+	BATCH_DIRECT_NOT_TRIED,		/* the statements decide */
+	BATCH_DIRECT_DONE,			/* newrows[] filled */
+	BATCH_DIRECT_UNDONE			/* a key's row appeared, or a NOT NULL
+								 * broken: nothing inserted, INSERT ... ON
+								 * CONFLICT DO NOTHING must run */
+} BatchDirect;
+
+/*
+ * The plain INSERT of batch_insert_plain() without SPI and the executor,
+ * where a single new row would be inserted without them
+ * (upsert_insert_direct_ready(); under any isolation level but
+ * SERIALIZABLE, which the batch's direct probe excludes: a plain INSERT
+ * needs no check against the snapshot, its unique checks raise), and
+ * batch_insert_plain()'s conditions hold: the distinct new keys' rows
+ * (the first element of each, defaults evaluated as the statement would)
+ * formed and written a page at a time, each index's entries made in key
+ * order after each page-full (so, as with the statement, two batches that
+ * overlap wait for each other in key order), in a subtransaction that a
+ * unique violation rolls back with every row.
+ */
+static BatchDirect
+batch_insert_direct(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
+					const char *nulls, const int *order, const int *runstart,
+					int ndistinct, Datum *newrows)
+{
+	BatchDirectArg a;
+	bool		caught;
+
+	if (ndistinct < 2 || !idem_subxid_cache_room() ||
+		!upsert_insert_direct_ready(e, b->rel))
+		return BATCH_DIRECT_NOT_TRIED;
+	a.e = e;
+	a.rel = b->rel;
+	a.vals = vals;
+	a.nulls = nulls;
+	a.order = order;
+	a.runstart = runstart;
+	a.ndistinct = ndistinct;
+	a.newrows = newrows;
+	a.rowcxt = b->callcxt;
+	return idem_subxact_run(batch_insert_direct_body, NULL, &a,
+							ERRCODE_UNIQUE_VIOLATION, &caught)
+		? BATCH_DIRECT_DONE : BATCH_DIRECT_UNDONE;
+}
+
+/*
+ * The new keys' rows one at a time, in key order, each inserted as a
+ * single new row is (upsert_direct_insert(): ON CONFLICT's protocol, no
+ * subtransaction), where batch_insert_direct() is not tried (a single new
+ * key, no room for a subtransaction's xid), under READ COMMITTED.  A key
+ * that a concurrent insert took meanwhile gets no row here (newrows[k] is
+ * 0: the look after the inserts finds it).  BATCH_DIRECT_UNDONE, with the
+ * rows of the keys before it inserted, when a row breaks NOT NULL: the
+ * statement must run, and raises it.
+ */
+static BatchDirect
+batch_insert_each(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
+				  const char *nulls, const int *order, const int *runstart,
+				  int ndistinct, Datum *newrows)
+{
+	TupleDesc	desc = RelationGetDescr(b->rel);
+	BatchDirect result = BATCH_DIRECT_DONE;
+	EState	   *estate;
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+	int			k;
+
+	if (IsolationUsesXactSnapshot() || !upsert_insert_direct_ready(e, b->rel))
+		return BATCH_DIRECT_NOT_TRIED;
+	estate = CreateExecutorState();
+	econtext = GetPerTupleExprContext(estate);
+	slot = table_slot_create(b->rel, NULL);
+	for (k = 0; k < ndistinct; k++)
+	{
+		int			el = order[runstart[k]];
+		ItemPointerData tid;
+		IdemRowResult r;
+
+		CHECK_FOR_INTERRUPTS();
+		upsert_form_new_row(e, slot, econtext, &vals[el * e->ncols],
+							&nulls[el * e->ncols]);
+		r = idem_row_insert_slot(b->rel, slot, e->arbiters, true, &tid);
+		if (r == IDEM_ROW_FALLBACK)
+		{
+			result = BATCH_DIRECT_UNDONE;
+			break;
+		}
+		newrows[k] = (r == IDEM_ROW_DONE)
+			? upsert_slot_row(slot, desc, b->callcxt) : (Datum) 0;
+		ResetExprContext(econtext);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
+	return result;
+}
+
 /*
  * The set-based path of a group (inside SPI), where the direct probe
  * applies and every present column has an array type: each element is
@@ -3336,6 +3792,8 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 	Datum	   *rv;
 	bool	   *rn;
 	Datum	   *probe;
+	Datum	   *newrows;
+	BatchDirect direct;
 	BatchSortArg sortarg;
 	uint64		k;
 
@@ -3367,6 +3825,29 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 			runstart[ndistinct++] = i;
 	runstart[ndistinct] = nmiss;
 
+	/* the rows made without SPI, where that applies */
+	newrows = palloc(sizeof(Datum) * ndistinct);
+	direct = batch_insert_direct(b, e, vals, nulls, order, runstart,
+								 ndistinct, newrows);
+	if (direct == BATCH_DIRECT_NOT_TRIED)
+		direct = batch_insert_each(b, e, vals, nulls, order, runstart,
+								   ndistinct, newrows);
+	if (direct == BATCH_DIRECT_DONE)
+	{
+		for (k = 0; k < (uint64) ndistinct; k++)
+			for (i = runstart[k]; newrows[k] != (Datum) 0 && i < runstart[k + 1]; i++)
+			{
+				b->rows[grp->ords[order[i]] - 1] = newrows[k];
+				inserted++;
+			}
+		idem_stats_note_n(IDEM_OC_INSERTED, inserted);
+		if (inserted < nmiss)
+			idem_stats_note_n(IDEM_OC_CONFLICT,
+							  batch_fast_probe(b, grp, e, vals, nulls));
+		MemoryContextSwitchTo(spicxt);
+		return;
+	}
+
 	/* one array per present column: the first element of each key */
 	args = palloc(sizeof(Datum) * nc);
 	cv = palloc(sizeof(Datum) * ndistinct);
@@ -3389,7 +3870,7 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 	}
 
 	MemoryContextSwitchTo(spicxt);
-	if (!batch_insert_plain(e, args, ndistinct))
+	if (direct == BATCH_DIRECT_UNDONE || !batch_insert_plain(e, args, ndistinct))
 		upsert_exec(e, STMT_MANY_UNNEST, 0, args, NULL, 0);
 	MemoryContextSwitchTo(b->callcxt);
 
