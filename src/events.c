@@ -340,6 +340,7 @@ static void event_finish_claim(FunctionCallInfo fcinfo, EventKey *ek,
 							   Datum token, bool token_null, char status,
 							   Datum value, bool value_null, bool retryable);
 static bool event_lock(const LOCKTAG *tag, int64 timeout_ms);
+static bool event_lock_now(const LOCKTAG *tag);
 static void event_unlock(const LOCKTAG *tag);
 static void event_xact_callback(XactEvent event, void *arg);
 static void event_subxact_callback(SubXactEvent event,
@@ -1269,6 +1270,19 @@ event_lock(const LOCKTAG *tag, int64 timeout_ms)
 	return got;
 }
 
+/* event_lock() if the lock is free now, without waiting; false if not. */
+static bool
+event_lock_now(const LOCKTAG *tag)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	bool		got;
+
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	got = (LockAcquire(tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL);
+	CurrentResourceOwner = save;
+	return got;
+}
+
 static void
 event_unlock(const LOCKTAG *tag)
 {
@@ -1539,7 +1553,7 @@ event_mark_insert(IdemSpi *spi, Datum *values)
 	int			n;
 
 	n = idem_row_count(idem_row_insert(spi, &event_mark_shape,
-									   event_mark_fill, values, &tid));
+									   event_mark_fill, values, false, &tid));
 	return n >= 0 ? (uint64) n : event_exec(PLAN_MARK_INSERT, values, NULL);
 }
 
@@ -1565,9 +1579,17 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 	ItemPointerData newtid;
 	InsertParams ip;
 	IdemRowResult direct;
+	bool		fresh;
 	uint64		n;
 
-	if (!event_lock(&st->tag, idem_timeout_ms(st->deadline - now)))
+	/*
+	 * Free at once: no claim of the key was under way when we looked, so
+	 * the look's miss is fresh (a conflict is a race with mark_processed
+	 * or a claim that ended just now), and the insert may skip ON
+	 * CONFLICT's pre-check.  Otherwise, wait.
+	 */
+	fresh = !st->row.found && event_lock_now(&st->tag);
+	if (!fresh && !event_lock(&st->tag, idem_timeout_ms(st->deadline - now)))
 	{
 		/* An uncommitted claim holds the key: nothing to show of it. */
 		memset(r, 0, sizeof(ClaimResult));
@@ -1600,7 +1622,7 @@ claim_write(ClaimState *st, bool takeover, MemoryContext callcxt)
 		ip.values = values;
 		ip.nulls = nulls;
 		direct = idem_row_insert(st->spi, &event_insert_shape,
-								 event_insert_fill, &ip, &newtid);
+								 event_insert_fill, &ip, fresh, &newtid);
 		n = (direct == IDEM_ROW_FALLBACK)
 			? event_exec(PLAN_INSERT_CLAIM, values, nulls)
 			: (uint64) idem_row_count(direct);

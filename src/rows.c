@@ -486,10 +486,11 @@ idem_row_insert_plain(Relation rel, ResultRelInfo *rri, EState *estate,
  * before) once it is known the insert is made here (see the header; only
  * under READ COMMITTED, where a conflict needs no check against the
  * transaction's snapshot).  On IDEM_ROW_DONE *tid is the new row's.
+ * fresh_miss: as for idem_row_insert_slot().
  */
 IdemRowResult
 idem_row_insert(IdemSpi *spi, IdemRowShape *shape, IdemRowFill fill,
-				void *arg, ItemPointer tid)
+				void *arg, bool fresh_miss, ItemPointer tid)
 {
 	IdemRowResult result;
 	Relation	rel;
@@ -524,7 +525,7 @@ idem_row_insert(IdemSpi *spi, IdemRowShape *shape, IdemRowFill fill,
 	}
 	ExecStoreVirtualTuple(slot);
 	slot->tts_tableOid = RelationGetRelid(rel);
-	result = idem_row_insert_slot(rel, slot, NIL, false, tid);
+	result = idem_row_insert_slot(rel, slot, NIL, fresh_miss, tid);
 	ExecDropSingleTupleTableSlot(slot);
 	relation_close(rel, NoLock);
 	return result;

@@ -98,7 +98,7 @@ idem_row_count(IdemRowResult r)
 
 extern IdemRowResult idem_row_insert(IdemSpi *spi, IdemRowShape *shape,
 									 IdemRowFill fill, void *arg,
-									 ItemPointer tid);
+									 bool fresh_miss, ItemPointer tid);
 extern IdemRowResult idem_row_insert_slot(Relation rel, TupleTableSlot *slot,
 										  List *arbiters, bool fresh_miss,
 										  ItemPointer tid);
