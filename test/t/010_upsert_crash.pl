@@ -1,7 +1,10 @@
 # get_or_create across crashes: a backend killed with -9 while it holds an
 # uncommitted insert (others waiting on it), and an immediate stop right
 # after a commit.  Afterwards exactly one row per key, the committed row is
-# returned unchanged, the uncommitted one is gone and re-created once.
+# returned unchanged, the uncommitted one is gone and re-created once.  A
+# batch of new keys, whose rows go in a page at a time (a WAL record per
+# page), then its index entries, committed right before an immediate stop:
+# after recovery every row is found through each index, once.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -57,6 +60,31 @@ is($node->safe_psql('postgres', $call->('k2', 'recovered')), 'k2 before 0',
 
 is($node->safe_psql('postgres', q{SELECT count(*) || ' ' || count(DISTINCT email) FROM acct}),
 	'2 2', 'one row per key');
+
+# 3. A batch of 2500 new keys committed just before an immediate stop.
+my $batch = q{SELECT count(*) || ' ' || sum(id) FROM idempotency.idempotent_upsert_many(NULL::acct,
+	(SELECT jsonb_agg(jsonb_build_object('email', 'b' || i, 'who', 'batch') ORDER BY i)
+	   FROM generate_series(1, 2500) i))};
+my $before = $node->safe_psql('postgres', $batch);
+like($before, qr/^2500 \d+$/, 'a batch of 2500 new keys inserted');
+$node->stop('immediate');
+$node->start;
+my $by_index = sub {
+	my ($query) = @_;
+	return $node->safe_psql('postgres',
+		"SET enable_seqscan = off; SET enable_bitmapscan = off; $query");
+};
+is($by_index->(q{SELECT count(*) FROM generate_series(1, 2500) i
+                  WHERE EXISTS (SELECT FROM acct WHERE email = 'b' || i)}),
+	'2500', 'after recovery every batch row is found through the email index');
+is($by_index->(q{SELECT count(*) FROM acct a WHERE a.email LIKE 'b%'
+                  AND (SELECT count(*) FROM acct p WHERE p.id = a.id) = 1}),
+	'2500', '... and through the primary key, once');
+like($by_index->(q{EXPLAIN (COSTS OFF) SELECT FROM acct WHERE email = 'b1'}),
+	qr/Index.*Scan.*acct_email_key/, 'the email look-up uses its index');
+is($node->safe_psql('postgres', $batch), $before,
+	'the same batch again returns the recovered rows');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM acct}), '2502', 'nothing inserted twice');
 
 $node->stop;
 done_testing();
