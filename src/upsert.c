@@ -173,8 +173,14 @@
  * key).
  *
  * Locks: AccessShareLock on the table (held to end of transaction);
- * everything else is the locking of the statements themselves.  The cache
- * is backend-local and protected by nothing but being backend-local.
+ * everything else is the locking of the statements themselves, or, for a
+ * row inserted without SPI, the locks its INSERT would take: ROW EXCLUSIVE
+ * on the table (before the entry's decision is trusted) and on its indexes,
+ * the speculative insertion's token, the waits of the unique checks.  The
+ * cache is backend-local and protected by nothing but being backend-local.
+ * A direct insert's slots, executor state and default expressions' states
+ * live for one call (an error frees them with the transaction); the planned
+ * default expressions are the entry's.
  *
  * Memory and lifetime
  * -------------------
@@ -383,7 +389,7 @@ typedef struct UpsertEntry
 	int			insert_direct;	/* 1 yes, -1 no, 0 not decided yet */
 	int			ndefaults;		/* columns absent from vals with a default: */
 	AttrNumber *defatt;			/* ... their attnums ... */
-	ExprState **defstate;		/* ... and defaults, ready to evaluate */
+	Expr	  **defexpr;		/* ... and defaults, planned */
 	List	   *arbiters;		/* the arbiter index, alone */
 } UpsertEntry;
 
@@ -502,9 +508,10 @@ static bool upsert_insert_direct_build(UpsertEntry *e, Relation rel);
 static bool upsert_insert_direct_ready(UpsertEntry *e, Relation rel);
 static Datum upsert_slot_row(TupleTableSlot *slot, TupleDesc desc,
 							 MemoryContext cxt);
+static ExprState **upsert_default_states(UpsertEntry *e, EState *estate);
 static void upsert_form_new_row(UpsertEntry *e, TupleTableSlot *slot,
-								ExprContext *econtext, const Datum *values,
-								const char *nulls);
+								ExprContext *econtext, ExprState **defaults,
+								const Datum *values, const char *nulls);
 static IdemRowResult upsert_direct_insert(UpsertEntry *e, Relation rel,
 										  const Datum *values, const char *nulls,
 										  Datum *row);
@@ -2377,7 +2384,7 @@ upsert_insert_direct_build(UpsertEntry *e, Relation rel)
 
 	old = MemoryContextSwitchTo(e->cxt);
 	e->defatt = palloc(sizeof(AttrNumber) * desc->natts);
-	e->defstate = palloc(sizeof(ExprState *) * desc->natts);
+	e->defexpr = palloc(sizeof(Expr *) * desc->natts);
 	e->ndefaults = 0;
 	for (i = 0, j = 0; ok && i < desc->natts; i++)
 	{
@@ -2413,15 +2420,8 @@ upsert_insert_direct_build(UpsertEntry *e, Relation rel)
 			ok = false;
 			continue;
 		}
-		/*
-		 * Kept for the entry's life: such an expression keeps no state of
-		 * one evaluation for the next (no Var, no subplan, no function
-		 * that caches in fn_extra); each call evaluates it in memory of
-		 * its own.
-		 */
 		e->defatt[e->ndefaults] = att->attnum;
-		e->defstate[e->ndefaults] =
-			ExecInitExpr(expression_planner((Expr *) def), NULL);
+		e->defexpr[e->ndefaults] = expression_planner((Expr *) def);
 		e->ndefaults++;
 	}
 	e->arbiters = list_make1_oid(e->indexoid);
@@ -2450,14 +2450,33 @@ upsert_insert_direct_ready(UpsertEntry *e, Relation rel)
 }
 
 /*
+ * The states of e's defaults for one call's rows, in estate's memory, as
+ * the executor makes them for each statement (what a function caches in
+ * its fn_extra lives no longer than the call).
+ */
+static ExprState **
+upsert_default_states(UpsertEntry *e, EState *estate)
+{
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	ExprState **states = palloc(sizeof(ExprState *) * (e->ndefaults + 1));
+	int			i;
+
+	for (i = 0; i < e->ndefaults; i++)
+		states[i] = ExecInitExpr(e->defexpr[i], NULL);
+	MemoryContextSwitchTo(old);
+	return states;
+}
+
+/*
  * Form in slot (of e's table) the row an INSERT naming the present columns
  * would insert: their values (nulls: ' ' or 'n'), the other columns'
- * defaults evaluated in econtext's per-tuple memory, NULL for the rest.
+ * defaults (states from upsert_default_states()) evaluated in econtext's
+ * per-tuple memory, NULL for the rest.
  */
 static void
 upsert_form_new_row(UpsertEntry *e, TupleTableSlot *slot,
-					ExprContext *econtext, const Datum *values,
-					const char *nulls)
+					ExprContext *econtext, ExprState **defaults,
+					const Datum *values, const char *nulls)
 {
 	int			i;
 
@@ -2474,7 +2493,7 @@ upsert_form_new_row(UpsertEntry *e, TupleTableSlot *slot,
 		AttrNumber	att = e->defatt[i];
 
 		slot->tts_values[att - 1] =
-			ExecEvalExprSwitchContext(e->defstate[i], econtext,
+			ExecEvalExprSwitchContext(defaults[i], econtext,
 									  &slot->tts_isnull[att - 1]);
 	}
 	ExecStoreVirtualTuple(slot);
@@ -2527,7 +2546,8 @@ upsert_direct_insert(UpsertEntry *e, Relation rel, const Datum *values,
 		return IDEM_ROW_FALLBACK;
 	estate = CreateExecutorState();
 	slot = table_slot_create(rel, NULL);
-	upsert_form_new_row(e, slot, GetPerTupleExprContext(estate), values, nulls);
+	upsert_form_new_row(e, slot, GetPerTupleExprContext(estate),
+						upsert_default_states(e, estate), values, nulls);
 	result = idem_row_insert_slot(rel, slot, e->arbiters, true, &tid);
 	if (result == IDEM_ROW_DONE)
 		*row = upsert_slot_row(slot, desc, CurrentMemoryContext);
@@ -3604,6 +3624,7 @@ batch_insert_direct_body(void *arg)
 	int			chunk = Min(a->ndistinct, BATCH_DIRECT_ROWS);
 	EState	   *estate = CreateExecutorState();
 	ExprContext *econtext = GetPerTupleExprContext(estate);
+	ExprState **defaults = upsert_default_states(e, estate);
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * chunk);
 	TupleDesc	slotdesc;
@@ -3637,7 +3658,8 @@ batch_insert_direct_body(void *arg)
 			int			el = a->order[a->runstart[start + i]];
 
 			CHECK_FOR_INTERRUPTS();
-			upsert_form_new_row(e, slots[i], econtext, &a->vals[el * e->ncols],
+			upsert_form_new_row(e, slots[i], econtext, defaults,
+								&a->vals[el * e->ncols],
 								&a->nulls[el * e->ncols]);
 		}
 		ok = idem_row_insert_plain(a->rel, rri, estate, slots, m, cid);
@@ -3721,6 +3743,7 @@ batch_insert_each(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
 	BatchDirect result = BATCH_DIRECT_DONE;
 	EState	   *estate;
 	ExprContext *econtext;
+	ExprState **defaults;
 	TupleTableSlot *slot;
 	int			k;
 
@@ -3728,6 +3751,7 @@ batch_insert_each(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
 		return BATCH_DIRECT_NOT_TRIED;
 	estate = CreateExecutorState();
 	econtext = GetPerTupleExprContext(estate);
+	defaults = upsert_default_states(e, estate);
 	slot = table_slot_create(b->rel, NULL);
 	for (k = 0; k < ndistinct; k++)
 	{
@@ -3736,7 +3760,7 @@ batch_insert_each(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
 		IdemRowResult r;
 
 		CHECK_FOR_INTERRUPTS();
-		upsert_form_new_row(e, slot, econtext, &vals[el * e->ncols],
+		upsert_form_new_row(e, slot, econtext, defaults, &vals[el * e->ncols],
 							&nulls[el * e->ncols]);
 		r = idem_row_insert_slot(b->rel, slot, e->arbiters, true, &tid);
 		if (r == IDEM_ROW_FALLBACK)
