@@ -2361,10 +2361,10 @@ upsert_insert_direct_build(UpsertEntry *e, Relation rel)
 	int			i,
 				j;
 
+	/* e->plain: a plain table (not partitioned) without children */
 	if (!e->plain || e->citus || e->virtual_generated || e->keytwins ||
-		e->nulls_not_distinct || form->relkind != RELKIND_RELATION ||
-		form->relam != HEAP_TABLE_AM_OID || form->relhasrules ||
-		form->relhassubclass || form->relispartition ||
+		e->nulls_not_distinct || form->relam != HEAP_TABLE_AM_OID ||
+		form->relhasrules || form->relispartition ||
 		(constr != NULL && constr->num_check > 0))
 		return false;
 	if (trig != NULL &&
@@ -3549,6 +3549,17 @@ batch_keys_equal(UpsertEntry *e, const Datum *a, const Datum *b)
 	return true;
 }
 
+/*
+ * Is a plain INSERT of a group's ndistinct new keys in a subtransaction
+ * worth it (see batch_insert_plain)?  Not for fewer than two keys, nor
+ * without room for the subtransaction's xid.
+ */
+static bool
+batch_plain_pays(int ndistinct)
+{
+	return ndistinct >= 2 && idem_subxid_cache_room();
+}
+
 typedef struct BatchPlainArg
 {
 	UpsertEntry *e;
@@ -3586,7 +3597,7 @@ batch_insert_plain(UpsertEntry *e, Datum *args, int ndistinct)
 	BatchPlainArg a;
 	bool		caught;
 
-	if (ndistinct < 2 || !idem_subxid_cache_room())
+	if (!batch_plain_pays(ndistinct))
 		return false;
 	a.e = e;
 	a.args = args;
@@ -3707,8 +3718,7 @@ batch_insert_direct(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
 	BatchDirectArg a;
 	bool		caught;
 
-	if (ndistinct < 2 || !idem_subxid_cache_room() ||
-		!upsert_insert_direct_ready(e, b->rel))
+	if (!batch_plain_pays(ndistinct) || !upsert_insert_direct_ready(e, b->rel))
 		return BATCH_DIRECT_NOT_TRIED;
 	a.e = e;
 	a.rel = b->rel;
