@@ -5,7 +5,8 @@
 #   make test            everything: dependencies, build, install, a throwaway
 #                        cluster, every suite under test/suites/ (see test/run)
 #   make test-matrix     make test's suites against PostgreSQL 18.3 built from
-#                        source, release and assert-enabled (test/run-matrix)
+#                        source, release and assert-enabled, and Debian 13's
+#                        PostgreSQL 17 in a chroot (test/run-matrix)
 #   make test-valgrind   regress + isolation with the server under valgrind
 #                        (test/run-valgrind; not part of CI)
 #   make demo            build, install, throwaway cluster, run test/demo/

@@ -34,8 +34,8 @@ for role in postgres idem_app; do
 		idem_citus_psql "$2" -qtA -c "SELECT idempotency.stats_reset()" >/dev/null
 		t0=$(date +%s.%N)
 		got=$(idem_citus_psql "$2" -U "$role" -tA -c "BEGIN" -c "SELECT idempotency.mutex_lock('mx-$role', '10 seconds')" -c "COMMIT")
-		waited=$(echo "$(date +%s.%N) - $t0" | bc)
-		if [ "$got" = t ] && [ "$(echo "$waited > 1.2" | bc)" = 1 ]; then
+		waited=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.9f", a - b }')
+		if [ "$got" = t ] && awk -v w="$waited" 'BEGIN { exit !(w > 1.2) }'; then
 			idem_pass "$T: a waiter on node $2 gets the mutex when the holder on node $1 commits ($role, waited ${waited%??????} s)"
 		else
 			echo "      got '$got' after $waited s"

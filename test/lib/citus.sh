@@ -86,8 +86,11 @@ idem_citus_supported() {
 }
 
 idem_citus_build_deps() {
-	local pkgs=() p
-	for p in liblz4-dev libzstd-dev libkrb5-dev; do
+	local pkgs=() p need=(liblz4-dev libzstd-dev libkrb5-dev)
+	# A server built with ICU includes its headers from pg_locale.h.
+	grep -q '^#define USE_ICU 1' "$("$PG_CONFIG" --includedir-server)/pg_config.h" 2>/dev/null \
+		&& need+=(libicu-dev)
+	for p in "${need[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")
 	done
 	command -v xz >/dev/null || pkgs+=(xz-utils)

@@ -21,17 +21,25 @@
 # ../shared/pg/postgresql-18.3.tar.xz next to the checkout.  Without that
 # default it prints "skipped: no PostgreSQL source" and exits 0 (a PG_SOURCE
 # that does not exist is an error).
+#
+#   idem_pg_source_found
+#
+# The same without the exit: returns 1 when the default tarball is missing.
 
-idem_pg_source() {
+idem_pg_source_found() {
 	if [ -n "${PG_SOURCE:-}" ]; then
 		[ -f "$PG_SOURCE" ] || idem_die "PG_SOURCE=$PG_SOURCE: no such file"
 		IDEM_PG_SOURCE=$PG_SOURCE
 	else
 		IDEM_PG_SOURCE=$IDEM_ROOT/../shared/pg/postgresql-18.3.tar.xz
-		if [ ! -f "$IDEM_PG_SOURCE" ]; then
-			echo "skipped: no PostgreSQL source (set PG_SOURCE=path/to/postgresql-X.Y.tar.xz)"
-			exit 0
-		fi
+		[ -f "$IDEM_PG_SOURCE" ] || return 1
+	fi
+}
+
+idem_pg_source() {
+	if ! idem_pg_source_found; then
+		echo "skipped: no PostgreSQL source (set PG_SOURCE=path/to/postgresql-X.Y.tar.xz)"
+		exit 0
 	fi
 }
 
