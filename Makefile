@@ -11,6 +11,9 @@
 #                        (test/run-valgrind; not part of CI)
 #   make demo            build, install, throwaway cluster, run test/demo/
 #   make bench           full benchmark (test/bench/run)
+#   make bench-instructions
+#                        instructions per call of ours and the alternatives,
+#                        counted by callgrind (test/bench/instructions)
 #   make installcheck    pg_regress + isolation against a running server
 
 EXTENSION  = idempotency
@@ -46,7 +49,7 @@ ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 else
 # No server headers yet: only the targets that install them may run.
-ifneq ($(filter-out test test-matrix test-valgrind demo bench,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out test test-matrix test-valgrind demo bench bench-instructions,$(or $(MAKECMDGOALS),all)),)
 $(error PGXS not found via '$(PG_CONFIG)'. Install the server headers (apt-get install postgresql-server-dev-NN) or run "make test", which installs them)
 endif
 endif
@@ -57,7 +60,7 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 # The objects embed the version string.
 $(OBJS): $(EXTENSION).control $(wildcard src/*.h)
 
-.PHONY: test test-matrix test-valgrind demo bench
+.PHONY: test test-matrix test-valgrind demo bench bench-instructions
 test:
 	PG_CONFIG=$(PG_CONFIG) test/run
 
@@ -72,3 +75,6 @@ demo:
 
 bench:
 	PG_CONFIG=$(PG_CONFIG) test/run --bench
+
+bench-instructions:
+	PG_CONFIG=$(PG_CONFIG) test/run --instructions

@@ -647,6 +647,173 @@ COMMENT ON FUNCTION idempotency.stats_scope() IS
 
 
 ---------------------------------------------------------------------------
+-- 6. claim() and the lease functions return composite types
+---------------------------------------------------------------------------
+
+-- 0.1.0 declared claim(), lease_acquire(), lease_renew() and lease_status()
+-- RETURNS TABLE, for which PostgreSQL builds the row type from pg_proc at
+-- every execution of a statement calling them; 0.2.0 returns composite
+-- types with the same columns (see idempotency.sql).  A function's return
+-- type cannot be changed in place, so the four are dropped and created
+-- again: a view or a function of the database's that depends on one of
+-- them stops the update with PostgreSQL's own error (drop it, update,
+-- create it again).  What the database's administrators did to 0.1.0's
+-- functions carries over: their owner, and their privileges entry for
+-- entry (what a role granted through its grant option becomes the
+-- owner's grant).  Privileges set by this script are recorded as the
+-- functions' initial privileges (pg_init_privs), the extension's own,
+-- which pg_dump leaves out of a dump; 0.1.0's functions had none
+-- recorded, and the records go again.
+CREATE TYPE idempotency.claim_result AS (status pg_catalog.text, result pg_catalog.jsonb,
+    error pg_catalog.jsonb, token pg_catalog.uuid, fencing_token pg_catalog.int8,
+    attempts pg_catalog.int4, expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.claim_result IS
+    'the row idempotency.claim() returns';
+
+CREATE TYPE idempotency.lease_acquire_result AS (status pg_catalog.text, token pg_catalog.uuid,
+    fencing_token pg_catalog.int8, holder pg_catalog.text, acquired_at pg_catalog.timestamptz,
+    expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.lease_acquire_result IS
+    'the row idempotency.lease_acquire() returns';
+
+CREATE TYPE idempotency.lease_renew_result AS (status pg_catalog.text,
+    expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.lease_renew_result IS
+    'the row idempotency.lease_renew() returns';
+
+CREATE TYPE idempotency.lease_status_result AS (token pg_catalog.uuid, fencing_token pg_catalog.int8,
+    holder pg_catalog.text, acquired_at pg_catalog.timestamptz, expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.lease_status_result IS
+    'the row idempotency.lease_status() returns';
+
+CREATE TABLE idempotency.update_replaced_functions AS
+SELECT p.proname, p.proowner, p.proacl
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace OPERATOR(pg_catalog.=) 'idempotency'::pg_catalog.regnamespace
+   AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['claim', 'lease_acquire', 'lease_renew',
+                                                    'lease_status']::pg_catalog.name[]);
+
+DROP FUNCTION idempotency.claim(pg_catalog.text, pg_catalog.jsonb, pg_catalog.text, pg_catalog.interval,
+                                pg_catalog.interval, pg_catalog.interval, pg_catalog.bool);
+DROP FUNCTION idempotency.lease_acquire(pg_catalog.text, pg_catalog.interval, pg_catalog.text,
+                                        pg_catalog.uuid, pg_catalog.interval);
+DROP FUNCTION idempotency.lease_renew(pg_catalog.text, pg_catalog.uuid, pg_catalog.interval);
+DROP FUNCTION idempotency.lease_status(pg_catalog.text);
+
+CREATE FUNCTION idempotency.claim(key pg_catalog.text,
+        payload pg_catalog.jsonb DEFAULT NULL,
+        scope pg_catalog.text DEFAULT '',
+        lease pg_catalog.interval DEFAULT '5 minutes',
+        ttl pg_catalog.interval DEFAULT '24 hours',
+        wait pg_catalog.interval DEFAULT '0',
+        require_complete pg_catalog.bool DEFAULT false)
+    RETURNS SETOF idempotency.claim_result
+    AS 'MODULE_PATHNAME', 'idempotency_claim'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+    ROWS 1;
+
+COMMENT ON FUNCTION idempotency.claim(pg_catalog.text, pg_catalog.jsonb, pg_catalog.text, pg_catalog.interval, pg_catalog.interval, pg_catalog.interval, pg_catalog.bool) IS
+    'claim an idempotency key: claimed / completed / failed / in_progress / mismatch';
+
+CREATE FUNCTION idempotency.lease_acquire(
+        key pg_catalog.text,
+        ttl pg_catalog.interval DEFAULT '30 seconds',
+        holder pg_catalog.text DEFAULT NULL,
+        if_match pg_catalog.uuid DEFAULT NULL,
+        wait pg_catalog.interval DEFAULT '0')
+    RETURNS SETOF idempotency.lease_acquire_result
+    AS 'MODULE_PATHNAME', 'idempotency_lease_acquire'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION idempotency.lease_acquire(pg_catalog.text, pg_catalog.interval, pg_catalog.text, pg_catalog.uuid, pg_catalog.interval) IS
+    'take the lease on key: acquired (201) / conflict (409, row = holder''s lease) / precondition_failed (412)';
+
+CREATE FUNCTION idempotency.lease_renew(key pg_catalog.text, token pg_catalog.uuid, ttl pg_catalog.interval DEFAULT '30 seconds')
+    RETURNS SETOF idempotency.lease_renew_result
+    AS 'MODULE_PATHNAME', 'idempotency_lease_renew'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION idempotency.lease_renew(pg_catalog.text, pg_catalog.uuid, pg_catalog.interval) IS
+    'extend your live lease to now + ttl: renewed, or lost once it has expired or changed hands';
+
+CREATE FUNCTION idempotency.lease_status(key pg_catalog.text)
+    RETURNS SETOF idempotency.lease_status_result
+    AS 'MODULE_PATHNAME', 'idempotency_lease_status'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION idempotency.lease_status(pg_catalog.text) IS
+    'the live lease on key (200), or no row when it is free (404)';
+
+DO $replaced$
+DECLARE
+    f record;
+    g record;
+BEGIN
+    FOR f IN
+        SELECT p.oid, p.proowner AS newowner, r.proowner, r.proacl,
+               pg_catalog.format('idempotency.%I(%s)', p.proname,
+                                 pg_catalog.pg_get_function_identity_arguments(p.oid)) AS fn
+          FROM idempotency.update_replaced_functions r
+          JOIN pg_catalog.pg_proc p ON p.proname OPERATOR(pg_catalog.=) r.proname
+         WHERE p.pronamespace OPERATOR(pg_catalog.=) 'idempotency'::pg_catalog.regnamespace
+         ORDER BY p.proname COLLATE pg_catalog."C"
+    LOOP
+        IF f.newowner OPERATOR(pg_catalog.<>) f.proowner THEN
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', f.fn,
+                                      pg_catalog.pg_get_userbyid(f.proowner));
+        END IF;
+        -- what the default privileges of this script's role granted, as in
+        -- a fresh install
+        FOR g IN
+            SELECT DISTINCT a.grantee
+              FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+             WHERE p.oid OPERATOR(pg_catalog.=) f.oid
+               AND a.grantee OPERATOR(pg_catalog.<>) f.proowner
+               AND a.grantee OPERATOR(pg_catalog.<>) 0
+        LOOP
+            EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I CASCADE', f.fn,
+                                      pg_catalog.pg_get_userbyid(g.grantee));
+        END LOOP;
+        -- then 0.1.0's privileges (none recorded: the defaults, PUBLIC's
+        -- EXECUTE included)
+        IF f.proacl IS NOT NULL THEN
+            IF NOT EXISTS (SELECT FROM pg_catalog.aclexplode(f.proacl) a
+                            WHERE a.grantee OPERATOR(pg_catalog.=) 0) THEN
+                EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
+            END IF;
+            IF NOT EXISTS (SELECT FROM pg_catalog.aclexplode(f.proacl) a
+                            WHERE a.grantee OPERATOR(pg_catalog.=) f.proowner) THEN
+                EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', f.fn,
+                                          pg_catalog.pg_get_userbyid(f.proowner));
+            END IF;
+            FOR g IN
+                SELECT a.grantee, pg_catalog.bool_or(a.is_grantable) AS grantable
+                  FROM pg_catalog.aclexplode(f.proacl) WITH ORDINALITY AS a
+                 WHERE a.grantee OPERATOR(pg_catalog.<>) f.proowner
+                   AND a.grantee OPERATOR(pg_catalog.<>) 0
+                 GROUP BY a.grantee
+                 ORDER BY pg_catalog.min(a.ordinality)
+            LOOP
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I%s', f.fn,
+                                          pg_catalog.pg_get_userbyid(g.grantee),
+                                          CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            END LOOP;
+        END IF;
+        DELETE FROM pg_catalog.pg_init_privs i
+         WHERE i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND i.objoid OPERATOR(pg_catalog.=) f.oid;
+    END LOOP;
+END
+$replaced$;
+
+DROP TABLE idempotency.update_replaced_functions;
+
+
+---------------------------------------------------------------------------
 -- No privileges from ALTER DEFAULT PRIVILEGES on the new objects
 ---------------------------------------------------------------------------
 
@@ -655,9 +822,11 @@ COMMENT ON FUNCTION idempotency.stats_scope() IS
 -- objects it creates, as in a fresh install (see the end of
 -- idempotency.sql): every privilege granted on them to a role other than
 -- the object's owner and PUBLIC is revoked, on the relations and their
--- columns and on the functions.  Only on what this script creates: grants
--- on 0.1.0's functions were made by the database's administrators and
--- stay, and the tables and the sequence were dealt with above.  Names are
+-- columns, on the functions and on the types.  Only on what this script
+-- creates: grants on 0.1.0's functions were made by the database's
+-- administrators and stay (those of the four functions created again
+-- were carried over above), and the tables and the sequence were dealt
+-- with above.  Names are
 -- built with quote_ident and pg_get_function_identity_arguments: regclass
 -- and regprocedure output depends on the search_path.
 DO $defaults$
@@ -690,6 +859,16 @@ BEGIN
                                                                     'citus_distribute', 'stats_read', 'stats_reset',
                                                                     'stats_scope']::pg_catalog.name[])
                    AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+                   AND a.grantee OPERATOR(pg_catalog.<>) 0
+                UNION
+                SELECT pg_catalog.format('REVOKE ALL ON TYPE idempotency.%I FROM %I CASCADE',
+                                         t.typname, pg_catalog.pg_get_userbyid(a.grantee))
+                  FROM pg_catalog.pg_type t, LATERAL pg_catalog.aclexplode(t.typacl) a
+                 WHERE t.typnamespace OPERATOR(pg_catalog.=) nsp
+                   AND t.typname OPERATOR(pg_catalog.=) ANY (ARRAY['claim_result', 'lease_acquire_result',
+                                                                    'lease_renew_result',
+                                                                    'lease_status_result']::pg_catalog.name[])
+                   AND a.grantee OPERATOR(pg_catalog.<>) t.typowner
                    AND a.grantee OPERATOR(pg_catalog.<>) 0) s
          ORDER BY s.stmt COLLATE pg_catalog."C"
     LOOP

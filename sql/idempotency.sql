@@ -184,6 +184,18 @@ CREATE FUNCTION idempotency.mark_processed(key pg_catalog.text,
 COMMENT ON FUNCTION idempotency.mark_processed(pg_catalog.text, pg_catalog.text, pg_catalog.interval) IS
     'record that an event was processed: true the first time (do the work), false for a duplicate; transactional';
 
+-- The rows of claim() and the lease functions are composite types, not
+-- RETURNS TABLE: for a function with OUT parameters PostgreSQL builds the
+-- row type from pg_proc's argument arrays at every execution of a
+-- statement calling it (about 10,000 instructions, an eighth of a replay
+-- of a completed key); a composite type's comes from the type cache.
+CREATE TYPE idempotency.claim_result AS (status pg_catalog.text, result pg_catalog.jsonb,
+    error pg_catalog.jsonb, token pg_catalog.uuid, fencing_token pg_catalog.int8,
+    attempts pg_catalog.int4, expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.claim_result IS
+    'the row idempotency.claim() returns';
+
 CREATE FUNCTION idempotency.claim(key pg_catalog.text,
         payload pg_catalog.jsonb DEFAULT NULL,
         scope pg_catalog.text DEFAULT '',
@@ -191,10 +203,7 @@ CREATE FUNCTION idempotency.claim(key pg_catalog.text,
         ttl pg_catalog.interval DEFAULT '24 hours',
         wait pg_catalog.interval DEFAULT '0',
         require_complete pg_catalog.bool DEFAULT false)
-    RETURNS TABLE (status pg_catalog.text, result pg_catalog.jsonb,
-                   error pg_catalog.jsonb, token pg_catalog.uuid,
-                   fencing_token pg_catalog.int8, attempts pg_catalog.int4,
-                   expires_at pg_catalog.timestamptz)
+    RETURNS SETOF idempotency.claim_result
     AS 'MODULE_PATHNAME', 'idempotency_claim'
     LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE SECURITY INVOKER
     ROWS 1;
@@ -391,14 +400,32 @@ SELECT pg_catalog.pg_extension_config_dump('idempotency.leases', '');
 -- EXECUTE from PUBLIC and grant it to chosen roles to restrict that).
 REVOKE ALL ON TABLE idempotency.leases FROM PUBLIC;
 
+CREATE TYPE idempotency.lease_acquire_result AS (status pg_catalog.text, token pg_catalog.uuid,
+    fencing_token pg_catalog.int8, holder pg_catalog.text, acquired_at pg_catalog.timestamptz,
+    expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.lease_acquire_result IS
+    'the row idempotency.lease_acquire() returns';
+
+CREATE TYPE idempotency.lease_renew_result AS (status pg_catalog.text,
+    expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.lease_renew_result IS
+    'the row idempotency.lease_renew() returns';
+
+CREATE TYPE idempotency.lease_status_result AS (token pg_catalog.uuid, fencing_token pg_catalog.int8,
+    holder pg_catalog.text, acquired_at pg_catalog.timestamptz, expires_at pg_catalog.timestamptz);
+
+COMMENT ON TYPE idempotency.lease_status_result IS
+    'the row idempotency.lease_status() returns';
+
 CREATE FUNCTION idempotency.lease_acquire(
         key pg_catalog.text,
         ttl pg_catalog.interval DEFAULT '30 seconds',
         holder pg_catalog.text DEFAULT NULL,
         if_match pg_catalog.uuid DEFAULT NULL,
         wait pg_catalog.interval DEFAULT '0')
-    RETURNS TABLE (status pg_catalog.text, token pg_catalog.uuid, fencing_token pg_catalog.int8, holder pg_catalog.text,
-                   acquired_at pg_catalog.timestamptz, expires_at pg_catalog.timestamptz)
+    RETURNS SETOF idempotency.lease_acquire_result
     AS 'MODULE_PATHNAME', 'idempotency_lease_acquire'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
 
@@ -406,7 +433,7 @@ COMMENT ON FUNCTION idempotency.lease_acquire(pg_catalog.text, pg_catalog.interv
     'take the lease on key: acquired (201) / conflict (409, row = holder''s lease) / precondition_failed (412)';
 
 CREATE FUNCTION idempotency.lease_renew(key pg_catalog.text, token pg_catalog.uuid, ttl pg_catalog.interval DEFAULT '30 seconds')
-    RETURNS TABLE (status pg_catalog.text, expires_at pg_catalog.timestamptz)
+    RETURNS SETOF idempotency.lease_renew_result
     AS 'MODULE_PATHNAME', 'idempotency_lease_renew'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
 
@@ -422,8 +449,7 @@ COMMENT ON FUNCTION idempotency.lease_release(pg_catalog.text, pg_catalog.uuid) 
     'end the lease: released (204) / not_found (404) / precondition_failed (412, token given and not current)';
 
 CREATE FUNCTION idempotency.lease_status(key pg_catalog.text)
-    RETURNS TABLE (token pg_catalog.uuid, fencing_token pg_catalog.int8, holder pg_catalog.text,
-                   acquired_at pg_catalog.timestamptz, expires_at pg_catalog.timestamptz)
+    RETURNS SETOF idempotency.lease_status_result
     AS 'MODULE_PATHNAME', 'idempotency_lease_status'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
 
@@ -742,7 +768,8 @@ COMMENT ON FUNCTION idempotency.stats_scope() IS
 -- owner, every privilege granted to a role other than the object's owner
 -- and PUBLIC (whose privileges the statements above set) is revoked: on
 -- the schema, on each relation in it and its columns (REVOKE ALL ON TABLE
--- takes the column privileges too), and on each function in it.  CASCADE
+-- takes the column privileges too), on each function and on each type in
+-- it (the row types of claim() and the lease functions).  CASCADE
 -- takes grants made with a grant option.  Run by a superuser, REVOKE acts
 -- as the object's owner; in this script it also records what is left as
 -- the object's initial privileges (pg_init_privs).  The statements name
@@ -785,6 +812,15 @@ BEGIN
                        LATERAL pg_catalog.aclexplode(p.proacl) a
                  WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp
                    AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+                   AND a.grantee OPERATOR(pg_catalog.<>) 0
+                UNION
+                SELECT pg_catalog.format('REVOKE ALL ON TYPE %I.%I FROM %I CASCADE',
+                                         n.nspname, t.typname, pg_catalog.pg_get_userbyid(a.grantee))
+                  FROM pg_catalog.pg_type t
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace,
+                       LATERAL pg_catalog.aclexplode(t.typacl) a
+                 WHERE t.typnamespace OPERATOR(pg_catalog.=) nsp
+                   AND a.grantee OPERATOR(pg_catalog.<>) t.typowner
                    AND a.grantee OPERATOR(pg_catalog.<>) 0) s
          ORDER BY s.stmt COLLATE pg_catalog."C"
     LOOP

@@ -13,12 +13,15 @@
  * function: '1000 years' is accepted everywhere, '1000 years 1 day'
  * nowhere.
  *
- * A function returning a row (OUT parameters) needs its row type on every
- * call.  get_call_result_type() builds it from pg_proc each time (about
- * 5,000-10,000 instructions, a few percent of a claim); a function called in
- * FROM, the usual way, is handed the very same descriptor by the executor
- * in its ReturnSetInfo (expectedDesc: the function scan's, built once per
- * query from the same pg_proc entry, polymorphic types resolved), so
+ * A function returning a row needs its row type on every call.  For one
+ * declared with OUT parameters (RETURNS TABLE, as 0.1.0's claim() and
+ * lease functions were, which a library serving 0.1.0's SQL still meets)
+ * get_call_result_type() builds it from pg_proc each time (about
+ * 5,000-10,000 instructions, a few percent of a claim); for a composite
+ * type it copies the type cache's.  A function called in FROM, the usual
+ * way, is handed the very same descriptor by the executor in its
+ * ReturnSetInfo (expectedDesc: the function scan's, built once per
+ * query, polymorphic types resolved), so
  * idem_result_desc() and idem_init_srf() take that one and fall back to
  * get_call_result_type() elsewhere (a call in the select list of a
  * function that does not return a set).  The descriptors are per call,
@@ -204,12 +207,46 @@ idem_result_desc(FunctionCallInfo fcinfo)
 	return BlessTupleDesc(tupdesc);
 }
 
-/* InitMaterializedSRF(), with the executor's row type when it has one. */
+/*
+ * InitMaterializedSRF(), with the executor's row type when it has one, for
+ * rows of the n columns of the given types (checked as
+ * idem_check_result_row() checks).
+ */
 void
-idem_init_srf(FunctionCallInfo fcinfo)
+idem_init_srf(FunctionCallInfo fcinfo, const Oid *types, int n,
+			  const char *fn)
 {
 	InitMaterializedSRF(fcinfo, idem_expected_desc(fcinfo) != NULL ?
 						MAT_SRF_USE_EXPECTED_DESC : 0);
+	idem_check_result_row(((ReturnSetInfo *) fcinfo->resultinfo)->setDesc,
+						  types, n, fn);
+}
+
+/*
+ * A row type for the n columns of the given types that a function's C code
+ * fills.  The rows of claim() and the lease functions are composite types,
+ * which their owner (a superuser) can alter: a column added, dropped or
+ * retyped gets 42804 here, instead of values read past the end of the
+ * code's arrays or taken for another type.
+ */
+void
+idem_check_result_row(TupleDesc desc, const Oid *types, int n, const char *fn)
+{
+	bool		same = (desc->natts == n);
+	int			i;
+
+	for (i = 0; same && i < n; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		same = !a->attisdropped && a->atttypid == types[i];
+	}
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("row type of idempotency.%s() does not match the extension's library", fn),
+				 errdetail("The function's row type was altered after the extension created it."),
+				 errhint("Give the row type back the columns the extension's install script creates it with.")));
 }
 
 /*

@@ -46,7 +46,10 @@ extern int64 idem_arg_interval(FunctionCallInfo fcinfo, int argno,
 extern TimestampTz idem_time_add(TimestampTz t, int64 usecs,
 								 const char *argname, const char *fn);
 extern TupleDesc idem_result_desc(FunctionCallInfo fcinfo);
-extern void idem_init_srf(FunctionCallInfo fcinfo);
+extern void idem_init_srf(FunctionCallInfo fcinfo, const Oid *types, int n,
+						  const char *fn);
+extern void idem_check_result_row(TupleDesc desc, const Oid *types, int n,
+								  const char *fn);
 extern void idem_check_result_shape(FunctionCallInfo fcinfo, TupleDesc returned,
 									const char *fn);
 

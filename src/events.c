@@ -1298,12 +1298,17 @@ event_unlock(const LOCKTAG *tag)
  * is built once per call site (fn_extra), from the executor's descriptor
  * when it passes one (idem_result_desc()).  (One kept per backend, in
  * CacheMemoryContext, was withdrawn when the Citus benchmark's claim +
- * complete failed with it three times out of three; the failure later came
- * back once without it, so its cause is elsewhere and still unknown.)
+ * complete failed with it; the cause turned out to be two pgbench
+ * processes drawing the same "new" keys, not the row type.  Since claim()
+ * returns a composite type, the executor's descriptor costs a copy from
+ * the type cache, and a kept one would save little.)
  */
 static Datum
 claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r)
 {
+	static const Oid claim_types[] = {
+		TEXTOID, JSONBOID, JSONBOID, UUIDOID, INT8OID, INT4OID, TIMESTAMPTZOID
+	};
 	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	Datum		values[7];
 	bool		nulls[7];
@@ -1313,6 +1318,8 @@ claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r)
 		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 
 		tupdesc = idem_result_desc(fcinfo);
+		idem_check_result_row(tupdesc, claim_types, lengthof(claim_types),
+							  "claim");
 		fcinfo->flinfo->fn_extra = tupdesc;
 		MemoryContextSwitchTo(old);
 	}

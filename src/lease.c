@@ -231,6 +231,15 @@ static const char *const acquire_status_names[] = {
 	"acquired", "conflict", "precondition_failed", NULL
 };
 
+/* The columns of the rows of lease_acquire(), lease_renew(), lease_status() */
+static const Oid lease_acquire_types[] = {
+	TEXTOID, UUIDOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+static const Oid lease_renew_types[] = {TEXTOID, TIMESTAMPTZOID};
+static const Oid lease_status_types[] = {
+	UUIDOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+
 static int	lease_exec(LeasePlan which, Datum *values, const char *nulls,
 					   long count);
 static text *lease_key_arg(FunctionCallInfo fcinfo, int argno, const char *fn);
@@ -698,7 +707,8 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 		idem_keywait_begin(&w, IDEM_LOCKSPACE_LEASE_WAIT, lease_key_hash(key));
 	}
 
-	idem_init_srf(fcinfo);
+	idem_init_srf(fcinfo, lease_acquire_types, lengthof(lease_acquire_types),
+				  "lease_acquire");
 
 	distributed = (wait > 0) && idem_citus_distributed("leases");
 	/*
@@ -794,7 +804,8 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 	token = lease_token_arg(fcinfo, 1, "lease token", true);
 	ttl = idem_arg_interval(fcinfo, 2, "ttl", "lease_renew", false);
 
-	idem_init_srf(fcinfo);
+	idem_init_srf(fcinfo, lease_renew_types, lengthof(lease_renew_types),
+				  "lease_renew");
 	idem_spi_begin(&spi, "leases", true);
 
 	now = GetCurrentTimestamp();
@@ -910,7 +921,8 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 	idempotency_check_version();
 	key = lease_key_arg(fcinfo, 0, "lease_status");
 
-	idem_init_srf(fcinfo);
+	idem_init_srf(fcinfo, lease_status_types, lengthof(lease_status_types),
+				  "lease_status");
 	idem_spi_begin(&spi, "leases", false);
 
 	args[0] = PointerGetDatum(key);

@@ -17,10 +17,10 @@
 # with debootstrap (variant minbase) and apt-get install of
 # postgresql-MAJOR, its server headers and what test/run installs on a host
 # (make, gcc, Perl's IPC::Run, Node.js, npm, pgbouncer, redis-server,
-# gnuplot, Citus's build dependencies), so that a run inside installs
-# nothing.  <hash> covers the package list, so a changed list is a new
-# chroot.  Services are never started inside it: policy-rc.d refuses every
-# start, and postgresql-common creates no cluster.  Sets IDEM_DEB_ROOT.
+# gnuplot, valgrind, Citus's build dependencies), so that a run inside
+# installs nothing.  <hash> covers the package list, so a changed list is a
+# new chroot.  Services are never started inside it: policy-rc.d refuses
+# every start, and postgresql-common creates no cluster.  Sets IDEM_DEB_ROOT.
 #
 #   idem_debian_run ROOT DIR CMD [ARG...]
 #
@@ -44,19 +44,23 @@ idem_debian_packages() {
 	local major=$1
 	printf '%s\n' "postgresql-$major" "postgresql-server-dev-$major" \
 		make gcc libc6-dev libipc-run-perl nodejs npm ca-certificates \
-		pgbouncer redis-server gnuplot-nox procps xz-utils \
+		pgbouncer redis-server gnuplot-nox procps xz-utils valgrind \
 		liblz4-dev libzstd-dev libkrb5-dev libicu-dev
+}
+
+# The mount points at or under ROOT (a physical path), deepest first.
+idem_debian_mounts() {
+	awk -v r="$1" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/self/mounts | sort -r
 }
 
 # Unmount everything mounted at or under ROOT, deepest first.
 idem_debian_unmount() {
 	local root mp
 	root=$(cd "$1" 2>/dev/null && pwd -P) || return 0
-	awk -v r="$root" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/self/mounts \
-		| sort -r | while read -r mp; do
-			umount "$mp" 2>/dev/null || umount -l "$mp"
-		done
-	if awk -v r="$root" '$2 == r || index($2, r "/") == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+	idem_debian_mounts "$root" | while read -r mp; do
+		umount "$mp" 2>/dev/null || umount -l "$mp"
+	done
+	if [ -n "$(idem_debian_mounts "$root")" ]; then
 		idem_die "cannot unmount what is mounted under $root"
 	fi
 }

@@ -63,5 +63,46 @@ SELECT (idempotency.lease_acquire('rr-lease')).status;
 SELECT holder, fencing_token FROM idempotency.lease_status('rr-lease');
 SELECT idempotency.lease_release('rr-lease');
 
+-- claim() and the lease functions return composite types (their row type
+-- comes from the type cache, not from pg_proc at every execution).
+SELECT p.proname, pg_get_function_result(p.oid)
+  FROM pg_proc p
+ WHERE p.pronamespace = 'idempotency'::regnamespace
+   AND p.proname IN ('claim', 'lease_acquire', 'lease_renew', 'lease_status')
+ ORDER BY 1;
+SELECT pg_typeof(c) FROM idempotency.claim('rr-4', NULL, 'rr') AS c;
+SELECT pg_typeof(l), l.status FROM idempotency.lease_acquire('rr-type') AS l;
+SELECT idempotency.lease_release('rr-type');
+-- A row type altered by its owner is refused (42804), in FROM and in the
+-- select list, rather than filled past its end or with another type.
+\set VERBOSITY sqlstate
+BEGIN;
+ALTER TYPE idempotency.claim_result ADD ATTRIBUTE extra int;
+SELECT status FROM idempotency.claim('rr-altered', NULL, 'rr');
+ROLLBACK;
+\set VERBOSITY default
+BEGIN;
+ALTER TYPE idempotency.claim_result ADD ATTRIBUTE extra int;
+SELECT idempotency.claim('rr-altered', NULL, 'rr');
+ROLLBACK;
+BEGIN;
+ALTER TYPE idempotency.lease_acquire_result ALTER ATTRIBUTE holder TYPE varchar;
+SELECT status FROM idempotency.lease_acquire('rr-altered');
+ROLLBACK;
+BEGIN;
+ALTER TYPE idempotency.lease_renew_result DROP ATTRIBUTE expires_at;
+SELECT status FROM idempotency.lease_renew('rr-altered', gen_random_uuid());
+ROLLBACK;
+BEGIN;
+ALTER TYPE idempotency.lease_status_result DROP ATTRIBUTE expires_at, ADD ATTRIBUTE expires_at timestamptz;
+SELECT * FROM idempotency.lease_status('rr-altered');
+ROLLBACK;
+\set VERBOSITY terse
+-- and once the type is back, the same calls work
+SELECT status FROM idempotency.claim('rr-altered', NULL, 'rr');
+SELECT status, holder FROM idempotency.lease_acquire('rr-altered', holder => 'h');
+SELECT count(*) FROM idempotency.lease_status('rr-altered');
+SELECT idempotency.lease_release('rr-altered');
+
 DROP TABLE rr_items;
-SELECT idempotency.forget(k, 'rr') FROM unnest(ARRAY['rr-1', 'rr-2', 'rr-3']) AS k;
+SELECT idempotency.forget(k, 'rr') FROM unnest(ARRAY['rr-1', 'rr-2', 'rr-3', 'rr-4', 'rr-altered']) AS k;

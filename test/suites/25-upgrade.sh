@@ -141,6 +141,7 @@ default_privileges="
 	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON TABLES TO upg_app;
 	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON SEQUENCES TO upg_app;
 	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON FUNCTIONS TO upg_app;
+	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON TYPES TO upg_app;
 	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON SCHEMAS TO upg_app;
 	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON TABLES TO PUBLIC;
 	ALTER DEFAULT PRIVILEGES FOR ROLE \"$script_role\" GRANT ALL ON SEQUENCES TO PUBLIC;
@@ -270,7 +271,10 @@ foreign_grants() { # DB
 	      FROM members m JOIN pg_attribute a ON m.classid = 'pg_class'::regclass AND a.attrelid = m.objid
 	    UNION ALL
 	    SELECT pg_describe_object(m.classid, m.objid, 0), p.proacl
-	      FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid)
+	      FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+	    UNION ALL
+	    SELECT pg_describe_object(m.classid, m.objid, 0), t.typacl
+	      FROM members m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid)
 	SELECT string_agg(x.privilege_type || ' on ' || g.what || ' to ' || x.grantee::regrole::text, E'\\n'
 	                  ORDER BY g.what, x.grantee::regrole::text, x.privilege_type)
 	  FROM grants g, aclexplode(g.acl) x
@@ -315,6 +319,13 @@ SELECT 'function', p.oid::regprocedure::text, p.proowner::regrole::text,
        pg_get_functiondef(p.oid), p.proconfig::text, obj_description(p.oid, 'pg_proc')
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
 UNION ALL
+SELECT 'type', t.oid::regtype::text, t.typowner::regrole::text,
+       coalesce(t.typacl, acldefault('T', t.typowner))::text,
+       (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+          FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0),
+       NULL, obj_description(t.oid, 'pg_type')
+  FROM members m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
+UNION ALL
 SELECT 'policy', schemaname || '.' || tablename || '.' || policyname, permissive, roles::text, cmd,
        qual, with_check
   FROM pg_policies WHERE schemaname = 'idempotency'
@@ -331,6 +342,9 @@ SELECT 'init-privs', pg_describe_object(i.classoid, i.objoid, i.objsubid), i.pri
        UNION ALL
        SELECT acldefault('n', n.nspowner) FROM pg_namespace n
         WHERE i.classoid = 'pg_namespace'::regclass AND n.oid = i.objoid
+       UNION ALL
+       SELECT acldefault('T', t.typowner) FROM pg_type t
+        WHERE i.classoid = 'pg_type'::regclass AND t.oid = i.objoid
        UNION ALL
        SELECT acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner) FROM pg_class c
         WHERE i.classoid = 'pg_class'::regclass AND c.oid = i.objoid AND i.objsubid = 0)
@@ -453,6 +467,15 @@ scenario() {
 		GRANT UPDATE (status) ON idempotency.processed_events TO upg_app;
 		GRANT EXECUTE ON FUNCTION idempotency.purge(integer) TO \"Upg-Mixed\"" >/dev/null
 	as upg_app "$old" "GRANT DELETE ON idempotency.processed_events TO \"Upg-Mixed\"" >/dev/null
+	# The update creates claim() and three lease functions again (their
+	# return types change): the privileges administrators set on them
+	# carry over, PUBLIC's revoke included, and stay out of the initial
+	# privileges, so that a dump carries them.
+	sql "$old" "GRANT EXECUTE ON FUNCTION idempotency.claim(text, jsonb, text, interval, interval, interval, boolean)
+		    TO \"Upg-Mixed\";
+		REVOKE EXECUTE ON FUNCTION idempotency.lease_renew(text, uuid, interval) FROM PUBLIC;
+		GRANT EXECUTE ON FUNCTION idempotency.lease_renew(text, uuid, interval) TO \"Upg-Mixed\" WITH GRANT OPTION" >/dev/null
+	as Upg-Mixed "$old" "GRANT EXECUTE ON FUNCTION idempotency.lease_renew(text, uuid, interval) TO upg_owner" >/dev/null
 	# Default privileges set after 0.1.0 was installed reach only what the
 	# update creates.
 	sql "$old" "$default_privileges" >/dev/null
@@ -477,6 +500,25 @@ WARNING:  revoked UPDATE, USAGE on sequence idempotency.processed_events_fencing
 	check "$name/update-function-grants-kept" 'EXECUTE|"Upg-Mixed"' "$(sql "$old" "
 		SELECT a.privilege_type, a.grantee::regrole FROM pg_proc p, aclexplode(p.proacl) a
 		 WHERE p.oid = 'idempotency.purge(integer)'::regprocedure AND a.grantee = '\"Upg-Mixed\"'::regrole")"
+	local fowner
+	fowner=$(sql "$old" "SELECT proowner::regrole FROM pg_proc WHERE oid = 'idempotency.purge(integer)'::regprocedure")
+	check "$name/update-replaced-function-grants-kept" "claim: -=X/$fowner $fowner=X/$fowner \"Upg-Mixed\"=X/$fowner
+lease_acquire: -=X/$fowner $fowner=X/$fowner
+lease_renew: $fowner=X/$fowner \"Upg-Mixed\"=X*/$fowner upg_owner=X/$fowner
+lease_status: -=X/$fowner $fowner=X/$fowner" "$(sql "$old" "
+		SELECT p.proname || ': ' || (SELECT string_agg(a.grantee::regrole::text || '=X'
+		                                               || CASE WHEN a.is_grantable THEN '*' ELSE '' END
+		                                               || '/' || a.grantor::regrole::text, ' ' ORDER BY n)
+		                               FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner)))
+		                                    WITH ORDINALITY a(grantor, grantee, privilege_type, is_grantable, n))
+		  FROM pg_proc p WHERE p.pronamespace = 'idempotency'::regnamespace
+		   AND p.proname IN ('claim', 'lease_acquire', 'lease_renew', 'lease_status') ORDER BY 1")"
+	check "$name/update-replaced-functions-no-initial-privileges" 0 "$(sql "$old" "
+		SELECT count(*) FROM pg_init_privs i JOIN pg_proc p ON i.classoid = 'pg_proc'::regclass AND p.oid = i.objoid
+		 WHERE p.pronamespace = 'idempotency'::regnamespace
+		   AND p.proname IN ('claim', 'lease_acquire', 'lease_renew', 'lease_status')")"
+	check "$name/update-replaced-function-grants-dumped" 3 "$("$PGBINDIR/pg_dump" -U postgres --schema-only -d "$old" \
+		| grep -c -E '^(GRANT ALL ON FUNCTION idempotency\.claim\(.*\) TO "Upg-Mixed";|REVOKE ALL ON FUNCTION idempotency\.lease_renew\(.*\) FROM PUBLIC;|GRANT ALL ON FUNCTION idempotency\.lease_renew\(.*\) TO "Upg-Mixed" WITH GRANT OPTION;)$')"
 	check "$name/update-no-create-on-schema" f \
 		"$(sql "$old" "SELECT has_schema_privilege('upg_app', 'idempotency', 'CREATE')")"
 	check "$name/update-nothing-more-for-public" f "$(public_extra "$old")"
@@ -514,7 +556,11 @@ WARNING:  revoked UPDATE, USAGE on sequence idempotency.processed_events_fencing
 		"$(sql "$new" "SELECT has_schema_privilege('upg_app', 'idempotency', 'CREATE')")"
 	check "$name/fresh-install-nothing-more-for-public" f "$(public_extra "$new")"
 	# (the grant kept on a 0.1.0 function is the DBA's, not the extension's)
-	sql "$old" "REVOKE EXECUTE ON FUNCTION idempotency.purge(integer) FROM \"Upg-Mixed\"" >/dev/null
+	sql "$old" "REVOKE EXECUTE ON FUNCTION idempotency.purge(integer) FROM \"Upg-Mixed\";
+		REVOKE EXECUTE ON FUNCTION idempotency.claim(text, jsonb, text, interval, interval, interval, boolean)
+		    FROM \"Upg-Mixed\";
+		REVOKE ALL ON FUNCTION idempotency.lease_renew(text, uuid, interval) FROM \"Upg-Mixed\", upg_owner, $fowner CASCADE;
+		GRANT EXECUTE ON FUNCTION idempotency.lease_renew(text, uuid, interval) TO PUBLIC, $fowner" >/dev/null
 	sql "$old" "DELETE FROM idempotency.processed_events; DELETE FROM idempotency.leases" >/dev/null
 	catalog_query | idem_psql -d "$old" -At -F ' | ' >"$work/$name-catalog-upgraded"
 	catalog_query | idem_psql -d "$new" -At -F ' | ' >"$work/$name-catalog-fresh"
@@ -547,6 +593,13 @@ if step view/create-0.1.0 postgres upg_view "CREATE EXTENSION idempotency VERSIO
 		"$(as postgres upg_view "ALTER EXTENSION idempotency UPDATE" 2>&1 | grep '^ERROR:')|$(sql upg_view "
 		SELECT extversion FROM pg_extension WHERE extname = 'idempotency'")"
 	step view/drop-view upg_app upg_view "DROP VIEW upg_app_views.mine"
+	# and a view on one of the functions the update creates again
+	step view/create-function-view upg_app upg_view \
+		"CREATE VIEW upg_app_views.lease AS SELECT * FROM idempotency.lease_status('upg-view')"
+	check view/update-refused-function-view "ERROR:  cannot drop function lease_status(text) because other objects depend on it|0.1.0" \
+		"$(as postgres upg_view "ALTER EXTENSION idempotency UPDATE" 2>&1 | grep '^ERROR:')|$(sql upg_view "
+		SELECT extversion FROM pg_extension WHERE extname = 'idempotency'")"
+	step view/drop-function-view upg_app upg_view "DROP VIEW upg_app_views.lease"
 	step view/update postgres upg_view "ALTER EXTENSION idempotency UPDATE"
 	step view/create-view-again upg_app upg_view "$view"
 	check view/owner-is-text "$default_version|text" "$(sql upg_view "
