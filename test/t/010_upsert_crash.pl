@@ -42,7 +42,7 @@ ok($s2->query_running, 's2 waits for s1');
 kill 'KILL', $s1->pid;
 $s1->quit;
 $s2->quit;
-$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+IdemSession::wait_for_server($node) or die 'server did not come back';
 is($node->safe_psql('postgres', $call->('k1', 'after')), 'k1 after 1',
 	'after the crash the uncommitted row is gone and is created once');
 is($node->safe_psql('postgres', $call->('k1', 'again')), 'k1 after 0',

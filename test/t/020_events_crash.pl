@@ -24,18 +24,6 @@ $node->append_conf('postgresql.conf', "restart_after_crash = on\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION idempotency');
 
-sub wait_for_restart
-{
-	my ($node) = @_;
-	for (1 .. 600)
-	{
-		my ($rc) = $node->psql('postgres', 'SELECT 1');
-		return 1 if $rc == 0;
-		sleep 0.1;
-	}
-	return 0;
-}
-
 # 1. kill -9 of a backend holding an in-transaction claim
 {
 	my $holder = IdemSession->new($node, 'postgres');
@@ -49,7 +37,7 @@ sub wait_for_restart
 		"SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 18689")
 	  or die 'waiter never queued';
 	kill 'KILL', $holder->pid;
-	ok(wait_for_restart($node), 'server is back after kill -9 of the holder');
+	ok(IdemSession::wait_for_server($node), 'server is back after kill -9 of the holder');
 	$holder->quit;
 	$waiter->quit;
 	is($node->safe_psql('postgres',
@@ -67,7 +55,7 @@ sub wait_for_restart
 	is($worker->query("SELECT status FROM idempotency.claim('crash-2', lease => '3 seconds')"),
 		'claimed', 'worker claimed crash-2 with a 3 s lease (committed)');
 	kill 'KILL', $worker->pid;
-	ok(wait_for_restart($node), 'server is back after kill -9 of the worker');
+	ok(IdemSession::wait_for_server($node), 'server is back after kill -9 of the worker');
 	$worker->quit;
 	my $during = $node->safe_psql('postgres',
 		"SELECT status || ' ' || attempts FROM idempotency.claim('crash-2')");

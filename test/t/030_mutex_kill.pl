@@ -19,7 +19,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 use IdemSession;
 
 my $node = PostgreSQL::Test::Cluster->new('mutex');
@@ -109,14 +109,7 @@ is($holder->query("BEGIN; SELECT idempotency.mutex_lock('crash-key')"), 't',
 kill 'KILL', $holder->pid;
 $holder->quit;
 # The postmaster resets the cluster; wait until it accepts connections.
-my $up = 0;
-for (1 .. 600)
-{
-	my $ret = $node->psql('postgres', 'SELECT 1', on_error_stop => 0);
-	if ($ret == 0) { $up = 1; last; }
-	usleep(100_000);
-}
-ok($up, 'SIGKILL: server is back after the crash reset');
+ok(IdemSession::wait_for_server($node), 'SIGKILL: server is back after the crash reset');
 is($node->safe_psql('postgres',
 		"SELECT idempotency.mutex_try_lock('crash-key')"),
 	't', 'SIGKILL: after the crash reset the mutex is free');

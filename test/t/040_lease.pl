@@ -83,14 +83,7 @@ for my $how ('terminate', 'kill9')
 	$s->quit;
 	# Wait until the server accepts connections again (after kill -9 it
 	# restarts all backends).
-	my $up = 0;
-	for (1 .. 600)
-	{
-		$up = eval { $node->safe_psql('postgres', 'SELECT 1') eq '1' };
-		last if $up;
-		usleep(100_000);
-	}
-	ok($up, "$how: the server accepts connections again");
+	ok(IdemSession::wait_for_server($node), "$how: the server accepts connections again");
 	like(status($key), qr/^doomed 1 /, "$how: the lease outlives its backend");
 	like(acquire($key, '1 hour', 'rescuer'), qr/^conflict 1 /,
 		"$how: conflict while the dead holder's lease is live");

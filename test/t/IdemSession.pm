@@ -12,12 +12,40 @@
 #   ... $s->query_wait;                   # wait for it
 #   $s->pid;                              # backend pid
 #   $s->quit;
+#
+#   IdemSession::wait_for_server($node)  # after a kill -9: true once the
+#                                         # server answers again
 package IdemSession;
 
 use strict;
 use warnings;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
+use Time::HiRes qw(usleep);
+
+# Wait until the server answers a query again, after a crash reset: true,
+# or false after the framework's default timeout.  The query goes on psql's
+# command line: $node->psql and poll_query_until feed it through a pipe,
+# and a psql that fails to connect may exit before the pipe is written to,
+# which makes IPC::Run die with EPIPE (the test then stops with exit status
+# 32 and no message).
+sub wait_for_server
+{
+	my ($node) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		my ($out, $err) = ('', '');
+		my $ok = eval {
+			IPC::Run::run(
+				[ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c', 'SELECT 1' ],
+				'<', '/dev/null', '>', \$out, '2>', \$err);
+		};
+		return 1 if $ok && $out =~ /^1$/m;
+		usleep(100_000);
+	}
+	return 0;
+}
 
 sub new
 {
