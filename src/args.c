@@ -51,6 +51,7 @@
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 /*
  * Text argument argno, checked as spec says (22004 NULL, 22023 empty or
@@ -225,28 +226,89 @@ idem_init_srf(FunctionCallInfo fcinfo, const Oid *types, int n,
 /*
  * A row type for the n columns of the given types that a function's C code
  * fills.  The rows of claim() and the lease functions are composite types,
- * which their owner (a superuser) can alter: a column added, dropped or
- * retyped gets 42804 here, instead of values read past the end of the
- * code's arrays or taken for another type.
+ * which their owner (a superuser) can alter: a column added or retyped gets
+ * 42804 here, instead of values read past the end of the code's arrays or
+ * taken for another type.  A dropped column stays in the type, unused
+ * (ALTER TYPE ... DROP ATTRIBUTE cannot take it out again, so a column
+ * added and dropped again must not break the function for good): the
+ * columns that are left must be the n, in order, and idem_form_result_row()
+ * and idem_put_result_row() give the dropped ones NULL.
  */
 void
 idem_check_result_row(TupleDesc desc, const Oid *types, int n, const char *fn)
 {
-	bool		same = (desc->natts == n);
+	bool		same = true;
 	int			i;
+	int			j = 0;
 
-	for (i = 0; same && i < n; i++)
+	for (i = 0; same && i < desc->natts; i++)
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 
-		same = !a->attisdropped && a->atttypid == types[i];
+		if (a->attisdropped)
+			continue;
+		same = (j < n && a->atttypid == types[j]);
+		j++;
 	}
-	if (!same)
+	if (!same || j != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("row type of idempotency.%s() does not match the extension's library", fn),
 				 errdetail("The function's row type was altered after the extension created it."),
 				 errhint("Give the row type back the columns the extension's install script creates it with.")));
+}
+
+/*
+ * The n values a function fills, placed in the columns of desc that are
+ * not dropped (see idem_check_result_row()), in arrays of desc->natts
+ * allocated in the current memory context; the given arrays when no
+ * column is dropped.
+ */
+static void
+idem_spread_values(TupleDesc desc, int n, Datum **values, bool **nulls)
+{
+	Datum	   *v;
+	bool	   *isnull;
+	int			i;
+	int			j = 0;
+
+	if (desc->natts == n)
+		return;
+	v = palloc(desc->natts * sizeof(Datum));
+	isnull = palloc(desc->natts * sizeof(bool));
+	for (i = 0; i < desc->natts; i++)
+	{
+		if (TupleDescAttr(desc, i)->attisdropped)
+		{
+			v[i] = (Datum) 0;
+			isnull[i] = true;
+		}
+		else
+		{
+			Assert(j < n);
+			v[i] = (*values)[j];
+			isnull[i] = (*nulls)[j];
+			j++;
+		}
+	}
+	*values = v;
+	*nulls = isnull;
+}
+
+/* heap_form_tuple() of a function's n values, for desc (checked). */
+HeapTuple
+idem_form_result_row(TupleDesc desc, Datum *values, bool *nulls, int n)
+{
+	idem_spread_values(desc, n, &values, &nulls);
+	return heap_form_tuple(desc, values, nulls);
+}
+
+/* tuplestore_putvalues() of a function's n values (idem_init_srf()). */
+void
+idem_put_result_row(ReturnSetInfo *rsinfo, Datum *values, bool *nulls, int n)
+{
+	idem_spread_values(rsinfo->setDesc, n, &values, &nulls);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
 /*

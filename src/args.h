@@ -10,6 +10,7 @@
 #define IDEMPOTENCY_ARGS_H
 
 #include "fmgr.h"
+#include "access/htup.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 
@@ -50,6 +51,10 @@ extern void idem_init_srf(FunctionCallInfo fcinfo, const Oid *types, int n,
 						  const char *fn);
 extern void idem_check_result_row(TupleDesc desc, const Oid *types, int n,
 								  const char *fn);
+extern HeapTuple idem_form_result_row(TupleDesc desc, Datum *values,
+									  bool *nulls, int n);
+extern void idem_put_result_row(struct ReturnSetInfo *rsinfo, Datum *values,
+								bool *nulls, int n);
 extern void idem_check_result_shape(FunctionCallInfo fcinfo, TupleDesc returned,
 									const char *fn);
 

@@ -1339,7 +1339,8 @@ claim_form_result(FunctionCallInfo fcinfo, const ClaimResult *r)
 	values[6] = TimestampTzGetDatum(r->expires);
 	nulls[6] = r->expires_null;
 
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	return HeapTupleGetDatum(idem_form_result_row(tupdesc, values, nulls,
+												  lengthof(values)));
 }
 
 /* The result for an outcome read from the row: a replay or a refusal. */

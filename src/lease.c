@@ -766,7 +766,7 @@ idempotency_lease_acquire(PG_FUNCTION_ARGS)
 	nulls[0] = false;
 	memcpy(&values[1], row.values, sizeof(row.values));
 	memcpy(&nulls[1], row.nulls, sizeof(row.nulls));
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	idem_put_result_row(rsinfo, values, nulls, lengthof(values));
 
 	idem_spi_end(&spi);
 	idem_stats_end_status(acquire_status_names[status]);
@@ -826,7 +826,7 @@ idempotency_lease_renew(PG_FUNCTION_ARGS)
 		values[0] = CStringGetTextDatum("lost");
 		nulls[1] = true;
 	}
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	idem_put_result_row(rsinfo, values, nulls, lengthof(values));
 
 	idem_spi_end(&spi);
 	idem_stats_end(nulls[1] ? IDEM_OC_LOST : IDEM_OC_RENEWED);
@@ -935,7 +935,7 @@ idempotency_lease_status(PG_FUNCTION_ARGS)
 		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 						  values, nulls);
 		lease_check_row(key, values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		idem_put_result_row(rsinfo, values, nulls, lengthof(values));
 	}
 
 	idem_spi_end(&spi);

@@ -94,10 +94,24 @@ ALTER TYPE idempotency.lease_renew_result DROP ATTRIBUTE expires_at;
 SELECT status FROM idempotency.lease_renew('rr-altered', gen_random_uuid());
 ROLLBACK;
 BEGIN;
-ALTER TYPE idempotency.lease_status_result DROP ATTRIBUTE expires_at, ADD ATTRIBUTE expires_at timestamptz;
+ALTER TYPE idempotency.lease_status_result ALTER ATTRIBUTE fencing_token TYPE numeric;
 SELECT * FROM idempotency.lease_status('rr-altered');
 ROLLBACK;
 \set VERBOSITY terse
+-- A dropped column stays in a type; with the same columns left, in the
+-- same order, the calls work (an added column dropped again, a column
+-- dropped and added again at the end).
+BEGIN;
+ALTER TYPE idempotency.claim_result ADD ATTRIBUTE extra int;
+ALTER TYPE idempotency.claim_result DROP ATTRIBUTE extra;
+ALTER TYPE idempotency.lease_acquire_result ADD ATTRIBUTE extra int;
+ALTER TYPE idempotency.lease_acquire_result DROP ATTRIBUTE extra;
+ALTER TYPE idempotency.lease_status_result DROP ATTRIBUTE expires_at, ADD ATTRIBUTE expires_at timestamptz;
+SELECT status, result, attempts FROM idempotency.claim('rr-dropped', NULL, 'rr');
+SELECT (idempotency.claim('rr-dropped-2', NULL, 'rr')).status;
+SELECT status, holder FROM idempotency.lease_acquire('rr-dropped', holder => 'h');
+SELECT holder, expires_at > acquired_at AS later FROM idempotency.lease_status('rr-dropped');
+ROLLBACK;
 -- and once the type is back, the same calls work
 SELECT status FROM idempotency.claim('rr-altered', NULL, 'rr');
 SELECT status, holder FROM idempotency.lease_acquire('rr-altered', holder => 'h');
