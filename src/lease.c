@@ -107,7 +107,6 @@
 #include "utils/fmgroids.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(idempotency_lease_acquire);

@@ -19,7 +19,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
 use IdemSession;
 
 my $node = PostgreSQL::Test::Cluster->new('mutex');

@@ -2,12 +2,8 @@
 # user writes by hand on a table of the same shape (key, ttl column with an
 # index for cleanup).  Mostly new keys: the common inbox case.
 bench_title "events: mark_processed vs hand-written INSERT ON CONFLICT DO NOTHING"
+bench_setup <"$IDEM_ROOT/test/bench/inbox-setup.sql"
 bench_setup <<'SQL'
-DROP TABLE IF EXISTS bench_inbox;
-CREATE TABLE bench_inbox (scope text NOT NULL, key text NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    expires_at timestamptz NOT NULL, PRIMARY KEY (scope, key));
-CREATE INDEX ON bench_inbox (expires_at);
 DELETE FROM idempotency.processed_events WHERE scope = 'bench-mark';
 SQL
 bench_variant ours 1 <<'PGB'

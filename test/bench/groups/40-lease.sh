@@ -10,12 +10,8 @@
 # table has fillfactor 80; shedlock_ff80 is the ShedLock table given the
 # same, to tell what the table's storage gives from what the calls cost.
 bench_title "lease acquire + release vs ShedLock's INSERT ON CONFLICT / UPDATE"
+bench_setup <"$IDEM_ROOT/test/bench/shedlock-setup.sql"
 bench_setup <<'SQL'
-DROP TABLE IF EXISTS bench_shedlock;
-CREATE TABLE bench_shedlock (name varchar(64) PRIMARY KEY, lock_until timestamptz NOT NULL,
-                             locked_at timestamptz NOT NULL, locked_by varchar(255) NOT NULL);
-DROP TABLE IF EXISTS bench_shedlock_ff80;
-CREATE TABLE bench_shedlock_ff80 (LIKE bench_shedlock INCLUDING ALL) WITH (fillfactor = 80);
 DELETE FROM idempotency.leases WHERE key LIKE 'bench-%';
 SQL
 bench_variant ours 1 <<'PGB'
