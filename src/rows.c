@@ -90,6 +90,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/nbtree.h"
 #include "access/stratnum.h"
 #include "catalog/pg_am.h"
@@ -263,6 +264,29 @@ rows_key_index(Relation rel, IdemRowShape *shape, const IdemRowTarget *target)
 }
 
 /*
+ * Prune the heap page blkno of rel if it is worth it, as an index scan's
+ * fetch does before it reads a page (heapam_index_fetch_tuple()).  A TID
+ * scan's fetch does not: without this, a row updated through its TID (a
+ * claim finished in its own transaction) would leave its old version and
+ * the versions before it in place until VACUUM, and the table would grow
+ * by every update.  Pruning removes only versions dead to every snapshot
+ * and keeps the line pointers of the others, so the TID of a version the
+ * fetch can return still leads to it.
+ */
+static void
+rows_prune_page(Relation rel, BlockNumber blkno)
+{
+	Buffer		buf;
+
+	/* rows_direct_ok() admits built-in access methods only: heap */
+	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+		return;
+	buf = ReadBuffer(rel, blkno);
+	heap_page_prune_opt(rel, buf);
+	ReleaseBuffer(buf);
+}
+
+/*
  * Update the version of the target row that the statement's snapshot
  * sees, as edit decides, in the table spi opened for writing (see the
  * header).
@@ -320,8 +344,12 @@ idem_row_update(IdemSpi *spi, IdemRowShape *shape, const IdemRowTarget *target,
 	{
 		/* a TID scan skips an address past the end, as a truncation leaves */
 		found = (ItemPointerIsValid(target->tid) &&
-				 ItemPointerGetBlockNumber(target->tid) < RelationGetNumberOfBlocks(rel) &&
-				 table_tuple_fetch_row_version(rel, target->tid, snap, old));
+				 ItemPointerGetBlockNumber(target->tid) < RelationGetNumberOfBlocks(rel));
+		if (found)
+		{
+			rows_prune_page(rel, ItemPointerGetBlockNumber(target->tid));
+			found = table_tuple_fetch_row_version(rel, target->tid, snap, old);
+		}
 	}
 	if (found)
 	{
