@@ -13,8 +13,9 @@
  * and again after the change):
  *
  *	 - idem_row_update(), an UPDATE of one row: the version at a TID (a TID
- *	   scan's fetch), or the one a search of a unique btree index on one
- *	   column finds (an index scan's); the feature's edit function checks
+ *	   scan's fetch, after pruning the page as an index scan's fetch
+ *	   would), or the one a search of a unique btree index on one column
+ *	   finds (an index scan's); the feature's edit function checks
  *	   it (the statement's WHERE) and sets the new values (its SET);
  *	   table_tuple_update() writes the new version, HOT where it can.  It
  *	   waits for a concurrent updater of the row, and anything but success
@@ -342,12 +343,14 @@ idem_row_update(IdemSpi *spi, IdemRowShape *shape, const IdemRowTarget *target,
 	}
 	else
 	{
+		BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(target->tid);
+
 		/* a TID scan skips an address past the end, as a truncation leaves */
 		found = (ItemPointerIsValid(target->tid) &&
-				 ItemPointerGetBlockNumber(target->tid) < RelationGetNumberOfBlocks(rel));
+				 blkno < RelationGetNumberOfBlocks(rel));
 		if (found)
 		{
-			rows_prune_page(rel, ItemPointerGetBlockNumber(target->tid));
+			rows_prune_page(rel, blkno);
 			found = table_tuple_fetch_row_version(rel, target->tid, snap, old);
 		}
 	}
