@@ -162,25 +162,37 @@ $schema$;
 -- 0.1.0 names for databases not updated yet).
 ---------------------------------------------------------------------------
 
+-- The planner support function of the three one-row functions: a call whose
+-- vals is jsonb_build_object('column', value, ...) passes the values as they
+-- are (see "Insert-or-get and upsert" in the README).  Takes and returns
+-- "internal": not callable from SQL.
+CREATE FUNCTION idempotency.upsert_support(pg_catalog.internal)
+    RETURNS pg_catalog.internal
+    AS 'MODULE_PATHNAME', 'idempotency_upsert_support'
+    LANGUAGE C STRICT;
+
 CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
                                                          key_cols pg_catalog.text[] DEFAULT NULL)
     RETURNS pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SUPPORT idempotency.upsert_support;
 
 CREATE OR REPLACE FUNCTION idempotency.get_or_create(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
                                                      key_cols pg_catalog.text[] DEFAULT NULL,
                                                      OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
     RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_get_or_create'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SUPPORT idempotency.upsert_support;
 
 CREATE OR REPLACE FUNCTION idempotency.update_or_create(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
                                                         key_cols pg_catalog.text[] DEFAULT NULL,
                                                         OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
     RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_update_or_create'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SUPPORT idempotency.upsert_support;
 
 CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert_many(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
                                                               key_cols pg_catalog.text[] DEFAULT NULL)
@@ -857,7 +869,7 @@ BEGIN
                  WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp
                    AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['mutex_lock_here', 'mutex_holders_here',
                                                                     'citus_distribute', 'stats_read', 'stats_reset',
-                                                                    'stats_scope']::pg_catalog.name[])
+                                                                    'stats_scope', 'upsert_support']::pg_catalog.name[])
                    AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
                    AND a.grantee OPERATOR(pg_catalog.<>) 0
                 UNION

@@ -56,11 +56,21 @@ COMMENT ON FUNCTION idempotency.version() IS
 -- object column -> value.  Not STRICT: the first argument is normally NULL.
 -- SECURITY INVOKER: the caller's privileges, column privileges and RLS apply.
 
+-- The planner support function of the three one-row functions: a call whose
+-- vals is jsonb_build_object('column', value, ...) passes the values as they
+-- are (see "Insert-or-get and upsert" in the README).  Takes and returns
+-- "internal": not callable from SQL.
+CREATE FUNCTION idempotency.upsert_support(pg_catalog.internal)
+    RETURNS pg_catalog.internal
+    AS 'MODULE_PATHNAME', 'idempotency_upsert_support'
+    LANGUAGE C STRICT;
+
 CREATE FUNCTION idempotency.idempotent_upsert(tbl pg_catalog.anyelement, vals pg_catalog.jsonb,
                                               key_cols pg_catalog.text[] DEFAULT NULL)
     RETURNS pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SUPPORT idempotency.upsert_support;
 
 COMMENT ON FUNCTION idempotency.idempotent_upsert(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'insert the row unless a row with its key exists; return the row with this key (never raises 23505 for the key)';
@@ -70,7 +80,8 @@ CREATE FUNCTION idempotency.get_or_create(tbl pg_catalog.anyelement, vals pg_cat
                                           OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
     RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_get_or_create'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SUPPORT idempotency.upsert_support;
 
 COMMENT ON FUNCTION idempotency.get_or_create(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'idempotent_upsert with a flag: created is true when this call inserted the row';
@@ -80,7 +91,8 @@ CREATE FUNCTION idempotency.update_or_create(tbl pg_catalog.anyelement, vals pg_
                                              OUT item pg_catalog.anyelement, OUT created pg_catalog.bool)
     RETURNS pg_catalog.record
     AS 'MODULE_PATHNAME', 'idempotency_update_or_create'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SUPPORT idempotency.upsert_support;
 
 COMMENT ON FUNCTION idempotency.update_or_create(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'set the given non-key columns of the row with this key (writing nothing when they are equal already), or insert it';

@@ -172,6 +172,17 @@ idem_citus_table_kind(Oid relid)
 	}
 }
 
+/*
+ * Is Citus installed in this database?  Its metadata table exists once
+ * CREATE EXTENSION citus has run (a catalog cache look-up).
+ */
+bool
+idem_citus_installed(void)
+{
+	return OidIsValid(get_relname_relid("pg_dist_partition",
+										PG_CATALOG_NAMESPACE));
+}
+
 void
 idem_citus_relcache_inval(Oid relid)
 {

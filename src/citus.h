@@ -25,6 +25,7 @@ typedef enum IdemCitusKind
 								 * shard without a shard key) */
 } IdemCitusKind;
 
+extern bool idem_citus_installed(void);
 extern IdemCitusKind idem_citus_table_kind(Oid relid);
 extern const char *idem_citus_kind_name(IdemCitusKind kind);
 extern bool idem_citus_distributed(const char *table);

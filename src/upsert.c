@@ -25,6 +25,25 @@
  * names is decided by the keys present in the object, so absent columns
  * take their defaults (serial, identity, DEFAULT now() ...).
  *
+ * Name/value pairs.  A call f(tbl, jsonb_build_object('c1', v1, ...),
+ * key_cols), its names distinct constants naming columns that are not
+ * generated, each value of its column's type, that type one whose trip
+ * through jsonb gives back the very value (text, int2/4/8, bool, uuid,
+ * no typmod), and key_cols a constant, is rewritten at planning by the
+ * functions' support function (idempotency_upsert_support, a
+ * SupportRequestSimplify) into f(tbl, '{c1, ..., key_cols}'::text[], v1,
+ * ...): the same function, so its EXECUTE privilege is the one checked.
+ * The call tells that form by the type of its second argument, which no
+ * SQL call can make a text[], and takes the values as they are (a text
+ * detoasted); which columns the names are, their order and key_cols are
+ * memoized per table and text[] (upsert_pairmemo, emptied as the column
+ * memo is).  Nothing decided at planning is trusted: the table's OID is a
+ * dependency of the plan, and a call whose pairs no longer fit the table
+ * (retyped since) calls jsonb_build_object on them and goes the ordinary
+ * way, with its conversion and its errors.  Not where Citus is installed:
+ * it deparses the planned expressions of the queries it sends to its
+ * workers, and the rewritten call is no SQL.
+ *
  * Per (table, operation, set of columns present, explicit key columns) a
  * cache entry holds the inferred arbiter index, the key columns with the
  * equality and ordering operators of the index's operator families, the
@@ -247,6 +266,9 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/pathnodes.h"
+#include "nodes/supportnodes.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
@@ -274,6 +296,7 @@ PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert);
 PG_FUNCTION_INFO_V1(idempotency_get_or_create);
 PG_FUNCTION_INFO_V1(idempotency_update_or_create);
 PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert_many);
+PG_FUNCTION_INFO_V1(idempotency_upsert_support);
 
 /*
  * The entry points of 0.1.0's SQL objects, which the library serves until
@@ -443,9 +466,32 @@ typedef struct UpsertColMemo
 	uint64		cols[UPSERT_COLWORDS];
 } UpsertColMemo;
 
+/*
+ * A call rewritten by upsert_support() (see "Name/value pairs" in the
+ * header) names its columns and key columns in a text[]; which columns
+ * they are, per table, is memoized like the keys of an object (as many
+ * slots, emptied the same way), with the type each value must have to be
+ * taken as it is.
+ */
+#define UPSERT_MAX_PAIRS			(FUNC_MAX_ARGS - 2)
+#define UPSERT_PAIRMEMO_MAXSPEC		512
+
+typedef struct UpsertPairMemo
+{
+	Oid			relid;			/* InvalidOid: empty */
+	int			npairs;
+	Size		len;			/* of spec */
+	char		spec[UPSERT_PAIRMEMO_MAXSPEC];	/* the call's text[], whole */
+	Oid			typid[UPSERT_MAX_PAIRS];	/* per pair: its column's type */
+	int			order[UPSERT_MAX_PAIRS];	/* pairs by ascending attnum */
+	uint64		cols[UPSERT_COLWORDS];
+	uint64		keycols[UPSERT_COLWORDS];
+} UpsertPairMemo;
+
 static Oid	upsert_memo_argtype = InvalidOid;
 static Oid	upsert_memo_relid = InvalidOid;
 static UpsertColMemo *upsert_colmemo = NULL;	/* [UPSERT_COLMEMO_SLOTS] */
+static UpsertPairMemo *upsert_pairmemo = NULL;	/* [UPSERT_COLMEMO_SLOTS] */
 
 static HTAB *upsert_cache = NULL;
 static uint64 upsert_invals = 0;	/* relcache invalidations seen */
@@ -555,8 +601,12 @@ idem_upsert_relcache_inval(Oid relid)
 		int			i;
 
 		for (i = 0; i < UPSERT_COLMEMO_SLOTS; i++)
+		{
 			if (relid == InvalidOid || upsert_colmemo[i].relid == relid)
 				upsert_colmemo[i].relid = InvalidOid;
+			if (relid == InvalidOid || upsert_pairmemo[i].relid == relid)
+				upsert_pairmemo[i].relid = InvalidOid;
+		}
 	}
 	upsert_invals++;
 	if (upsert_cache == NULL)
@@ -607,6 +657,10 @@ upsert_init_cache(void)
 		upsert_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
 												 "idempotency upsert cache",
 												 ALLOCSET_DEFAULT_SIZES);
+	/* the pairs' memo first: a column memo means both exist */
+	if (upsert_pairmemo == NULL)
+		upsert_pairmemo = MemoryContextAllocZero(upsert_cache_cxt,
+												 sizeof(UpsertPairMemo) * UPSERT_COLMEMO_SLOTS);
 	if (upsert_colmemo == NULL)
 		upsert_colmemo = MemoryContextAllocZero(upsert_cache_cxt,
 												sizeof(UpsertColMemo) * UPSERT_COLMEMO_SLOTS);
@@ -3048,6 +3102,375 @@ upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols)
 }
 
 /* ---------------------------------------------------------------------
+ * Name/value pairs: calls rewritten by the planner (upsert_support)
+ * --------------------------------------------------------------------- */
+
+/*
+ * The types whose values a pair passes as they are: for these, converting
+ * a value to jsonb (as jsonb_build_object does) and back to the same type
+ * (as jsonb_populate_record does) gives back the very value.  Not so for
+ * float8 (-0 comes back as 0), timestamps (the session's time zone and
+ * DateStyle), numeric in a column with a typmod, and so on.
+ */
+static bool
+upsert_pair_type_ok(Oid typid)
+{
+	switch (typid)
+	{
+		case TEXTOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case BOOLOID:
+		case UUIDOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Planner support function of idempotent_upsert, get_or_create and
+ * update_or_create.  A call
+ *
+ *	 f(tbl, jsonb_build_object('c1', v1, ..., 'cn', vn), key_cols)
+ *
+ * with distinct constant names of columns of the table, not generated,
+ * every value of its column's type and that type one of
+ * upsert_pair_type_ok()'s, and key_cols a constant (NULL, or a non-empty
+ * one-dimensional array without NULLs), becomes
+ *
+ *	 f(tbl, '{c1, ..., cn, key_cols...}'::text[], v1, ..., vn)
+ *
+ * a call of the same function (EXECUTE privilege is checked on it, as
+ * before) that the function tells from a call with a jsonb object by the
+ * type of its second argument (no SQL call can pass a text[] there).  It
+ * then takes the values as they are, without building the jsonb object and
+ * taking it apart again, and the executor sets up n + 2 argument
+ * expressions, not the jsonb_build_object's and the key_cols' besides.
+ *
+ * Nothing decided here is trusted at execution: the table may change
+ * between planning and execution.  Its OID is added to the plan's
+ * dependencies, so that a cached plan is made again after a change of the
+ * table, and upsert_pairs_cols() checks the pairs against the table at
+ * every call all the same; a call whose pairs no longer fit it builds the
+ * jsonb object with jsonb_build_object and goes the ordinary way.
+ */
+Datum
+idempotency_upsert_support(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+	SupportRequestSimplify *req;
+	FuncExpr   *call;
+	FuncExpr   *vals;
+	Const	   *keycols;
+	FuncExpr   *result;
+	Oid			relid;
+	char		relkind;
+	List	   *values = NIL;
+	ListCell   *lc;
+	Bitmapset  *seen = NULL;
+	Datum	   *spec;
+	int			nspec = 0;
+	int			n;
+
+	if (!IsA(rawreq, SupportRequestSimplify))
+		PG_RETURN_POINTER(NULL);
+	req = (SupportRequestSimplify *) rawreq;
+	call = req->fcall;
+
+	/* f(tbl, jsonb_build_object(...), constant key_cols) */
+	if (list_length(call->args) != 3 || !IsA(lsecond(call->args), FuncExpr) ||
+		!IsA(lthird(call->args), Const))
+		PG_RETURN_POINTER(NULL);
+	vals = lsecond_node(FuncExpr, call->args);
+	keycols = lthird_node(Const, call->args);
+	n = list_length(vals->args);
+	if (vals->funcid != F_JSONB_BUILD_OBJECT_ANY || vals->funcvariadic ||
+		n == 0 || n % 2 != 0 || n / 2 > UPSERT_MAX_PAIRS)
+		PG_RETURN_POINTER(NULL);
+	relid = get_typ_typrelid(exprType(linitial(call->args)));
+	if (!OidIsValid(relid))
+		PG_RETURN_POINTER(NULL);
+
+	/*
+	 * Citus deparses the planned expressions of a query it sends to its
+	 * workers, where the rewritten call would be no valid SQL (and the
+	 * call's refusal, 0A000, would become "function does not exist").
+	 */
+	if (idem_citus_installed())
+		PG_RETURN_POINTER(NULL);
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		PG_RETURN_POINTER(NULL);
+
+	spec = palloc(sizeof(Datum) * (n / 2 + MaxHeapAttributeNumber));
+	for (lc = list_head(vals->args); lc != NULL; lc = lnext(vals->args, lc))
+	{
+		Const	   *key = (Const *) lfirst(lc);
+		Node	   *value;
+		char	   *name;
+		AttrNumber	attnum;
+		Oid			typid;
+		int32		typmod;
+		Oid			collid;
+
+		lc = lnext(vals->args, lc);
+		value = (Node *) lfirst(lc);
+		if (!IsA(key, Const) || key->constisnull)
+			PG_RETURN_POINTER(NULL);
+		if (key->consttype == TEXTOID)
+			name = TextDatumGetCString(key->constvalue);
+		else if (key->consttype == UNKNOWNOID)
+			name = DatumGetCString(key->constvalue);
+		else
+			PG_RETURN_POINTER(NULL);
+		attnum = get_attnum(relid, name);
+		if (attnum <= 0 || bms_is_member(attnum, seen) ||
+			get_attgenerated(relid, attnum) != '\0')
+			PG_RETURN_POINTER(NULL);
+		seen = bms_add_member(seen, attnum);
+		get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &collid);
+		if (typmod != -1 || exprType(value) != typid ||
+			!upsert_pair_type_ok(typid))
+			PG_RETURN_POINTER(NULL);
+		spec[nspec++] = CStringGetTextDatum(name);
+		values = lappend(values, value);
+	}
+	if (!keycols->constisnull)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(keycols->constvalue);
+		Datum	   *elems;
+		bool	   *enulls;
+		int			nelems;
+		int			i;
+
+		if (keycols->consttype != TEXTARRAYOID || ARR_NDIM(arr) != 1)
+			PG_RETURN_POINTER(NULL);
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &nelems);
+		if (nelems == 0 || nelems > MaxHeapAttributeNumber)
+			PG_RETURN_POINTER(NULL);
+		for (i = 0; i < nelems; i++)
+		{
+			if (enulls[i])
+				PG_RETURN_POINTER(NULL);
+			spec[nspec++] = elems[i];
+		}
+	}
+
+	result = makeNode(FuncExpr);
+	memcpy(result, call, sizeof(FuncExpr));
+	result->args = lcons(linitial(call->args),
+						 lcons(makeConst(TEXTARRAYOID, -1, InvalidOid, -1,
+										 PointerGetDatum(construct_array(spec, nspec,
+																		 TEXTOID, -1, false,
+																		 TYPALIGN_INT)),
+										 false, false),
+							   values));
+	if (req->root != NULL && req->root->glob != NULL)
+		req->root->glob->relationOids =
+			lappend_oid(req->root->glob->relationOids, relid);
+	PG_RETURN_POINTER(result);
+}
+
+/* Is this a call rewritten by upsert_support()? */
+static bool
+upsert_pairs_call(FunctionCallInfo fcinfo)
+{
+	return PG_NARGS() > 2 &&
+		get_fn_expr_argtype(fcinfo->flinfo, 1) == TEXTARRAYOID;
+}
+
+/*
+ * The names and the key_cols of a rewritten call, from its text[]: the
+ * first npairs elements are the names, the rest key_cols (NULL if none).
+ */
+static void
+upsert_pairs_spec(FunctionCallInfo fcinfo, int npairs, Datum **names,
+				  ArrayType **keyarr)
+{
+	ArrayType  *spec = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *elems;
+	bool	   *enulls;
+	int			nelems;
+	int			i;
+
+	deconstruct_array(spec, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &nelems);
+	if (ARR_NDIM(spec) != 1 || nelems < npairs)
+		elog(ERROR, "malformed name/value pairs");
+	for (i = 0; i < nelems; i++)
+		if (enulls[i])
+			elog(ERROR, "malformed name/value pairs");
+	*names = elems;
+	*keyarr = nelems == npairs ? NULL :
+		construct_array(elems + npairs, nelems - npairs, TEXTOID, -1, false,
+						TYPALIGN_INT);
+}
+
+/*
+ * Columns, key columns and value order of a rewritten call, from the memo
+ * or the catalogs: false when the pairs do not (or no longer) fit the table
+ * as upsert_support() wanted them (a name that is no column or a generated
+ * one, twice the same column, a value not of its column's type or not of a
+ * type taken as it is): the caller then builds the jsonb object
+ * (upsert_pairs_jsonb) and goes the ordinary way, which raises the errors
+ * such a call deserves.  Errors in key_cols are raised here, by
+ * upsert_keycols_of(), as the ordinary way raises them.  The table is
+ * locked.
+ */
+static bool
+upsert_pairs_cols(FunctionCallInfo fcinfo, Relation rel, uint64 *cols,
+				  uint64 *keycols, int *order)
+{
+	int			npairs = PG_NARGS() - 2;
+	ArrayType  *spec = PG_GETARG_ARRAYTYPE_P(1);
+	Size		len = VARSIZE(spec);
+	UpsertPairMemo *m;
+	int			i;
+
+	if (npairs > UPSERT_MAX_PAIRS)
+		return false;
+	upsert_init_cache();
+	m = &upsert_pairmemo[(hash_bytes((const unsigned char *) spec, len) ^
+						  murmurhash32(RelationGetRelid(rel))) %
+						 UPSERT_COLMEMO_SLOTS];
+	if (m->relid != RelationGetRelid(rel) || m->npairs != npairs ||
+		m->len != len || memcmp(m->spec, spec, len) != 0)
+	{
+		AttrNumber	attnum[UPSERT_MAX_PAIRS];
+		Datum	   *names;
+		ArrayType  *keyarr;
+		int			j;
+
+		m->relid = InvalidOid;
+		memset(m->cols, 0, sizeof(m->cols));
+		upsert_pairs_spec(fcinfo, npairs, &names, &keyarr);
+		for (i = 0; i < npairs; i++)
+		{
+			char	   *name = TextDatumGetCString(names[i]);
+			HeapTuple	atup;
+			Form_pg_attribute att;
+			bool		ok;
+
+			atup = SearchSysCacheAttName(RelationGetRelid(rel), name);
+			if (!HeapTupleIsValid(atup))
+				return false;
+			att = (Form_pg_attribute) GETSTRUCT(atup);
+			ok = (att->attnum > 0 && !att->attgenerated &&
+				  att->atttypmod == -1 && upsert_pair_type_ok(att->atttypid) &&
+				  !BIT_ISSET(m->cols, att->attnum));
+			attnum[i] = att->attnum;
+			m->typid[i] = att->atttypid;
+			ReleaseSysCache(atup);
+			if (!ok)
+				return false;
+			BIT_SET(m->cols, attnum[i]);
+		}
+		upsert_keycols_of(rel, keyarr, m->keycols);
+		/* pairs by ascending attnum: the entry's order of its columns */
+		for (i = 0; i < npairs; i++)
+		{
+			int			pos = 0;
+
+			for (j = 0; j < npairs; j++)
+				if (attnum[j] < attnum[i])
+					pos++;
+			m->order[pos] = i;
+		}
+		if (len > UPSERT_PAIRMEMO_MAXSPEC)
+		{
+			/* too long to memoize: used once */
+			memcpy(cols, m->cols, sizeof(uint64) * UPSERT_COLWORDS);
+			memcpy(keycols, m->keycols, sizeof(uint64) * UPSERT_COLWORDS);
+			memcpy(order, m->order, sizeof(int) * npairs);
+			goto check_types;
+		}
+		m->npairs = npairs;
+		m->len = len;
+		memcpy(m->spec, spec, len);
+		m->relid = RelationGetRelid(rel);
+	}
+	/* copies: the memo may change before the values are taken */
+	memcpy(cols, m->cols, sizeof(uint64) * UPSERT_COLWORDS);
+	memcpy(keycols, m->keycols, sizeof(uint64) * UPSERT_COLWORDS);
+	memcpy(order, m->order, sizeof(int) * npairs);
+check_types:
+	for (i = 0; i < npairs; i++)
+		if (get_fn_expr_argtype(fcinfo->flinfo, 2 + i) != m->typid[i])
+			return false;
+	return true;
+}
+
+/* The values of a rewritten call, in the entry's column order. */
+static void
+upsert_pairs_convert(FunctionCallInfo fcinfo, UpsertEntry *e,
+					 const int *order, Datum *values, char *nulls)
+{
+	int			j;
+
+	for (j = 0; j < e->ncols; j++)
+	{
+		int			argno = 2 + order[j];
+
+		if (PG_ARGISNULL(argno))
+		{
+			values[j] = (Datum) 0;
+			nulls[j] = 'n';
+			continue;
+		}
+		values[j] = PG_GETARG_DATUM(argno);
+		if (e->coltypes[j] == TEXTOID)	/* the one varlena among them */
+			values[j] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(values[j]));
+		nulls[j] = ' ';
+	}
+}
+
+/*
+ * The jsonb object a rewritten call's vals was, and its key_cols:
+ * jsonb_build_object called with the names and the values, under an
+ * expression with their types.
+ */
+static Jsonb *
+upsert_pairs_jsonb(FunctionCallInfo fcinfo, ArrayType **keyarr)
+{
+	FuncExpr   *call = (FuncExpr *) fcinfo->flinfo->fn_expr;
+	int			npairs = PG_NARGS() - 2;
+	Datum	   *names;
+	List	   *args = NIL;
+	FuncExpr   *expr;
+	FmgrInfo	flinfo;
+	FunctionCallInfo jfc;
+	Datum		result;
+	int			i;
+
+	if (call == NULL || !IsA(call, FuncExpr) ||
+		list_length(call->args) != PG_NARGS())
+		elog(ERROR, "could not determine the name/value pairs' types");
+	upsert_pairs_spec(fcinfo, npairs, &names, keyarr);
+	jfc = palloc(SizeForFunctionCallInfo(2 * npairs));
+	for (i = 0; i < npairs; i++)
+	{
+		args = lappend(args, makeNullConst(TEXTOID, -1, DEFAULT_COLLATION_OID));
+		args = lappend(args, list_nth(call->args, 2 + i));
+		jfc->args[2 * i].value = names[i];
+		jfc->args[2 * i].isnull = false;
+		jfc->args[2 * i + 1] = fcinfo->args[2 + i];
+	}
+	expr = makeFuncExpr(F_JSONB_BUILD_OBJECT_ANY, JSONBOID, args,
+						InvalidOid, call->inputcollid, COERCE_EXPLICIT_CALL);
+	fmgr_info(F_JSONB_BUILD_OBJECT_ANY, &flinfo);
+	fmgr_info_set_expr((Node *) expr, &flinfo);
+	InitFunctionCallInfoData(*jfc, &flinfo, 2 * npairs, call->inputcollid,
+							 NULL, NULL);
+	result = FunctionCallInvoke(jfc);
+	if (jfc->isnull)
+		elog(ERROR, "jsonb_build_object returned NULL");
+	return DatumGetJsonbP(result);
+}
+
+/* ---------------------------------------------------------------------
  * Entry points
  * --------------------------------------------------------------------- */
 
@@ -3099,18 +3522,36 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	bool		probed;
 	bool		conflicted = false;
 	bool		found;
+	int			order[UPSERT_MAX_PAIRS];
 
 	rel = upsert_call_begin(fcinfo, fname, false);
-	vals = PG_GETARG_JSONB_P(1);
-	upsert_cols_of(rel, vals, cols, fname);
-	upsert_keycols_of(rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), keycols);
+	if (upsert_pairs_call(fcinfo) &&
+		upsert_pairs_cols(fcinfo, rel, cols, keycols, order))
+		vals = NULL;
+	else
+	{
+		ArrayType  *keyarr;
+
+		if (upsert_pairs_call(fcinfo))
+			vals = upsert_pairs_jsonb(fcinfo, &keyarr);
+		else
+		{
+			vals = PG_GETARG_JSONB_P(1);
+			keyarr = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
+		}
+		upsert_cols_of(rel, vals, cols, fname);
+		upsert_keycols_of(rel, keyarr, keycols);
+	}
 	e = upsert_entry(rel, op, cols, keycols);
 	if (e->citus)
 		upsert_citus_check(e, fname);
 
 	values = palloc(sizeof(Datum) * (e->ncols + 1));
 	nulls = palloc(sizeof(char) * (e->ncols + 1));
-	upsert_convert(e, vals, values, nulls);
+	if (vals != NULL)
+		upsert_convert(e, vals, values, nulls);
+	else
+		upsert_pairs_convert(fcinfo, e, order, values, nulls);
 	nullmask = upsert_check_keys(e, nulls);
 
 	/* the hit path needs no SPI, nor does a plain table's miss */

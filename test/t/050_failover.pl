@@ -166,7 +166,8 @@ is(sq($standby, $events_sql), $events_before, 'the standby has every committed r
 is(sq($standby, $leases_sql), $leases_before, 'the standby has every lease');
 
 # Every function of the extension: how it is called, and whether it works
-# on a hot standby.  The list is checked against pg_proc below, so that a
+# on a hot standby (3: a call of idempotent_upsert() the planner support
+# function rewrote).  The list is checked against pg_proc below, so that a
 # new function cannot be left out.
 my $T = $held_token;
 my @calls = (
@@ -190,6 +191,9 @@ my @calls = (
 	[ 'get_or_create',            0, "SELECT idempotency.get_or_create(NULL::items, '{\"id\": 2}')" ],
 	[ 'update_or_create',         0, "SELECT idempotency.update_or_create(NULL::items, '{\"id\": 1, \"name\": \"uno\"}')" ],
 	[ 'idempotent_upsert_many',   0, "SELECT idempotency.idempotent_upsert_many(NULL::items, '[{\"id\": 1}]')" ],
+	# the planner support function: planned through it, the call passes
+	# its values as they are, and still refuses to run on a standby
+	[ 'upsert_support',           3, "SELECT idempotency.idempotent_upsert(NULL::items, jsonb_build_object('id', 4, 'name', 'four'::text))" ],
 	[ 'mark_processed',           0, "SELECT idempotency.mark_processed('event-1')" ],
 	[ 'claim',                    0, "SELECT idempotency.claim('done')" ],
 	[ 'complete',                 0, "SELECT idempotency.complete('open', '{}', token => '$open_token')" ],
@@ -216,6 +220,11 @@ for my $c (@calls)
 	if ($works == 1)
 	{
 		is($rc, 0, "standby: $fn() works") or diag $err;
+	}
+	elsif ($works == 3)
+	{
+		like($err, qr/ERROR:  25006: cannot call idempotency\.idempotent_upsert\(\) on a hot standby/,
+			"standby: a call planned by $fn() fails with 25006");
 	}
 	elsif ($works == 2)
 	{
