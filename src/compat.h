@@ -44,6 +44,26 @@
 #include "varatt.h"
 #endif
 
+/* EXECUTE on a function: pg_proc_aclcheck became object_aclcheck in 16. */
+#if PG_VERSION_NUM >= 160000
+#define idem_proc_aclcheck(funcid, roleid, mode) \
+	object_aclcheck(ProcedureRelationId, (funcid), (roleid), (mode))
+#else
+#define idem_proc_aclcheck(funcid, roleid, mode) \
+	pg_proc_aclcheck((funcid), (roleid), (mode))
+#endif
+
+/*
+ * ExplainPropertyText() and friends moved to explain_format.h in 18, and
+ * ExplainState to explain_state.h.
+ */
+#if PG_VERSION_NUM >= 180000
+#include "commands/explain_format.h"
+#include "commands/explain_state.h"
+#else
+#include "commands/explain.h"
+#endif
+
 /* An instr_time in nanoseconds: INSTR_TIME_GET_NANOSEC appeared in 16. */
 #if PG_VERSION_NUM >= 160000
 #define IdemInstrTimeGetNanosec(t) ((uint64) INSTR_TIME_GET_NANOSEC(t))

@@ -88,6 +88,13 @@ static bool version_checked = false;
  */
 bool		idem_session_locks = true;
 
+/*
+ * idempotency.call_scan: plan a call of the one-row upserts in FROM as the
+ * custom scan of callscan.c (on), or as a Function Scan (off).  Any role
+ * may set it: it changes how a statement runs, not what it may do.
+ */
+bool		idem_call_scan = true;
+
 void
 _PG_init(void)
 {
@@ -100,6 +107,16 @@ _PG_init(void)
 							 &idem_session_locks,
 							 true,
 							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable(IDEMPOTENCY_EXTNAME ".call_scan",
+							 "Runs a call of idempotent_upsert, get_or_create or update_or_create in FROM with the extension's custom scan.",
+							 "Off: PostgreSQL's Function Scan, as before the custom scan existed. "
+							 "Takes effect when a statement is planned.",
+							 &idem_call_scan,
+							 true,
+							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
 
@@ -122,6 +139,7 @@ _PG_init(void)
 	idem_upsert_init();
 	idem_mutex_init();
 	idem_locks_init();
+	idem_callscan_init();
 }
 
 /*

@@ -23,6 +23,7 @@
 extern void idempotency_check_version(void);
 extern void idem_check_writable(const char *fn);
 extern bool idem_session_locks;	/* GUC idempotency.session_locks */
+extern bool idem_call_scan;	/* GUC idempotency.call_scan */
 
 /*
  * The relcache invalidation handlers of the backend-local caches, called by
@@ -44,5 +45,9 @@ extern void idem_events_init(void);
 extern void idem_upsert_init(void);
 extern void idem_mutex_init(void);
 extern void idem_locks_init(void);
+extern void idem_callscan_init(void);	/* callscan.c: the planner hook */
+
+/* upsert.c: the upserts' planner support function (callscan.c finds it) */
+extern Datum idempotency_upsert_support(PG_FUNCTION_ARGS);
 
 #endif							/* IDEMPOTENCY_H */

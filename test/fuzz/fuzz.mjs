@@ -1282,6 +1282,20 @@ async function knownPhase() {
     }
     destroy(c);
   });
+  // (3b) the same for the one-row functions called in FROM, which the
+  // extension plans as its own scan node where the call returns a row type:
+  // a call that does not is left to the Function Scan, and to the function's
+  // 42809, not refused while planning with an internal error
+  await expectHealthy('one-row upserts in FROM with a non-row first argument', async (p) => {
+    const c = await connect(DB, 'fuzz-known');
+    for (const fn of ['idempotent_upsert', 'get_or_create', 'update_or_create']) {
+      for (const first of ["'x'::text", 'NULL::int']) {
+        const a = await q(c, `SELECT * FROM idempotency.${fn}(${first}, vals => '{}'::jsonb)`);
+        if (a.ok || a.code !== '42809') p.push(`${fn}(${first}, ...) in FROM: ${a.ok ? 'no error' : `${a.code} ${a.message}`} (expected 42809)`);
+      }
+    }
+    destroy(c);
+  });
   // (2c) a domain CHECK function that invalidates the table being written
   // (GRANT / ANALYZE) and re-enters with the same column set
   for (const d of ['self-grant', 'self-analyze']) {

@@ -1,0 +1,522 @@
+/*-------------------------------------------------------------------------
+ *
+ * callscan.c
+ *	  A custom scan for a call of idempotent_upsert, get_or_create or
+ *	  update_or_create in FROM ("IdempotencyCall"), in place of
+ *	  PostgreSQL's Function Scan.
+ *
+ * Design
+ * ------
+ * A Function Scan runs a function that returns one row as it runs a set-
+ * returning one: per execution it sets up an expression state for every
+ * argument, resolves the polymorphic result type again, and at run time
+ * copies that row type from the type cache, puts the row into a tuplestore
+ * and reads it back.  For the upserts' hit that is about a sixth of the
+ * call's CPU, as much as the function itself spends besides its index
+ * search.  This node calls the function once and hands its row to the
+ * plan as it is.
+ *
+ * Planning.  set_rel_pathlist_hook: a base relation that is a function in
+ * FROM (one function, no WITH ORDINALITY), a call (FuncExpr) of a function
+ * whose planner support function is this library's upsert_support (so one
+ * of the three, in a database whose extension has it), returning a row type
+ * (called with anything else, the function raises its error from a Function
+ * Scan), not where Citus is installed (it plans function calls over its
+ * tables itself), and whose columns are needed as plain columns (no whole-row reference, no
+ * placeholder): its paths are replaced by one CustomPath with the same
+ * parameterization (the call's lateral references) and the same costs.
+ * The plan has no scan relation (scanrelid 0: the executor could not open
+ * a function as a relation); custom_scan_tlist lists the call's result
+ * columns, one per attribute of its row type, a NULL constant where the
+ * attribute is dropped, and the call itself is custom_exprs (its outer
+ * references become nestloop parameters, as a Function Scan's do).
+ *
+ * Execution.  BeginCustomScan checks EXECUTE on the function and runs the
+ * object-access hook, as the executor does for any call, and sets up the
+ * arguments; the first ExecCustomScan evaluates them and calls the function
+ * with a ReturnSetInfo whose expectedDesc is the plan's row type (the
+ * function compares it with the table's columns once the table is locked,
+ * as under a Function Scan, and raises 42804 before reading or writing
+ * anything if they changed), then deforms the returned row into the scan
+ * slot.  A rescan with a changed parameter calls the function again;
+ * without one it returns the same row again, as a Function Scan rewinds its
+ * tuplestore (a cross join with the call must not upsert once per outer
+ * row).  Backward scans, mark/restore and parallel execution are not
+ * offered: the planner adds a Material node where a cursor needs one, and
+ * the functions are parallel unsafe.
+ *
+ * Memory.  The state lives in the executor's query context.  The row the
+ * function returns, and the arguments, are evaluated in the node's
+ * per-tuple memory, which ExecScan resets before each fetch; a row kept
+ * for rescans is copied into the node's own context (callcxt), reset when
+ * the function is called again.  Nothing is kept between executions: the
+ * hook's only state is the previous hook.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "idempotency.h"
+#include "citus.h"
+#include "compat.h"
+
+#include "access/htup_details.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_proc.h"
+#include "executor/executor.h"
+#include "executor/nodeCustom.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/pathnodes.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parse_coerce.h"
+#include "parser/parsetree.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/ruleutils.h"
+#include "utils/typcache.h"
+
+#define CALLSCAN_NAME "IdempotencyCall"
+
+typedef struct CallScanState
+{
+	CustomScanState css;
+	FuncExpr   *call;
+	ExprState **args;			/* per argument: its state, or NULL for a
+								 * constant (its value set once in fcinfo) */
+	FmgrInfo	flinfo;
+	FunctionCallInfo fcinfo;
+	TupleDesc	expected;		/* the plan's row type, dropped columns
+								 * marked */
+	MemoryContext callcxt;		/* the row kept for rescans */
+	Datum		row;			/* the call's row, in callcxt, when called */
+	bool		rownull;
+	bool		called;			/* row holds this parameter set's call */
+	bool		done;			/* the row was returned since (re)start */
+} CallScanState;
+
+static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
+
+static void callscan_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel,
+									  Index rti, RangeTblEntry *rte);
+static Plan *callscan_plan(PlannerInfo *root, RelOptInfo *rel,
+						   CustomPath *best_path, List *tlist,
+						   List *clauses, List *custom_plans);
+static Node *callscan_create_state(CustomScan *cscan);
+static void callscan_begin(CustomScanState *node, EState *estate, int eflags);
+static TupleTableSlot *callscan_exec(CustomScanState *node);
+static void callscan_end(CustomScanState *node);
+static void callscan_rescan(CustomScanState *node);
+static void callscan_explain(CustomScanState *node, List *ancestors,
+							 ExplainState *es);
+
+static const CustomPathMethods callscan_path_methods = {
+	.CustomName = CALLSCAN_NAME,
+	.PlanCustomPath = callscan_plan,
+};
+
+static const CustomScanMethods callscan_scan_methods = {
+	.CustomName = CALLSCAN_NAME,
+	.CreateCustomScanState = callscan_create_state,
+};
+
+static const CustomExecMethods callscan_exec_methods = {
+	.CustomName = CALLSCAN_NAME,
+	.BeginCustomScan = callscan_begin,
+	.ExecCustomScan = callscan_exec,
+	.EndCustomScan = callscan_end,
+	.ReScanCustomScan = callscan_rescan,
+	.ExplainCustomScan = callscan_explain,
+};
+
+/* Called once from _PG_init(). */
+void
+idem_callscan_init(void)
+{
+	RegisterCustomScanMethods(&callscan_scan_methods);
+	prev_set_rel_pathlist_hook = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = callscan_set_rel_pathlist;
+}
+
+/*
+ * Is this a function whose planner support function is this library's
+ * upsert_support?  (The three one-row upsert functions of a 0.2.0
+ * extension; a function of 0.1.0's SQL has none.)
+ */
+static bool
+callscan_is_upsert(Oid funcid)
+{
+	RegProcedure support = get_func_support(funcid);
+	FmgrInfo	finfo;
+
+	if (!OidIsValid(support))
+		return false;
+	fmgr_info(support, &finfo);
+	return finfo.fn_addr == idempotency_upsert_support;
+}
+
+static void
+callscan_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti,
+						  RangeTblEntry *rte)
+{
+	RangeTblFunction *rtfunc;
+	FuncExpr   *call;
+	TupleDesc	desc;
+	ListCell   *lc;
+	Path	   *scan = NULL;
+	CustomPath *cpath;
+
+	if (prev_set_rel_pathlist_hook)
+		prev_set_rel_pathlist_hook(root, rel, rti, rte);
+
+	if (!idem_call_scan || rte->rtekind != RTE_FUNCTION || rte->funcordinality ||
+		list_length(rte->functions) != 1 ||
+		rel->reloptkind != RELOPT_BASEREL)
+		return;
+	rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	if (!IsA(rtfunc->funcexpr, FuncExpr))
+		return;
+	call = (FuncExpr *) rtfunc->funcexpr;
+	if (call->funcretset || !callscan_is_upsert(call->funcid) ||
+		idem_citus_installed())
+		return;
+	/* a row type (the function refuses anything else when called) */
+	if (get_expr_result_type((Node *) call, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		return;
+	foreach(lc, rel->reltarget->exprs)
+	{
+		Var		   *var = (Var *) lfirst(lc);
+
+		if (!IsA(var, Var) || var->varattno <= 0)
+			return;
+	}
+	/* the Function Scan path to replace, with the call's lateral refs */
+	foreach(lc, rel->pathlist)
+	{
+		Path	   *path = (Path *) lfirst(lc);
+
+		if (path->pathtype == T_FunctionScan &&
+			bms_equal(PATH_REQ_OUTER(path), rel->lateral_relids))
+			scan = path;
+	}
+	if (scan == NULL)
+		return;
+
+	cpath = makeNode(CustomPath);
+	cpath->path.pathtype = T_CustomScan;
+	cpath->path.parent = rel;
+	cpath->path.pathtarget = rel->reltarget;
+	cpath->path.param_info = scan->param_info;
+	cpath->path.parallel_aware = false;
+	cpath->path.parallel_safe = false;
+	cpath->path.parallel_workers = 0;
+	cpath->path.rows = scan->rows;
+	cpath->path.startup_cost = scan->startup_cost;
+	cpath->path.total_cost = scan->total_cost;
+	cpath->path.pathkeys = NIL;
+	cpath->flags = 0;
+	cpath->custom_paths = NIL;
+	cpath->custom_private = NIL;
+	cpath->methods = &callscan_path_methods;
+
+	rel->pathlist = list_delete_ptr(rel->pathlist, scan);
+	add_path(rel, &cpath->path);
+}
+
+static Plan *
+callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+			  List *tlist, List *clauses, List *custom_plans)
+{
+	RangeTblEntry *rte = planner_rt_fetch(rel->relid, root);
+	RangeTblFunction *rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	CustomScan *cscan = makeNode(CustomScan);
+	TupleDesc	desc;
+	List	   *scantlist = NIL;
+	int			i;
+
+	if (get_expr_result_type(rtfunc->funcexpr, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "%s: the call does not return a row", CALLSCAN_NAME);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Expr	   *expr;
+
+		if (att->attisdropped)
+			expr = (Expr *) makeNullConst(INT4OID, -1, InvalidOid);
+		else
+			expr = (Expr *) makeVar(rel->relid, i + 1, att->atttypid,
+									att->atttypmod, att->attcollation, 0);
+		scantlist = lappend(scantlist,
+							makeTargetEntry(expr, i + 1,
+											att->attisdropped ? NULL :
+											pstrdup(NameStr(att->attname)),
+											false));
+	}
+
+	cscan->scan.plan.targetlist = tlist;
+	cscan->scan.plan.qual = extract_actual_clauses(clauses, false);
+	cscan->scan.scanrelid = 0;
+	cscan->flags = best_path->flags;
+	cscan->custom_plans = NIL;
+	cscan->custom_exprs = list_make1(copyObject(rtfunc->funcexpr));
+	cscan->custom_private = NIL;
+	cscan->custom_scan_tlist = scantlist;
+	cscan->custom_relids = bms_make_singleton(rel->relid);
+	cscan->methods = &callscan_scan_methods;
+	return &cscan->scan.plan;
+}
+
+static Node *
+callscan_create_state(CustomScan *cscan)
+{
+	CallScanState *s = palloc0(sizeof(CallScanState));
+
+	NodeSetTag(s, T_CustomScanState);
+	s->css.methods = &callscan_exec_methods;
+	return (Node *) s;
+}
+
+static void
+callscan_begin(CustomScanState *node, EState *estate, int eflags)
+{
+	CallScanState *s = (CallScanState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	TupleDesc	scandesc = node->ss.ss_ScanTupleSlot->tts_tupleDescriptor;
+	AclResult	aclresult;
+	ListCell   *lc;
+	int			i = 0;
+
+	s->call = linitial_node(FuncExpr, cscan->custom_exprs);
+
+	/* what the executor checks before any call of a function */
+	aclresult = idem_proc_aclcheck(s->call->funcid, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(s->call->funcid));
+	InvokeFunctionExecuteHook(s->call->funcid);
+
+	fmgr_info(s->call->funcid, &s->flinfo);
+	fmgr_info_set_expr((Node *) s->call, &s->flinfo);
+	s->fcinfo = palloc0(SizeForFunctionCallInfo(list_length(s->call->args)));
+	InitFunctionCallInfoData(*s->fcinfo, &s->flinfo, list_length(s->call->args),
+							 s->call->inputcollid, NULL, NULL);
+
+	/*
+	 * A constant argument (the row type's NULL, the names, a key_cols) is
+	 * set once; only the others get an expression state, which is most of
+	 * what setting up a call costs.
+	 */
+	s->args = palloc0(sizeof(ExprState *) * list_length(s->call->args));
+	foreach(lc, s->call->args)
+	{
+		Expr	   *arg = (Expr *) lfirst(lc);
+
+		if (IsA(arg, Const))
+		{
+			s->fcinfo->args[i].value = ((Const *) arg)->constvalue;
+			s->fcinfo->args[i].isnull = ((Const *) arg)->constisnull;
+		}
+		else
+			s->args[i] = ExecInitExpr(arg, &node->ss.ps);
+		i++;
+	}
+	i = 0;
+
+	/* the row type the plan expects, its dropped attributes marked */
+	s->expected = scandesc;
+	foreach(lc, cscan->custom_scan_tlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!IsA(tle->expr, Var))
+		{
+			if (s->expected == scandesc)
+				s->expected = CreateTupleDescCopy(scandesc);
+			TupleDescAttr(s->expected, i)->attisdropped = true;
+		}
+		i++;
+	}
+	s->callcxt = AllocSetContextCreate(CurrentMemoryContext,
+									   "idempotency call scan",
+									   ALLOCSET_SMALL_SIZES);
+}
+
+/* Call the function (once per parameter set) and keep its row. */
+static void
+callscan_call(CallScanState *s)
+{
+	ExprContext *econtext = s->css.ss.ps.ps_ExprContext;
+	FunctionCallInfo fcinfo = s->fcinfo;
+	ReturnSetInfo rsinfo;
+	PgStat_FunctionCallUsage fcusage;
+	MemoryContext oldcxt;
+	Datum		result;
+	int			i;
+
+	MemoryContextReset(s->callcxt);
+	s->called = false;
+	oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	for (i = 0; i < fcinfo->nargs; i++)
+		if (s->args[i] != NULL)
+			fcinfo->args[i].value = ExecEvalExpr(s->args[i], econtext,
+												 &fcinfo->args[i].isnull);
+
+	/* as a Function Scan calls a function that returns one row */
+	rsinfo.type = T_ReturnSetInfo;
+	rsinfo.econtext = econtext;
+	rsinfo.expectedDesc = s->expected;
+	rsinfo.allowedModes = (int) SFRM_ValuePerCall;
+	rsinfo.returnMode = SFRM_ValuePerCall;
+	rsinfo.isDone = ExprSingleResult;
+	rsinfo.setResult = NULL;
+	rsinfo.setDesc = NULL;
+	fcinfo->resultinfo = (Node *) &rsinfo;
+	fcinfo->isnull = false;
+	pgstat_init_function_usage(fcinfo, &fcusage);
+	result = FunctionCallInvoke(fcinfo);
+	pgstat_end_function_usage(&fcusage, true);
+	fcinfo->resultinfo = NULL;
+	if (rsinfo.isDone != ExprSingleResult || rsinfo.returnMode != SFRM_ValuePerCall)
+		elog(ERROR, "%s: the function returned a set", CALLSCAN_NAME);
+
+	MemoryContextSwitchTo(s->callcxt);
+	s->rownull = fcinfo->isnull;
+	s->row = fcinfo->isnull ? (Datum) 0 :
+		PointerGetDatum(DatumGetHeapTupleHeaderCopy(result));
+	MemoryContextSwitchTo(oldcxt);
+	s->called = true;
+}
+
+/* The kept row into the scan slot, checked against the plan's row type. */
+static void
+callscan_store(CallScanState *s, TupleTableSlot *slot)
+{
+	TupleDesc	scandesc = slot->tts_tupleDescriptor;
+	int			i;
+
+	ExecClearTuple(slot);
+	if (s->rownull)
+	{
+		/* a NULL row is a row of NULLs, as in a Function Scan */
+		memset(slot->tts_isnull, true, sizeof(bool) * scandesc->natts);
+	}
+	else
+	{
+		HeapTupleHeader td = DatumGetHeapTupleHeader(s->row);
+		TupleDesc	rowdesc;
+		HeapTupleData tup;
+
+		rowdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
+										 HeapTupleHeaderGetTypMod(td));
+		if (rowdesc->natts != scandesc->natts)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("function return row and query-specified return row do not match"),
+					 errdetail_plural("Returned row contains %d attribute, but query expects %d.",
+									  "Returned row contains %d attributes, but query expects %d.",
+									  rowdesc->natts, rowdesc->natts, scandesc->natts)));
+		/* as a Function Scan compares them (tupledesc_match) */
+		for (i = 0; i < rowdesc->natts; i++)
+		{
+			Form_pg_attribute r = TupleDescAttr(rowdesc, i);
+			Form_pg_attribute e = TupleDescAttr(s->expected, i);
+
+			if (e->attisdropped ? !r->attisdropped :
+				(r->attisdropped || !IsBinaryCoercible(r->atttypid, e->atttypid)))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("function return row and query-specified return row do not match"),
+						 errdetail("Returned type %s at ordinal position %d, but query expects %s.",
+								   format_type_be(r->atttypid), i + 1,
+								   format_type_be(e->atttypid))));
+		}
+		tup.t_len = HeapTupleHeaderGetDatumLength(td);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = td;
+		heap_deform_tuple(&tup, rowdesc, slot->tts_values, slot->tts_isnull);
+		ReleaseTupleDesc(rowdesc);
+		/* a dropped attribute's old value is no value of the placeholder */
+		for (i = 0; i < scandesc->natts; i++)
+			if (TupleDescAttr(s->expected, i)->attisdropped)
+				slot->tts_isnull[i] = true;
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+static TupleTableSlot *
+callscan_next(ScanState *ss)
+{
+	CallScanState *s = (CallScanState *) ss;
+	TupleTableSlot *slot = ss->ss_ScanTupleSlot;
+
+	if (s->done)
+		return ExecClearTuple(slot);
+	if (!s->called)
+		callscan_call(s);
+	s->done = true;
+	callscan_store(s, slot);
+	return slot;
+}
+
+static bool
+callscan_recheck(ScanState *ss, TupleTableSlot *slot)
+{
+	return true;
+}
+
+static TupleTableSlot *
+callscan_exec(CustomScanState *node)
+{
+	return ExecScan(&node->ss, callscan_next, callscan_recheck);
+}
+
+static void
+callscan_end(CustomScanState *node)
+{
+	CallScanState *s = (CallScanState *) node;
+
+	if (node->ss.ps.ps_ResultTupleSlot)
+		ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
+	ExecClearTuple(node->ss.ss_ScanTupleSlot);
+	MemoryContextDelete(s->callcxt);
+}
+
+static void
+callscan_rescan(CustomScanState *node)
+{
+	CallScanState *s = (CallScanState *) node;
+
+	/* a changed parameter means another call; otherwise the same row */
+	if (node->ss.ps.chgParam != NULL)
+		s->called = false;
+	s->done = false;
+	ExecScanReScan(&node->ss);
+}
+
+static void
+callscan_explain(CustomScanState *node, List *ancestors, ExplainState *es)
+{
+	CallScanState *s = (CallScanState *) node;
+	List	   *context;
+
+	if (!es->verbose)
+	{
+		ExplainPropertyText("Function", get_func_name(s->call->funcid), es);
+		return;
+	}
+	context = set_deparse_context_plan(es->deparse_cxt, node->ss.ps.plan,
+									   ancestors);
+	ExplainPropertyText("Function Call",
+						deparse_expression((Node *) s->call, context, true, false),
+						es);
+}

@@ -1,0 +1,127 @@
+--
+-- A call of idempotent_upsert, get_or_create or update_or_create in FROM
+-- runs as the extension's custom scan ("IdempotencyCall"), not as a
+-- Function Scan: the same rows, the same number of calls, the same
+-- errors.  Where the query needs the call's whole row, WITH ORDINALITY or
+-- ROWS FROM several functions, or with idempotency.call_scan off, it stays
+-- a Function Scan.
+--
+\set VERBOSITY terse
+
+CREATE TABLE cs (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE,
+                 gone text, name text, n int);
+ALTER TABLE cs DROP COLUMN gone;
+CREATE TABLE outer3 AS SELECT g FROM generate_series(1, 3) g;
+ANALYZE outer3;
+
+-- How many times did the statement call get_or_create?  (Counted by the
+-- function statistics of the current transaction.)
+CREATE FUNCTION calls_of(stmt text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    before bigint;
+    after bigint;
+BEGIN
+    SELECT coalesce(sum(calls), 0) INTO before FROM pg_stat_xact_user_functions
+     WHERE schemaname = 'idempotency' AND funcname = 'get_or_create';
+    EXECUTE stmt;
+    SELECT coalesce(sum(calls), 0) INTO after FROM pg_stat_xact_user_functions
+     WHERE schemaname = 'idempotency' AND funcname = 'get_or_create';
+    RETURN after - before;
+END $$;
+SET track_functions = 'all';
+
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs, jsonb_build_object('email', 'a@x'::text, 'name', 'Ann'::text));
+EXPLAIN (COSTS OFF)
+SELECT created FROM idempotency.get_or_create(NULL::cs, '{"email": "a@x"}') WHERE created;
+-- the rows, a dropped column in the table
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs, jsonb_build_object('email', 'a@x'::text, 'name', 'Ann'::text));
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x", "name": "other"}');
+SELECT (item).id, (item).email, (item).name, created
+  FROM idempotency.get_or_create(NULL::cs, '{"email": "b@x", "n": 2}');
+SELECT (item).email, (item).n, created
+  FROM idempotency.update_or_create(NULL::cs, '{"email": "b@x", "n": 3}');
+-- a qual on the call's columns
+SELECT created FROM idempotency.get_or_create(NULL::cs, '{"email": "a@x"}') WHERE created;
+SELECT count(*) FROM idempotency.get_or_create(NULL::cs, '{"email": "a@x"}') WHERE NOT created;
+
+-- Rescanned without a changed parameter (the call in a subquery that is
+-- run again for every outer row, referring to none of its values): one
+-- call, its row every time, as a Function Scan rewinds its result instead
+-- of calling again.
+EXPLAIN (COSTS OFF)
+SELECT o.g, s.created
+  FROM outer3 o, LATERAL (SELECT u.created, o.g AS og
+                            FROM idempotency.get_or_create(NULL::cs, '{"email": "c@x"}') u OFFSET 0) s;
+BEGIN;
+SELECT calls_of($$SELECT o.g, s.created
+                    FROM outer3 o, LATERAL (SELECT u.created, o.g AS og
+                                              FROM idempotency.get_or_create(NULL::cs, '{"email": "c@x"}') u OFFSET 0) s$$) AS calls;
+COMMIT;
+SELECT o.g, s.created
+  FROM outer3 o, LATERAL (SELECT u.created, o.g AS og
+                            FROM idempotency.get_or_create(NULL::cs, '{"email": "d@x"}') u OFFSET 0) s
+ ORDER BY o.g;
+SELECT count(*) FROM cs WHERE email IN ('c@x', 'd@x');
+
+-- A lateral reference: one call per outer row.
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT o.g, (u.item).email, u.created
+  FROM outer3 o, idempotency.get_or_create(NULL::cs, jsonb_build_object('email', 'l' || o.g)) u;
+BEGIN;
+SELECT calls_of($$SELECT o.g, (u.item).email, u.created
+                    FROM outer3 o, idempotency.get_or_create(NULL::cs, jsonb_build_object('email', 'l' || o.g)) u$$) AS calls;
+COMMIT;
+SELECT o.g, (u.item).email, u.created
+  FROM outer3 o, idempotency.get_or_create(NULL::cs, jsonb_build_object('email', 'm' || (o.g % 2))) u
+ ORDER BY o.g;
+
+-- A scrollable cursor reads the row backwards (through a Material node).
+BEGIN;
+DECLARE c SCROLL CURSOR FOR SELECT email FROM idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x"}');
+FETCH c;
+FETCH PRIOR c;
+FETCH NEXT c;
+COMMIT;
+
+-- Function Scans: the whole row, WITH ORDINALITY, ROWS FROM, the setting.
+EXPLAIN (COSTS OFF) SELECT u FROM idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x"}') u;
+SELECT u.email FROM idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x"}') u;
+EXPLAIN (COSTS OFF) SELECT * FROM idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x"}') WITH ORDINALITY;
+EXPLAIN (COSTS OFF) SELECT * FROM ROWS FROM (idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x"}'), generate_series(1, 2));
+SET idempotency.call_scan = off;
+EXPLAIN (COSTS OFF) SELECT * FROM idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x"}');
+SELECT email FROM idempotency.idempotent_upsert(NULL::cs, '{"email": "a@x"}');
+RESET idempotency.call_scan;
+-- a call in the select list is no scan at all
+SELECT (idempotency.get_or_create(NULL::cs, '{"email": "a@x"}')).created;
+
+-- EXECUTE privilege is checked as for any call.
+CREATE ROLE cs_user;
+GRANT USAGE ON SCHEMA idempotency TO cs_user;
+GRANT SELECT, INSERT ON cs TO cs_user;
+REVOKE EXECUTE ON FUNCTION idempotency.get_or_create(anyelement, jsonb, text[]) FROM PUBLIC;
+SET ROLE cs_user;
+SELECT created FROM idempotency.get_or_create(NULL::cs, '{"email": "a@x"}');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION idempotency.get_or_create(anyelement, jsonb, text[]) TO PUBLIC;
+SET ROLE cs_user;
+SELECT created FROM idempotency.get_or_create(NULL::cs, '{"email": "a@x"}');
+RESET ROLE;
+REVOKE ALL ON cs FROM cs_user;
+REVOKE USAGE ON SCHEMA idempotency FROM cs_user;
+DROP ROLE cs_user;
+
+-- The errors of the call, from inside the scan.
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs, '{"email": null}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs, '{"nope": 1}');
+-- a first argument that is no row type: the function's error, from a
+-- Function Scan
+EXPLAIN (COSTS OFF) SELECT * FROM idempotency.idempotent_upsert('x'::text, '{}');
+SELECT * FROM idempotency.idempotent_upsert('x'::text, '{}');
+SELECT * FROM idempotency.get_or_create(NULL::int, '{}');
+
+RESET track_functions;
+DROP FUNCTION calls_of(text);
+DROP TABLE cs, outer3;
