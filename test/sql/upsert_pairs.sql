@@ -165,8 +165,9 @@ REVOKE ALL ON SEQUENCE pt_id_seq FROM pairs_user;
 REVOKE USAGE ON SCHEMA idempotency FROM pairs_user;
 DROP ROLE pairs_user;
 
--- The support function takes and returns "internal": not callable.
-SELECT idempotency.upsert_support(NULL);
+-- The support function takes and returns "internal": no SQL can call it.
+SELECT pg_get_function_arguments(oid) AS arguments, pg_get_function_result(oid) AS result
+  FROM pg_proc WHERE oid = 'idempotency.upsert_support'::regproc;
 
 DROP FUNCTION passes_values(text);
 DROP TABLE pt;
