@@ -94,6 +94,7 @@
 #include "access/heapam.h"
 #include "access/nbtree.h"
 #include "access/stratnum.h"
+#include "catalog/index.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
@@ -403,6 +404,32 @@ idem_row_update(IdemSpi *spi, IdemRowShape *shape, const IdemRowTarget *target,
 }
 
 /*
+ * Open rri's indexes for an insert with ON CONFLICT, as ExecOpenIndices()
+ * with speculative = true does, but with the look-up operators of a
+ * speculative insertion only for the arbiters (NIL: every unique index):
+ * no other index is pre-checked, and the index entries of the others are
+ * made with ordinary unique checks, which do not use them.
+ */
+static void
+rows_open_indices(ResultRelInfo *rri, List *arbiters)
+{
+	int			i;
+
+	ExecOpenIndices(rri, arbiters == NIL);
+	if (arbiters == NIL)
+		return;
+	for (i = 0; i < rri->ri_NumIndices; i++)
+	{
+		Relation	index = rri->ri_IndexRelationDescs[i];
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+
+		if (ii->ii_Unique && !index->rd_index->indisexclusion &&
+			list_member_oid(arbiters, RelationGetRelid(index)))
+			BuildSpeculativeIndexInfo(index, ii);
+	}
+}
+
+/*
  * INSERT ... ON CONFLICT DO NOTHING of the row in slot, as the executor
  * makes it: a pre-check of the arbiter indexes (NIL: every unique index),
  * then a speculative insertion whose index entries are made with a
@@ -424,7 +451,7 @@ rows_insert_on_conflict(Relation rel, TupleTableSlot *slot, List *arbiters,
 	CommandId	cid = GetCurrentCommandId(true);
 
 	InitResultRelInfo(rri, rel, 0, NULL, 0);
-	ExecOpenIndices(rri, true);
+	rows_open_indices(rri, arbiters);
 	if (rri->ri_NumIndices == 0)
 		table_tuple_insert(rel, slot, cid, 0, NULL);
 	else
