@@ -200,6 +200,16 @@ CREATE OR REPLACE FUNCTION idempotency.idempotent_upsert_many(tbl pg_catalog.any
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_many'
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
+CREATE FUNCTION idempotency.idempotent_upsert_columns(tbl pg_catalog.anyelement, cols pg_catalog.text[],
+                                                      key_cols pg_catalog.text[],
+                                                      VARIADIC vals "any")
+    RETURNS SETOF pg_catalog.anyelement
+    AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_columns'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+COMMENT ON FUNCTION idempotency.idempotent_upsert_columns(pg_catalog.anyelement, pg_catalog.text[], pg_catalog.text[], "any") IS
+    'idempotent_upsert_many for a batch given as one array per column; one result row per array position, in order';
+
 ---------------------------------------------------------------------------
 -- processed_events: read-only for everyone but its owner.
 ---------------------------------------------------------------------------
@@ -869,7 +879,8 @@ BEGIN
                  WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp
                    AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['mutex_lock_here', 'mutex_holders_here',
                                                                     'citus_distribute', 'stats_read', 'stats_reset',
-                                                                    'stats_scope', 'upsert_support']::pg_catalog.name[])
+                                                                    'stats_scope', 'upsert_support',
+                                                                    'idempotent_upsert_columns']::pg_catalog.name[])
                    AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
                    AND a.grantee OPERATOR(pg_catalog.<>) 0
                 UNION

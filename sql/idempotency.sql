@@ -106,6 +106,18 @@ CREATE FUNCTION idempotency.idempotent_upsert_many(tbl pg_catalog.anyelement, va
 COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'idempotent_upsert for a JSON array of rows, as set operations; one result row per element, in input order';
 
+-- The same batch as arrays, one per column named in cols (the arrays'
+-- elements at one position make a row), each of its column's type.
+CREATE FUNCTION idempotency.idempotent_upsert_columns(tbl pg_catalog.anyelement, cols pg_catalog.text[],
+                                                      key_cols pg_catalog.text[],
+                                                      VARIADIC vals "any")
+    RETURNS SETOF pg_catalog.anyelement
+    AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_columns'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+COMMENT ON FUNCTION idempotency.idempotent_upsert_columns(pg_catalog.anyelement, pg_catalog.text[], pg_catalog.text[], "any") IS
+    'idempotent_upsert_many for a batch given as one array per column; one result row per array position, in order';
+
 
 ---------------------------------------------------------------------------
 -- 2. Processed events and idempotency keys

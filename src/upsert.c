@@ -2,8 +2,8 @@
  *
  * upsert.c
  *	  Atomic insert-or-get and upsert for any table and key:
- *	  idempotent_upsert, get_or_create, update_or_create and
- *	  idempotent_upsert_many.
+ *	  idempotent_upsert, get_or_create, update_or_create,
+ *	  idempotent_upsert_many and idempotent_upsert_columns.
  *
  * Design
  * ------
@@ -162,6 +162,20 @@
  * cannot deadlock.  Elements still missing after that go through the
  * one-row path (exact RLS and retry handling).
  *
+ * A batch of columns (idempotent_upsert_columns: one array per column, of
+ * exactly its type) is one group.  Where the set-based path applies and no
+ * column given has a type modifier (which its input function would apply),
+ * the arrays' elements are its converted values as they are
+ * (batch_fast_group with vals).  Otherwise, and for the elements that
+ * path leaves to the one-row path, the rows are made into JSON elements
+ * (batch_columns_elems): a jsonb value as it is, any other as its output
+ * function's text under pg_dump's settings (DateStyle ISO, IntervalStyle
+ * postgres, extra_float_digits 3, in a GUC nest level undone before
+ * anything else runs), which the conversion reads back as the same value;
+ * columns of array, composite and json types, whose values would not come
+ * back the same, are refused.  The arrays, the values and the elements
+ * live in the call's memory context, like a batch's rows.
+ *
  * Citus.  Whether the table is one Citus manages (a Citus local,
  * reference or distributed table: idem_citus_table_kind(), src/citus.c) is
  * decided once, when the entry is built (e->citus); Citus's
@@ -296,6 +310,7 @@ PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert);
 PG_FUNCTION_INFO_V1(idempotency_get_or_create);
 PG_FUNCTION_INFO_V1(idempotency_update_or_create);
 PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert_many);
+PG_FUNCTION_INFO_V1(idempotency_idempotent_upsert_columns);
 PG_FUNCTION_INFO_V1(idempotency_upsert_support);
 
 /*
@@ -522,6 +537,9 @@ static void append_batch_key_join(StringInfo buf, UpsertEntry *e, const char *al
 static void append_returning_cols(StringInfo buf, UpsertEntry *e, const char *alias);
 static Relation upsert_open_table(FunctionCallInfo fcinfo, const char *fname);
 static void upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname);
+static char **upsert_names_of(ArrayType *arr, const char *argname, int *n);
+static HeapTuple upsert_given_column(Relation rel, const char *name,
+									 const char *argname, const char *what);
 static void upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols);
 static UpsertEntry *upsert_entry(Relation rel, UpsertOp op, const uint64 *cols,
 								 const uint64 *keycols);
@@ -583,6 +601,7 @@ static void batch_citus_group(struct UpsertBatch *b, struct UpsertGroup *grp,
 static void batch_check_null_keys(struct UpsertBatch *b);
 static void batch_run_group(struct UpsertBatch *b, struct UpsertGroup *grp);
 static void batch_emit(struct UpsertBatch *b, ReturnSetInfo *rsinfo);
+static void batch_columns_elems(struct UpsertBatch *b);
 static int	bitmap_count(const uint64 *bits);
 static bool bitmap_empty(const uint64 *bits);
 
@@ -2950,6 +2969,40 @@ upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
 	return rel;
 }
 
+/*
+ * The pg_attribute tuple (the caller releases it) of the column a call
+ * gives a value for: 42703 if there is none (or a system column), 428C9
+ * for a generated one.  argname and what name the argument in the hints.
+ */
+static HeapTuple
+upsert_given_column(Relation rel, const char *name, const char *argname,
+					const char *what)
+{
+	HeapTuple	atup = SearchSysCacheAttName(RelationGetRelid(rel), name);
+
+	if (!HeapTupleIsValid(atup) || ((Form_pg_attribute) GETSTRUCT(atup))->attnum <= 0)
+	{
+		if (HeapTupleIsValid(atup))
+			ReleaseSysCache(atup);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						name, RelationGetRelationName(rel)),
+				 errhint("Every %s must be a column of table \"%s\".",
+						 what, RelationGetRelationName(rel))));
+	}
+	if (((Form_pg_attribute) GETSTRUCT(atup))->attgenerated)
+	{
+		ReleaseSysCache(atup);
+		ereport(ERROR,
+				(errcode(ERRCODE_GENERATED_ALWAYS),
+				 errmsg("cannot insert a non-DEFAULT value into column \"%s\"", name),
+				 errdetail("Column \"%s\" is a generated column.", name),
+				 errhint("Leave column \"%s\" out of %s.", name, argname)));
+	}
+	return atup;
+}
+
 /* Columns named by the keys of a jsonb object: 42703, 428C9. */
 static void
 upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
@@ -3015,28 +3068,8 @@ upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
 		if (r != WJB_KEY)
 			continue;
 		name = pnstrdup(v.val.string.val, v.val.string.len);
-		atup = SearchSysCacheAttName(RelationGetRelid(rel), name);
-		if (!HeapTupleIsValid(atup) || ((Form_pg_attribute) GETSTRUCT(atup))->attnum <= 0)
-		{
-			if (HeapTupleIsValid(atup))
-				ReleaseSysCache(atup);
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" of relation \"%s\" does not exist",
-							name, RelationGetRelationName(rel)),
-					 errhint("Every key of vals must be a column of table \"%s\".",
-							 RelationGetRelationName(rel))));
-		}
+		atup = upsert_given_column(rel, name, "vals", "key of vals");
 		att = (Form_pg_attribute) GETSTRUCT(atup);
-		if (att->attgenerated)
-		{
-			ReleaseSysCache(atup);
-			ereport(ERROR,
-					(errcode(ERRCODE_GENERATED_ALWAYS),
-					 errmsg("cannot insert a non-DEFAULT value into column \"%s\"", name),
-					 errdetail("Column \"%s\" is a generated column.", name),
-					 errhint("Leave column \"%s\" out of vals.", name)));
-		}
 		BIT_SET(cols, att->attnum);
 		ReleaseSysCache(atup);
 	}
@@ -3054,22 +3087,46 @@ upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname)
 	}
 }
 
-static void
-upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols)
+/*
+ * The names in a text[] argument of column names (key_cols, cols), as C
+ * strings: 22023 if it is not one-dimensional, 22004 for a NULL name.
+ */
+static char **
+upsert_names_of(ArrayType *arr, const char *argname, int *n)
 {
 	Datum	   *elems;
 	bool	   *enulls;
+	char	  **names;
+	int			i;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", argname)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, n);
+	names = palloc(sizeof(char *) * (*n + 1));
+	for (i = 0; i < *n; i++)
+	{
+		if (enulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain NULL", argname)));
+		names[i] = TextDatumGetCString(elems[i]);
+	}
+	return names;
+}
+
+static void
+upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols)
+{
+	char	  **names;
 	int			n,
 				i;
 
 	memset(keycols, 0, sizeof(uint64) * UPSERT_COLWORDS);
 	if (arr == NULL)
 		return;
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key_cols must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+	names = upsert_names_of(arr, "key_cols", &n);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -3077,14 +3134,9 @@ upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols)
 				 errhint("Pass NULL to infer the key from the table's unique indexes.")));
 	for (i = 0; i < n; i++)
 	{
-		char	   *name;
+		char	   *name = names[i];
 		AttrNumber	att;
 
-		if (enulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("key_cols must not contain NULL")));
-		name = TextDatumGetCString(elems[i]);
 		att = get_attnum(RelationGetRelid(rel), name);
 		if (att <= 0)
 			ereport(ERROR,
@@ -3654,6 +3706,27 @@ typedef struct UpsertGroup
 	bool		direct;			/* existing rows found by direct probes */
 } UpsertGroup;
 
+/*
+ * A batch given as one array per column (idempotent_upsert_columns): the
+ * arrays' elements as given, and the same values laid out as
+ * upsert_convert() lays out a batch's (per element, the entry's columns in
+ * its order, 'n' in nulls for a NULL).
+ */
+typedef struct UpsertColumns
+{
+	int			ncols;			/* columns given, in the order of cols */
+	int			nrows;
+	AttrNumber *attnums;		/* per column given: the table's column */
+	Datum	  **elems;			/* ... its nrows values */
+	bool	  **enulls;
+	Oid		   *outfunc;		/* ... its type's output function */
+	bool	   *isjsonb;		/* ... its type is jsonb (or a domain of it) */
+	bool		typmods;		/* a column given has a type modifier */
+	Datum	   *vals;			/* nrows x the entry's columns */
+	char	   *nulls;
+	bool		fast;			/* vals go to batch_fast_group as they are */
+} UpsertColumns;
+
 /* Everything one idempotent_upsert_many() call works with. */
 typedef struct UpsertBatch
 {
@@ -3664,6 +3737,9 @@ typedef struct UpsertBatch
 	int			nelems;
 	Jsonb	  **elems;			/* the elements, in input order */
 	Datum	   *rows;			/* their rows; (Datum) 0 until found */
+	struct UpsertColumns *columns;	/* idempotent_upsert_columns: the
+									 * values; arr and elems NULL until
+									 * made from them */
 	UpsertGroup *groups;
 	int			ngroups;
 	MemoryContext callcxt;		/* where elements and rows live */
@@ -4231,7 +4307,9 @@ batch_insert_each(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
 /*
  * The set-based path of a group (inside SPI), where the direct probe
  * applies and every present column has an array type: each element is
- * converted once; the existing keys are found by one index scan; the
+ * converted once (vals and nulls, when given: the values of a batch of
+ * columns, already in the entry's order); the existing keys are found by
+ * one index scan; the
  * distinct missing keys are sorted here in the index's order (first
  * occurrence wins) and inserted by one INSERT ... SELECT FROM ROWS FROM
  * (unnest(one array per column)) ORDER BY ordinality RETURNING the columns
@@ -4242,14 +4320,13 @@ batch_insert_each(UpsertBatch *b, UpsertEntry *e, const Datum *vals,
  * to the one-row path.
  */
 static void
-batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
+batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
+				 Datum *vals, char *nulls)
 {
 	MemoryContext spicxt = MemoryContextSwitchTo(b->callcxt);
 	int			n = grp->n;
 	int			nc = e->ncols;
 	int			natts = e->tupdesc->natts;
-	Datum	   *vals = palloc(sizeof(Datum) * n * nc);
-	char	   *nulls = palloc(sizeof(char) * n * nc);
 	int		   *order = palloc(sizeof(int) * n);
 	int		   *runstart = palloc(sizeof(int) * (n + 1));
 	int			nmiss = 0;
@@ -4272,10 +4349,15 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 	BatchSortArg sortarg;
 	uint64		k;
 
-	for (i = 0; i < n; i++)
+	if (vals == NULL)
 	{
-		CHECK_FOR_INTERRUPTS();
-		upsert_convert(e, b->elems[grp->ords[i] - 1], &vals[i * nc], &nulls[i * nc]);
+		vals = palloc(sizeof(Datum) * n * nc);
+		nulls = palloc(sizeof(char) * n * nc);
+		for (i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			upsert_convert(e, b->elems[grp->ords[i] - 1], &vals[i * nc], &nulls[i * nc]);
+		}
 	}
 	found = batch_fast_probe(b, grp, e, vals, nulls);
 	idem_stats_note_n(IDEM_OC_EXISTING, found);
@@ -4459,9 +4541,20 @@ batch_run_group(UpsertBatch *b, UpsertGroup *grp)
 		return;
 	}
 
-	if (e->arrays_ok && !e->nulls_not_distinct && upsert_direct_ok(e, UPSERT_GET))
+	if (b->columns != NULL && b->columns->fast)
 	{
-		batch_fast_group(b, grp, e);
+		batch_fast_group(b, grp, e, b->columns->vals, b->columns->nulls);
+		grp->direct = true;
+		for (i = 0; i < grp->n; i++)
+			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
+				missing[nmissing++] = grp->ords[i];
+		round = 3;				/* straight to the one-row path */
+		if (nmissing > 0)
+			batch_columns_elems(b);
+	}
+	else if (e->arrays_ok && !e->nulls_not_distinct && upsert_direct_ok(e, UPSERT_GET))
+	{
+		batch_fast_group(b, grp, e, NULL, NULL);
 		grp->direct = true;
 		for (i = 0; i < grp->n; i++)
 			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
@@ -4547,12 +4640,33 @@ batch_emit(UpsertBatch *b, ReturnSetInfo *rsinfo)
 	}
 }
 
+/*
+ * Run a batch's groups (inside SPI), close its table, and return its rows,
+ * in input order, as the call's result set.
+ */
+static Datum
+batch_finish(UpsertBatch *b, FunctionCallInfo fcinfo)
+{
+	int			g;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (g = 0; g < b->ngroups; g++)
+		batch_run_group(b, &b->groups[g]);
+	SPI_finish();
+	relation_close(b->rel, NoLock);
+
+	MemoryContextSwitchTo(b->callcxt);
+	batch_emit(b, (ReturnSetInfo *) fcinfo->resultinfo);
+	idem_stats_end(IDEM_OC_NONE);
+	return (Datum) 0;
+}
+
 /* idempotent_upsert_many(tbl, vals jsonb array, key_cols) */
 Datum
 idempotency_idempotent_upsert_many(PG_FUNCTION_ARGS)
 {
 	UpsertBatch b;
-	int			g;
 
 	idem_stats_begin(IDEM_OP_UPSERT_MANY);
 	memset(&b, 0, sizeof(b));
@@ -4571,18 +4685,301 @@ idempotency_idempotent_upsert_many(PG_FUNCTION_ARGS)
 
 	batch_split(&b);
 	batch_check_null_keys(&b);
+	return batch_finish(&b, fcinfo);
+}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	for (g = 0; g < b.ngroups; g++)
-		batch_run_group(&b, &b.groups[g]);
-	SPI_finish();
-	relation_close(b.rel, NoLock);
+/* ---------------------------------------------------------------------
+ * A batch given as one array per column
+ * --------------------------------------------------------------------- */
 
-	MemoryContextSwitchTo(b.callcxt);
-	batch_emit(&b, (ReturnSetInfo *) fcinfo->resultinfo);
-	idem_stats_end(IDEM_OC_NONE);
-	return (Datum) 0;
+/*
+ * The arguments of idempotent_upsert_columns(tbl, cols, key_cols,
+ * VARIADIC vals): every name of cols a column that may be given (42703,
+ * 428C9, 42701), one array per name, each of exactly its column's type
+ * (42804), one-dimensional, all of one length (22023).  A column of an
+ * array, composite or json type is refused (0A000): its values would go
+ * through jsonb where the fast path does not apply, and would not come
+ * back the same.  Sets c and cols (the columns given, as a bitmap).
+ */
+static void
+columns_args(FunctionCallInfo fcinfo, UpsertBatch *b, UpsertColumns *c,
+			 uint64 *cols)
+{
+	char	  **names;
+	int			nnames;
+	int			j;
+
+	memset(cols, 0, sizeof(uint64) * UPSERT_COLWORDS);
+	if (get_fn_expr_variadic(fcinfo->flinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s takes one array per column, not a VARIADIC array", b->fname),
+				 errhint("Pass each column's array as an argument of its own, without VARIADIC.")));
+	names = upsert_names_of(PG_GETARG_ARRAYTYPE_P(1), "cols", &nnames);
+	if (nnames == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cols must name at least the key columns"),
+				 errhint("Pass the names of the columns whose arrays follow, as a text[].")));
+	if (nnames != PG_NARGS() - 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the number of arrays of values (%d) differs from the number of names in cols (%d)",
+						PG_NARGS() - 3, nnames),
+				 errhint("Pass one array of values per name in cols, in the same order.")));
+
+	c->ncols = nnames;
+	c->attnums = palloc(sizeof(AttrNumber) * nnames);
+	c->elems = palloc(sizeof(Datum *) * nnames);
+	c->enulls = palloc(sizeof(bool *) * nnames);
+	c->outfunc = palloc(sizeof(Oid) * nnames);
+	c->isjsonb = palloc(sizeof(bool) * nnames);
+	c->typmods = false;
+	for (j = 0; j < nnames; j++)
+	{
+		char	   *name;
+		HeapTuple	atup;
+		Form_pg_attribute att;
+		Oid			coltype;
+		Oid			base;
+		Oid			argtype;
+		ArrayType  *arr;
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		bool		isvarlena;
+		int			n;
+
+		name = names[j];
+		atup = upsert_given_column(b->rel, name, "cols", "name in cols");
+		att = (Form_pg_attribute) GETSTRUCT(atup);
+		c->attnums[j] = att->attnum;
+		coltype = att->atttypid;
+		if (att->atttypmod != -1)
+			c->typmods = true;
+		ReleaseSysCache(atup);
+		if (BIT_ISSET(cols, c->attnums[j]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_COLUMN),
+					 errmsg("column \"%s\" specified more than once", name)));
+		BIT_SET(cols, c->attnums[j]);
+
+		base = getBaseType(coltype);
+		if (base == JSONOID || OidIsValid(get_element_type(base)) ||
+			get_typtype(base) == TYPTYPE_COMPOSITE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s does not take values for column \"%s\" of type %s",
+							b->fname, name, format_type_be(coltype)),
+					 errdetail("Columns of array, composite and json types are not supported."),
+					 errhint("Pass these rows as a JSON array to idempotent_upsert_many.")));
+		argtype = get_fn_expr_argtype(fcinfo->flinfo, 3 + j);
+		if (argtype != UNKNOWNOID && get_element_type(argtype) != coltype)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("the values for column \"%s\" are of type %s, not %s[]",
+							name, format_type_be(argtype), format_type_be(coltype)),
+					 errhint("Cast the array for column \"%s\" to %s[].",
+							 name, format_type_be(coltype))));
+		if (PG_ARGISNULL(3 + j))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("the values for column \"%s\" are null", name),
+					 errhint("Pass an array (an empty one for no rows).")));
+		if (argtype == UNKNOWNOID)
+		{
+			/* a literal: read as an array of the column's type */
+			Oid			arraytype = get_array_type(coltype);
+			Oid			infunc;
+			Oid			ioparam;
+
+			if (!OidIsValid(arraytype))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("type %s has no array type", format_type_be(coltype))));
+			getTypeInputInfo(arraytype, &infunc, &ioparam);
+			arr = DatumGetArrayTypeP(OidInputFunctionCall(infunc,
+														  DatumGetCString(PG_GETARG_DATUM(3 + j)),
+														  ioparam, -1));
+		}
+		else
+			arr = PG_GETARG_ARRAYTYPE_P(3 + j);
+		if (ARR_NDIM(arr) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the values for column \"%s\" must be a one-dimensional array",
+							name)));
+		get_typlenbyvalalign(coltype, &typlen, &typbyval, &typalign);
+		deconstruct_array(arr, coltype, typlen, typbyval, typalign,
+						  &c->elems[j], &c->enulls[j], &n);
+		if (j == 0)
+			c->nrows = n;
+		else if (n != c->nrows)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the arrays of values must all have the same length"),
+					 errdetail("The array for column \"%s\" has length %d, the array for column \"%s\" length %d.",
+							   names[0], c->nrows, name, n)));
+		getTypeOutputInfo(coltype, &c->outfunc[j], &isvarlena);
+		c->isjsonb[j] = (base == JSONBOID);
+	}
+}
+
+/*
+ * The elements of a batch of columns as the JSON form has them (b->arr and
+ * b->elems), for the paths that take those: every value as a JSON string
+ * of its text form, which the conversion turns back into the same value
+ * with the column's input function (and type modifier), a jsonb value as
+ * it is, a NULL as JSON null.  The text is written as pg_dump writes it,
+ * whatever the session's settings: extra_float_digits = 3 (the shortest
+ * text that reads back as the same floating-point value), DateStyle ISO
+ * (a numeric UTC offset: under SQL or Postgres a timestamptz carries its
+ * zone's abbreviation, which may read back as another zone's, IST as
+ * Israel's rather than India's) and IntervalStyle postgres.
+ */
+static void
+batch_columns_elems(UpsertBatch *b)
+{
+	UpsertColumns *c = b->columns;
+	JsonbParseState *arrstate = NULL;
+	JsonbValue *res;
+	MemoryContext oldcxt;
+	int			nest;
+	int			r,
+				j;
+
+	if (b->elems != NULL)
+		return;
+	oldcxt = MemoryContextSwitchTo(b->callcxt);
+	nest = NewGUCNestLevel();
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("DateStyle", "ISO", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	b->elems = palloc(sizeof(Jsonb *) * (c->nrows + 1));
+	(void) pushJsonbValue(&arrstate, WJB_BEGIN_ARRAY, NULL);
+	for (r = 0; r < c->nrows; r++)
+	{
+		JsonbParseState *state = NULL;
+		JsonbValue	v;
+
+		CHECK_FOR_INTERRUPTS();
+		(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		for (j = 0; j < c->ncols; j++)
+		{
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(b->rel),
+												  c->attnums[j] - 1);
+
+			v.type = jbvString;
+			v.val.string.val = NameStr(att->attname);
+			v.val.string.len = strlen(NameStr(att->attname));
+			(void) pushJsonbValue(&state, WJB_KEY, &v);
+			if (c->enulls[j][r])
+				v.type = jbvNull;
+			else if (c->isjsonb[j])
+			{
+				Jsonb	   *jb = DatumGetJsonbP(c->elems[j][r]);
+
+				v.type = jbvBinary;
+				v.val.binary.data = &jb->root;
+				v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+			}
+			else
+			{
+				v.type = jbvString;
+				v.val.string.val = OidOutputFunctionCall(c->outfunc[j], c->elems[j][r]);
+				v.val.string.len = strlen(v.val.string.val);
+			}
+			(void) pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		b->elems[r] = JsonbValueToJsonb(res);
+		v.type = jbvBinary;
+		v.val.binary.data = &b->elems[r]->root;
+		v.val.binary.len = VARSIZE(b->elems[r]) - VARHDRSZ;
+		(void) pushJsonbValue(&arrstate, WJB_ELEM, &v);
+	}
+	res = pushJsonbValue(&arrstate, WJB_END_ARRAY, NULL);
+	b->arr = JsonbValueToJsonb(res);
+	AtEOXact_GUC(true, nest);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * idempotent_upsert_columns(tbl, cols, key_cols, VARIADIC vals): the rows
+ * of the batch are the arrays' elements taken at the same position.  Where
+ * the set-based path applies, their values go to it as they are (no JSON
+ * is made or parsed); otherwise, and for what that path leaves to the
+ * one-row path, they are made into the JSON form's elements.
+ */
+Datum
+idempotency_idempotent_upsert_columns(PG_FUNCTION_ARGS)
+{
+	UpsertBatch b;
+	UpsertColumns c;
+	UpsertGroup grp;
+	uint64		cols[UPSERT_COLWORDS];
+	int			r,
+				j;
+
+	idem_stats_begin(IDEM_OP_UPSERT_MANY);
+	memset(&b, 0, sizeof(b));
+	memset(&c, 0, sizeof(c));
+	b.fname = "idempotent_upsert_columns";
+	b.callcxt = CurrentMemoryContext;
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cols must not be null"),
+				 errhint("Pass the names of the columns whose arrays follow, as a text[].")));
+	b.rel = upsert_call_begin(fcinfo, b.fname, true);
+	InitMaterializedSRF(fcinfo, 0);
+	columns_args(fcinfo, &b, &c, cols);
+	upsert_keycols_of(b.rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), b.keycols);
+	b.columns = &c;
+	b.nelems = c.nrows;
+	b.rows = palloc0(sizeof(Datum) * (c.nrows + 1));
+
+	if (c.nrows > 0)
+	{
+		UpsertEntry *e = upsert_entry(b.rel, UPSERT_MANY, cols, b.keycols);
+		int			nc = e->ncols;
+		int		   *pos = palloc(sizeof(int) * c.ncols);
+
+		/* each given column's place among the entry's (ascending attnum) */
+		for (j = 0; j < c.ncols; j++)
+			for (pos[j] = 0; e->cols[pos[j]] != c.attnums[j]; pos[j]++)
+				Assert(pos[j] < nc - 1);
+		c.vals = palloc(sizeof(Datum) * c.nrows * nc);
+		c.nulls = palloc(sizeof(char) * c.nrows * nc);
+		for (r = 0; r < c.nrows; r++)
+		{
+			for (j = 0; j < c.ncols; j++)
+			{
+				c.vals[r * nc + pos[j]] = c.elems[j][r];
+				c.nulls[r * nc + pos[j]] = c.enulls[j][r] ? 'n' : ' ';
+			}
+			/* NULL keys: 22004 before anything is read or written */
+			(void) upsert_check_keys(e, &c.nulls[r * nc]);
+		}
+		c.fast = !e->citus && e->arrays_ok && !e->nulls_not_distinct &&
+			!c.typmods && upsert_direct_ok(e, UPSERT_GET);
+		upsert_unpin(e);
+		if (!c.fast)
+			batch_columns_elems(&b);
+
+		memcpy(grp.cols, cols, sizeof(cols));
+		grp.n = c.nrows;
+		grp.ords = palloc(sizeof(int64) * c.nrows);
+		for (r = 0; r < c.nrows; r++)
+			grp.ords[r] = r + 1;
+		grp.direct = false;
+		b.groups = &grp;
+		b.ngroups = 1;
+	}
+	return batch_finish(&b, fcinfo);
 }
 
 /* The entry point of 0.1.0's SQL objects, served until they are updated. */

@@ -671,6 +671,44 @@ function genUpsert(r) {
   return call(fn, first, [['vals', vals], ['key_cols', kc]]);
 }
 
+// idempotent_upsert_columns: rows of genRow as one array per column, mostly
+// as untyped literals (read as arrays of the columns' types), sometimes of
+// a wrong type, NULL, short, two-dimensional, too few, or a name repeated.
+function arrElem(v) {
+  if (v === null || v === undefined) return 'NULL';
+  const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+function genColumns(r) {
+  const t = r.pick(tables(r));
+  const rows = Array.from({ length: r.pick([0, 1, 2, 5, 40]) }, () => genRow(r, t));
+  let names = [...new Set(rows.flatMap((o) => Object.keys(o)))];
+  if (!names.length) names = t.keys.length ? [...r.pick(t.keys)] : ['k'];
+  if (r.chance(0.04)) names.push(r.pick(names));
+  const arrays = names.map((n) => {
+    const elems = rows.map((o) => arrElem(o[n]));
+    switch (r.wpick([[85, 'lit'], [4, 'text'], [3, 'int'], [3, 'null'], [2, 'short'], [2, '2d'], [1, 'variadic']])) {
+      case 'text': return `${lit(`{${elems.join(',')}}`)}::text[]`;
+      case 'int': return `ARRAY[${rows.map(() => r.int(5)).join(', ')}]::int[]`;
+      case 'null': return 'NULL::text[]';
+      case 'short': return lit(`{${elems.slice(1).join(',')}}`);
+      case '2d': return lit(`{${elems.map((e) => `{${e}}`).join(',')}}`);
+      case 'variadic': return `VARIADIC ARRAY[${lit(`{${elems.join(',')}}`)}::text[]]`;
+      default: return lit(`{${elems.join(',')}}`);
+    }
+  });
+  // VARIADIC only as the last argument, alone
+  const v = arrays.findIndex((a) => a.startsWith('VARIADIC'));
+  const vals = v >= 0 ? [arrays[v]] : (r.chance(0.03) ? arrays.slice(1) : arrays);
+  if (!vals.length) vals.push(`'{}'`);
+  const cols = r.chance(0.03) ? 'NULL' : `${lit(`{${names.map(arrElem).join(',')}}`)}::text[]`;
+  const kc = r.wpick([[80, 'NULL'], [10, t.keys.length ? `ARRAY[${r.pick(t.keys).map(lit).join(', ')}]` : 'NULL'],
+    [5, `ARRAY['no_such_col']`], [5, `'{}'::text[]`]]);
+  const first = r.chance(0.97) ? `NULL::${t.name}` : r.pick(['NULL::int', "'x'::text", 'NULL::record']);
+  return { fn: 'idempotent_upsert_columns',
+    sql: `SELECT * FROM idempotency.idempotent_upsert_columns(${first}, ${cols}, ${kc}, ${vals.join(', ')})` };
+}
+
 function genEvents(r, toks) {
   const fn = r.wpick([[20, 'mark_processed'], [30, 'claim'], [15, 'complete'], [15, 'fail'], [10, 'forget'], [5, 'purge']]);
   const key = genKey(r);
@@ -742,6 +780,7 @@ function genMass(r) {
 function genCall(r, toks) {
   return r.wpick([
     [30, () => genUpsert(r)],
+    [8, () => genColumns(r)],
     [25, () => genEvents(r, toks)],
     [20, () => genMutex(r)],
     [20, () => genLease(r, toks)],

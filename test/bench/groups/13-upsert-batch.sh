@@ -1,6 +1,8 @@
 # Batches of 1000: idempotent_upsert_many when all keys are new, against a
 # plain multi-row INSERT ... RETURNING * (target 0.8x), and when all keys
-# exist, against SELECT ... WHERE key = ANY($1) (target 0.8x).  Each variant
+# exist, against SELECT ... WHERE key = ANY($1) (target 0.8x); the same
+# with the batch as idempotent_upsert_columns takes it (cols_*: the text[]
+# the baselines get, no JSON).  Each variant
 # gets its 1000 keys as ONE parameter, the way a client sends them: the text
 # of a JSON array for ours, of a text[] for the baselines, which the server
 # parses (jsonb_in, array_in) when the statement binds it.  pgbench cannot
@@ -38,7 +40,19 @@ bench_variant any_existing 1 <<'PGB'
 SELECT '{' || string_agg('b' || (:s + g), ',') || '}' AS batch FROM generate_series(1, 1000) g \gset
 SELECT * FROM upsert_bench WHERE email = ANY (:batch::text[]);
 PGB
+bench_variant cols_new 1 <<'PGB'
+\set p random(1, 4000000000000000)
+SELECT '{' || string_agg('n' || :p || '-' || g, ',') || '}' AS batch FROM generate_series(1, 1000) g \gset
+SELECT * FROM idempotency.idempotent_upsert_columns(NULL::upsert_bench, '{email}', NULL, :batch::text[]);
+PGB
+bench_variant cols_existing 1 <<'PGB'
+\set s random(0, 99000)
+SELECT '{' || string_agg('b' || (:s + g), ',') || '}' AS batch FROM generate_series(1, 1000) g \gset
+SELECT * FROM idempotency.idempotent_upsert_columns(NULL::upsert_bench, '{email}', NULL, :batch::text[]);
+PGB
 bench_regimes latency saturation
 bench_ratio ours_new insert_new 0.8 0.9
 bench_ratio ours_existing any_existing 0.8 0.9
+bench_ratio cols_new insert_new 0.8 0.9
+bench_ratio cols_existing any_existing 0.8 0.9
 bench_run
