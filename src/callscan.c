@@ -22,14 +22,18 @@
  * of the three, in a database whose extension has it), returning a row type
  * (called with anything else, the function raises its error from a Function
  * Scan), not where Citus is installed (it plans function calls over its
- * tables itself), and whose columns are needed as plain columns (no whole-row reference, no
- * placeholder): its paths are replaced by one CustomPath with the same
+ * tables itself), and whose columns are needed as plain columns (no
+ * whole-row reference, no placeholder): its paths are replaced by one
+ * CustomPath with the same
  * parameterization (the call's lateral references) and the same costs.
  * The plan has no scan relation (scanrelid 0: the executor could not open
  * a function as a relation); custom_scan_tlist lists the call's result
  * columns, one per attribute of its row type, a NULL constant where the
- * attribute is dropped, and the call itself is custom_exprs (its outer
- * references become nestloop parameters, as a Function Scan's do).
+ * attribute is dropped, each column the query uses with the type the query
+ * was analyzed with (the row type may have changed since: a prepared
+ * statement planned again after an ALTER TABLE; the executor then raises
+ * 42804), and the call itself is custom_exprs (its outer references become
+ * nestloop parameters, as a Function Scan's do).
  *
  * Execution.  BeginCustomScan checks EXECUTE on the function and runs the
  * object-access hook, as the executor does for any call, and sets up the
@@ -75,6 +79,7 @@
 #include "nodes/pathnodes.h"
 #include "optimizer/pathnode.h"
 #include "optimizer/paths.h"
+#include "optimizer/optimizer.h"
 #include "optimizer/restrictinfo.h"
 #include "parser/parse_coerce.h"
 #include "parser/parsetree.h"
@@ -242,29 +247,77 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	CustomScan *cscan = makeNode(CustomScan);
 	TupleDesc	desc;
 	List	   *scantlist = NIL;
+	Var		  **used;
+	int			natts;
 	int			i;
+	ListCell   *lc;
+	List	   *vars;
+	List	   *quals;
 
 	if (get_expr_result_type(rtfunc->funcexpr, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "%s: the call does not return a row", CALLSCAN_NAME);
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Expr	   *expr;
 
-		if (att->attisdropped)
-			expr = (Expr *) makeNullConst(INT4OID, -1, InvalidOid);
-		else
+	/*
+	 * The columns the query uses, as it was analyzed: the row type may have
+	 * changed since (a prepared statement planned again, a column dropped
+	 * or added by a concurrent ALTER TABLE whose invalidation came in while
+	 * planning).  Each is a column of the scan tuple with the type the query
+	 * expects, where the row type has it now or not; the executor then
+	 * compares the row the function returns with them (callscan_store) and
+	 * raises 42804, as a Function Scan does, instead of the planner failing
+	 * to find a column the query uses.
+	 */
+	natts = desc->natts;
+	quals = extract_actual_clauses(clauses, false);
+	vars = pull_var_clause((Node *) list_make2(tlist, quals),
+						   PVC_RECURSE_AGGREGATES | PVC_RECURSE_WINDOWFUNCS |
+						   PVC_RECURSE_PLACEHOLDERS);
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst_node(Var, lc);
+
+		if ((Index) var->varno == rel->relid && var->varlevelsup == 0)
+			natts = Max(natts, var->varattno);
+	}
+	used = palloc0(sizeof(Var *) * (natts + 1));
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst_node(Var, lc);
+
+		if ((Index) var->varno == rel->relid && var->varlevelsup == 0 &&
+			var->varattno > 0)
+			used[var->varattno] = var;
+	}
+	for (i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = i < desc->natts ? TupleDescAttr(desc, i) : NULL;
+		Expr	   *expr;
+		char	   *name = NULL;
+
+		if (used[i + 1] != NULL)
+		{
+			expr = (Expr *) makeVar(rel->relid, i + 1, used[i + 1]->vartype,
+									used[i + 1]->vartypmod,
+									used[i + 1]->varcollid, 0);
+			name = get_rte_attribute_name(planner_rt_fetch(rel->relid, root),
+										  i + 1);
+		}
+		else if (att != NULL && !att->attisdropped)
+		{
 			expr = (Expr *) makeVar(rel->relid, i + 1, att->atttypid,
 									att->atttypmod, att->attcollation, 0);
+			name = NameStr(att->attname);
+		}
+		else
+			expr = (Expr *) makeNullConst(INT4OID, -1, InvalidOid);
 		scantlist = lappend(scantlist,
 							makeTargetEntry(expr, i + 1,
-											att->attisdropped ? NULL :
-											pstrdup(NameStr(att->attname)),
+											name ? pstrdup(name) : NULL,
 											false));
 	}
 
 	cscan->scan.plan.targetlist = tlist;
-	cscan->scan.plan.qual = extract_actual_clauses(clauses, false);
+	cscan->scan.plan.qual = quals;
 	cscan->scan.scanrelid = 0;
 	cscan->flags = best_path->flags;
 	cscan->custom_plans = NIL;

@@ -29,9 +29,11 @@
  * key_cols), its names distinct constants naming columns that are not
  * generated, each value of its column's type, that type one whose trip
  * through jsonb gives back the very value (text, int2/4/8, bool, uuid,
- * no typmod), and key_cols a constant, is rewritten at planning by the
- * functions' support function (idempotency_upsert_support, a
- * SupportRequestSimplify) into f(tbl, '{c1, ..., key_cols}'::text[], v1,
+ * no typmod), and key_cols a constant (or a call whose vals is a constant
+ * object whose values are the constants such a call would pass: strings
+ * for text columns, booleans, integers in range, nulls), is rewritten at
+ * planning by the functions' support function (idempotency_upsert_support,
+ * a SupportRequestSimplify) into f(tbl, '{c1, ..., key_cols}'::text[], v1,
  * ...): the same function, so its EXECUTE privilege is the one checked.
  * The call tells that form by the type of its second argument, which no
  * SQL call can make a text[], and takes the values as they are (a text
@@ -431,6 +433,15 @@ typedef struct UpsertEntry
 	List	   *arbiters;		/* the arbiter index, alone */
 } UpsertEntry;
 
+/* What an entry point's second argument is (upsert_call_begin). */
+typedef enum UpsertForm
+{
+	UPSERT_FORM_ROW,			/* vals, an object (or a rewritten call's
+								 * names) */
+	UPSERT_FORM_MANY,			/* vals, an array of objects */
+	UPSERT_FORM_COLUMNS			/* cols, arrays follow */
+} UpsertForm;
+
 /* Result of the RLS probe. */
 typedef struct UpsertProbe
 {
@@ -538,6 +549,9 @@ static void append_returning_cols(StringInfo buf, UpsertEntry *e, const char *al
 static Relation upsert_open_table(FunctionCallInfo fcinfo, const char *fname);
 static void upsert_cols_of(Relation rel, Jsonb *obj, uint64 *cols, const char *fname);
 static char **upsert_names_of(ArrayType *arr, const char *argname, int *n);
+static int	support_pairs_of_call(FuncExpr *vals, char ***names, Node ***exprs);
+static int	support_pairs_of_const(Const *vals, char ***names, JsonbValue **jvals);
+static Const *support_const_value(const JsonbValue *v, Oid typid, Oid collid);
 static HeapTuple upsert_given_column(Relation rel, const char *name,
 									 const char *argname, const char *what);
 static void upsert_keycols_of(Relation rel, ArrayType *arr, uint64 *keycols);
@@ -592,7 +606,7 @@ static Datum upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fna
 						   bool *created);
 static Datum upsert_result_pair(FunctionCallInfo fcinfo, Datum row, bool created);
 static Relation upsert_call_begin(FunctionCallInfo fcinfo, const char *fname,
-								  bool many);
+								  UpsertForm form);
 struct UpsertBatch;
 struct UpsertGroup;
 static void batch_split(struct UpsertBatch *b);
@@ -3182,6 +3196,134 @@ upsert_pair_type_ok(Oid typid)
 }
 
 /*
+ * The pairs of jsonb_build_object('c1', v1, ...) with constant names (not
+ * VARIADIC): their number (0 if the call is not such), the names and the
+ * value expressions.
+ */
+static int
+support_pairs_of_call(FuncExpr *vals, char ***names, Node ***exprs)
+{
+	int			n = list_length(vals->args);
+	int			npairs = 0;
+	ListCell   *lc;
+
+	if (vals->funcid != F_JSONB_BUILD_OBJECT_ANY || vals->funcvariadic ||
+		n == 0 || n % 2 != 0 || n / 2 > UPSERT_MAX_PAIRS)
+		return 0;
+	*names = palloc(sizeof(char *) * (n / 2));
+	*exprs = palloc(sizeof(Node *) * (n / 2));
+	for (lc = list_head(vals->args); lc != NULL; lc = lnext(vals->args, lc))
+	{
+		Const	   *key = (Const *) lfirst(lc);
+
+		lc = lnext(vals->args, lc);
+		if (!IsA(key, Const) || key->constisnull)
+			return 0;
+		if (key->consttype == TEXTOID)
+			(*names)[npairs] = TextDatumGetCString(key->constvalue);
+		else if (key->consttype == UNKNOWNOID)
+			(*names)[npairs] = DatumGetCString(key->constvalue);
+		else
+			return 0;
+		(*exprs)[npairs++] = (Node *) lfirst(lc);
+	}
+	return npairs;
+}
+
+/*
+ * The pairs of a constant jsonb object ('{"c1": v1, ...}'::jsonb): their
+ * number (0 if it is not one, or a value is an object or an array), the
+ * keys and the values.
+ */
+static int
+support_pairs_of_const(Const *vals, char ***names, JsonbValue **jvals)
+{
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken r;
+	int			n;
+	int			npairs = 0;
+
+	if (vals->consttype != JSONBOID || vals->constisnull)
+		return 0;
+	jb = DatumGetJsonbP(vals->constvalue);
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		return 0;
+	n = JB_ROOT_COUNT(jb);
+	if (n == 0 || n > UPSERT_MAX_PAIRS)
+		return 0;
+	*names = palloc(sizeof(char *) * n);
+	*jvals = palloc(sizeof(JsonbValue) * n);
+	it = JsonbIteratorInit(&jb->root);
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (r == WJB_KEY)
+			(*names)[npairs] = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (r == WJB_VALUE)
+		{
+			if (v.type == jbvBinary)
+				return 0;
+			(*jvals)[npairs++] = v;
+		}
+	}
+	return npairs;
+}
+
+/*
+ * A constant of type typid (one of upsert_pair_type_ok()'s) whose value is
+ * what the conversion of the JSON value v into a column of that type gives
+ * (jsonb_populate_record: a JSON null is NULL, a string is its text, a
+ * boolean a boolean, a number the input function's reading of its text),
+ * or NULL when that is not certain without converting at run time (a
+ * string for a non-text column, a number that is not an integer in the
+ * type's range, which raise their errors then).
+ */
+static Const *
+support_const_value(const JsonbValue *v, Oid typid, Oid collid)
+{
+	if (v->type == jbvNull)
+		return makeNullConst(typid, -1, collid);
+	if (v->type == jbvString && typid == TEXTOID)
+		return makeConst(TEXTOID, -1, collid, -1,
+						 PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+																  v->val.string.len)),
+						 false, false);
+	if (v->type == jbvBool && typid == BOOLOID)
+		return makeConst(BOOLOID, -1, InvalidOid, 1,
+						 BoolGetDatum(v->val.boolean), false, true);
+	if (v->type == jbvNumeric &&
+		(typid == INT2OID || typid == INT4OID || typid == INT8OID))
+	{
+		char	   *digits = DatumGetCString(DirectFunctionCall1(numeric_out,
+																 NumericGetDatum(v->val.numeric)));
+		char	   *p = digits;
+		char	   *end;
+		int64		i;
+
+		if (*p == '-')
+			p++;
+		if (*p == '\0' || strspn(p, "0123456789") != strlen(p) ||
+			strlen(p) > 18)
+			return NULL;
+		errno = 0;
+		i = strtoi64(digits, &end, 10);
+		if (errno != 0 || *end != '\0')
+			return NULL;
+		if (typid == INT2OID && i >= PG_INT16_MIN && i <= PG_INT16_MAX)
+			return makeConst(INT2OID, -1, InvalidOid, 2,
+							 Int16GetDatum((int16) i), false, true);
+		if (typid == INT4OID && i >= PG_INT32_MIN && i <= PG_INT32_MAX)
+			return makeConst(INT4OID, -1, InvalidOid, 4,
+							 Int32GetDatum((int32) i), false, true);
+		if (typid == INT8OID)
+			return makeConst(INT8OID, -1, InvalidOid, 8,
+							 Int64GetDatum(i), false, FLOAT8PASSBYVAL);
+	}
+	return NULL;
+}
+
+/*
  * Planner support function of idempotent_upsert, get_or_create and
  * update_or_create.  A call
  *
@@ -3190,7 +3332,10 @@ upsert_pair_type_ok(Oid typid)
  * with distinct constant names of columns of the table, not generated,
  * every value of its column's type and that type one of
  * upsert_pair_type_ok()'s, and key_cols a constant (NULL, or a non-empty
- * one-dimensional array without NULLs), becomes
+ * one-dimensional array without NULLs), or a call whose vals is a constant
+ * object ('{"c1": v1, ...}') whose keys name such columns and whose values
+ * convert to them without a doubt (support_const_value: a string for a
+ * text column, a boolean, an integer in range, null), becomes
  *
  *	 f(tbl, '{c1, ..., cn, key_cols...}'::text[], v1, ..., vn)
  *
@@ -3214,32 +3359,38 @@ idempotency_upsert_support(PG_FUNCTION_ARGS)
 	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
 	SupportRequestSimplify *req;
 	FuncExpr   *call;
-	FuncExpr   *vals;
+	Node	   *vals;
 	Const	   *keycols;
 	FuncExpr   *result;
 	Oid			relid;
 	char		relkind;
 	List	   *values = NIL;
-	ListCell   *lc;
 	Bitmapset  *seen = NULL;
 	Datum	   *spec;
 	int			nspec = 0;
-	int			n;
+	int			npairs;
+	char	  **names;
+	Node	  **exprs = NULL;
+	JsonbValue *jvals = NULL;
+	int			i;
 
 	if (!IsA(rawreq, SupportRequestSimplify))
 		PG_RETURN_POINTER(NULL);
 	req = (SupportRequestSimplify *) rawreq;
 	call = req->fcall;
 
-	/* f(tbl, jsonb_build_object(...), constant key_cols) */
-	if (list_length(call->args) != 3 || !IsA(lsecond(call->args), FuncExpr) ||
-		!IsA(lthird(call->args), Const))
+	/* f(tbl, jsonb_build_object(...) or a constant object, constant key_cols) */
+	if (list_length(call->args) != 3 || !IsA(lthird(call->args), Const))
 		PG_RETURN_POINTER(NULL);
-	vals = lsecond_node(FuncExpr, call->args);
+	vals = lsecond(call->args);
 	keycols = lthird_node(Const, call->args);
-	n = list_length(vals->args);
-	if (vals->funcid != F_JSONB_BUILD_OBJECT_ANY || vals->funcvariadic ||
-		n == 0 || n % 2 != 0 || n / 2 > UPSERT_MAX_PAIRS)
+	if (IsA(vals, FuncExpr))
+		npairs = support_pairs_of_call((FuncExpr *) vals, &names, &exprs);
+	else if (IsA(vals, Const))
+		npairs = support_pairs_of_const((Const *) vals, &names, &jvals);
+	else
+		npairs = 0;
+	if (npairs <= 0 || npairs > UPSERT_MAX_PAIRS)
 		PG_RETURN_POINTER(NULL);
 	relid = get_typ_typrelid(exprType(linitial(call->args)));
 	if (!OidIsValid(relid))
@@ -3256,37 +3407,30 @@ idempotency_upsert_support(PG_FUNCTION_ARGS)
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		PG_RETURN_POINTER(NULL);
 
-	spec = palloc(sizeof(Datum) * (n / 2 + MaxHeapAttributeNumber));
-	for (lc = list_head(vals->args); lc != NULL; lc = lnext(vals->args, lc))
+	spec = palloc(sizeof(Datum) * (npairs + MaxHeapAttributeNumber));
+	for (i = 0; i < npairs; i++)
 	{
-		Const	   *key = (Const *) lfirst(lc);
 		Node	   *value;
-		char	   *name;
 		AttrNumber	attnum;
 		Oid			typid;
 		int32		typmod;
 		Oid			collid;
 
-		lc = lnext(vals->args, lc);
-		value = (Node *) lfirst(lc);
-		if (!IsA(key, Const) || key->constisnull)
-			PG_RETURN_POINTER(NULL);
-		if (key->consttype == TEXTOID)
-			name = TextDatumGetCString(key->constvalue);
-		else if (key->consttype == UNKNOWNOID)
-			name = DatumGetCString(key->constvalue);
-		else
-			PG_RETURN_POINTER(NULL);
-		attnum = get_attnum(relid, name);
+		attnum = get_attnum(relid, names[i]);
 		if (attnum <= 0 || bms_is_member(attnum, seen) ||
 			get_attgenerated(relid, attnum) != '\0')
 			PG_RETURN_POINTER(NULL);
 		seen = bms_add_member(seen, attnum);
 		get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &collid);
-		if (typmod != -1 || exprType(value) != typid ||
-			!upsert_pair_type_ok(typid))
+		if (typmod != -1 || !upsert_pair_type_ok(typid))
 			PG_RETURN_POINTER(NULL);
-		spec[nspec++] = CStringGetTextDatum(name);
+		if (exprs != NULL)
+			value = exprs[i];
+		else
+			value = (Node *) support_const_value(&jvals[i], typid, collid);
+		if (value == NULL || exprType(value) != typid)
+			PG_RETURN_POINTER(NULL);
+		spec[nspec++] = CStringGetTextDatum(names[i]);
 		values = lappend(values, value);
 	}
 	if (!keycols->constisnull)
@@ -3295,7 +3439,6 @@ idempotency_upsert_support(PG_FUNCTION_ARGS)
 		Datum	   *elems;
 		bool	   *enulls;
 		int			nelems;
-		int			i;
 
 		if (keycols->consttype != TEXTARRAYOID || ARR_NDIM(arr) != 1)
 			PG_RETURN_POINTER(NULL);
@@ -3528,22 +3671,28 @@ upsert_pairs_jsonb(FunctionCallInfo fcinfo, ArrayType **keyarr)
 
 /*
  * What every entry point does first: check the versions, refuse standbys,
- * read-only and parallel contexts and a NULL vals, and open the table named
- * by the first argument.
+ * read-only and parallel contexts and a NULL second argument (vals, or the
+ * cols of a batch of columns), and open the table named by the first
+ * argument.
  */
 static Relation
-upsert_call_begin(FunctionCallInfo fcinfo, const char *fname, bool many)
+upsert_call_begin(FunctionCallInfo fcinfo, const char *fname, UpsertForm form)
 {
 	Relation	rel;
 
 	idempotency_check_version();
 	idem_check_writable(fname);
 	idem_forbid_parallel(fname);
+	if (PG_ARGISNULL(1) && form == UPSERT_FORM_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cols must not be null"),
+				 errhint("Pass the names of the columns whose arrays follow, as a text[].")));
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("vals must not be null"),
-				 many
+				 form == UPSERT_FORM_MANY
 				 ? errhint("Pass the rows as a JSON array of objects to %s.", fname)
 				 : errhint("Pass the row as {\"column\": value, ...} to %s.", fname)));
 	rel = upsert_open_table(fcinfo, fname);
@@ -3576,7 +3725,7 @@ upsert_single(FunctionCallInfo fcinfo, UpsertOp op, const char *fname, bool *cre
 	bool		found;
 	int			order[UPSERT_MAX_PAIRS];
 
-	rel = upsert_call_begin(fcinfo, fname, false);
+	rel = upsert_call_begin(fcinfo, fname, UPSERT_FORM_ROW);
 	if (upsert_pairs_call(fcinfo) &&
 		upsert_pairs_cols(fcinfo, rel, cols, keycols, order))
 		vals = NULL;
@@ -4673,7 +4822,7 @@ idempotency_idempotent_upsert_many(PG_FUNCTION_ARGS)
 	b.fname = "idempotent_upsert_many";
 	b.callcxt = CurrentMemoryContext;
 	/* a first argument that is no table's row type is 42809, not XX000 */
-	b.rel = upsert_call_begin(fcinfo, b.fname, true);
+	b.rel = upsert_call_begin(fcinfo, b.fname, UPSERT_FORM_MANY);
 	InitMaterializedSRF(fcinfo, 0);
 	b.arr = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(b.arr) || JB_ROOT_IS_SCALAR(b.arr))
@@ -4929,12 +5078,7 @@ idempotency_idempotent_upsert_columns(PG_FUNCTION_ARGS)
 	memset(&c, 0, sizeof(c));
 	b.fname = "idempotent_upsert_columns";
 	b.callcxt = CurrentMemoryContext;
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("cols must not be null"),
-				 errhint("Pass the names of the columns whose arrays follow, as a text[].")));
-	b.rel = upsert_call_begin(fcinfo, b.fname, true);
+	b.rel = upsert_call_begin(fcinfo, b.fname, UPSERT_FORM_COLUMNS);
 	InitMaterializedSRF(fcinfo, 0);
 	columns_args(fcinfo, &b, &c, cols);
 	upsert_keycols_of(b.rel, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), b.keycols);

@@ -103,7 +103,13 @@ SELECT CASE WHEN s = format('%s:m,%s:c,%s:-,%s:m', $b + 4, $b + 1, $b + 5, $b + 
                jsonb_build_array(jsonb_build_object('id', $b + 4, 'v', 'm'), jsonb_build_object('id', $b + 1),
                                  jsonb_build_object('id', $b + 5), jsonb_build_object('id', $b + 4, 'v', 'other')))
                WITH ORDINALITY AS m(id, v, n, ord)) x;
-SELECT CASE WHEN s = format('%s:c,%s:u,%s:n,%s:m,%s:-', $b + 1, $b + 2, $b + 3, $b + 4, $b + 5) THEN 'ok' ELSE 'FAIL' END
+SELECT CASE WHEN s = format('%s:k,%s:c,%s:k', $b + 6, $b + 1, $b + 6) THEN 'ok' ELSE 'FAIL' END
+       || ' idempotent_upsert_columns: ' || s
+  FROM (SELECT string_agg(format('%s:%s', m.id, coalesce(m.v, '-')), ',' ORDER BY m.ord) AS s
+          FROM idempotency.idempotent_upsert_columns(NULL::$tbl, '{id,v}', NULL,
+               ARRAY[$b + 6, $b + 1, $b + 6]::bigint[], ARRAY['k', 'x', 'y'])
+               WITH ORDINALITY AS m(id, v, n, ord)) x;
+SELECT CASE WHEN s = format('%s:c,%s:u,%s:n,%s:m,%s:-,%s:k', $b + 1, $b + 2, $b + 3, $b + 4, $b + 5, $b + 6) THEN 'ok' ELSE 'FAIL' END
        || ' table contents: ' || s
   FROM (SELECT string_agg(format('%s:%s', id, coalesce(v, '-')), ',' ORDER BY id) AS s
           FROM $tbl WHERE id BETWEEN $b + 1 AND $b + 9) x;

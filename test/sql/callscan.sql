@@ -122,6 +122,37 @@ EXPLAIN (COSTS OFF) SELECT * FROM idempotency.idempotent_upsert('x'::text, '{}')
 SELECT * FROM idempotency.idempotent_upsert('x'::text, '{}');
 SELECT * FROM idempotency.get_or_create(NULL::int, '{}');
 
+-- A prepared statement planned again after its table's columns changed
+-- (a custom plan is made from the statement as it was analyzed): the plan
+-- keeps the columns the statement uses, and the call raises 42804 when it
+-- runs (it raised XX000, "variable not found in subplan target list", when
+-- planned), whether the column the statement uses was dropped, is used in
+-- a WHERE clause, or came back with another type.  Under a Function Scan
+-- the executor raises its own error (42703, the attribute was dropped).
+CREATE TABLE cs_ddl (k int PRIMARY KEY, v text, w text);
+SET plan_cache_mode = force_custom_plan;
+PREPARE ddl_all(int) AS
+    SELECT * FROM idempotency.idempotent_upsert(NULL::cs_ddl, jsonb_build_object('k', $1));
+PREPARE ddl_where(int) AS
+    SELECT k FROM idempotency.idempotent_upsert(NULL::cs_ddl, jsonb_build_object('k', $1))
+     WHERE w IS NULL;
+EXECUTE ddl_all(1);
+EXECUTE ddl_where(1);
+ALTER TABLE cs_ddl DROP COLUMN v;
+EXECUTE ddl_all(1);
+ALTER TABLE cs_ddl DROP COLUMN w;
+EXECUTE ddl_where(1);
+ALTER TABLE cs_ddl ADD COLUMN w int;
+EXECUTE ddl_where(1);
+SET idempotency.call_scan = off;
+EXECUTE ddl_all(1);
+EXECUTE ddl_where(1);
+RESET idempotency.call_scan;
+DEALLOCATE ddl_all;
+DEALLOCATE ddl_where;
+RESET plan_cache_mode;
+DROP TABLE cs_ddl;
+
 RESET track_functions;
 DROP FUNCTION calls_of(text);
 DROP TABLE cs, outer3;

@@ -96,6 +96,11 @@ TRUNCATE wide;
 SELECT k, v FROM idempotency.idempotent_upsert_many(NULL::outer_t,
     '[{"k": "fill2"}, {"k": "fill", "v": "x"}, {"k": "fill2", "v": "y"}]');
 SELECT count(*) AS wide_rows FROM wide;
+-- ... and from a batch of columns
+TRUNCATE wide;
+SELECT k, v FROM idempotency.idempotent_upsert_columns(NULL::outer_t, '{k,v}', NULL,
+    ARRAY['fill3', 'fill', 'fill3'], ARRAY['p', 'q', 'r']);
+SELECT count(*) AS wide_rows FROM wide;
 -- An error inside the nested calls releases their entries, and the outer
 -- call, caught by an exception block, leaves the cache usable.
 DO $$
@@ -165,12 +170,14 @@ END $$;
 CREATE TRIGGER rekey BEFORE INSERT ON rekeyed FOR EACH ROW EXECUTE FUNCTION rekey();
 SELECT pg_temp.try($$SELECT idempotency.get_or_create(NULL::rekeyed, '{"k": "u3"}')$$);
 SELECT pg_temp.try($$SELECT idempotency.idempotent_upsert_many(NULL::rekeyed, '[{"k": "u4"}]')$$);
+SELECT pg_temp.try($$SELECT idempotency.idempotent_upsert_columns(NULL::rekeyed, '{k}', NULL, ARRAY['u5'])$$);
 SELECT count(*) AS rows_left FROM rekeyed;
 DROP TABLE rekeyed;
 DROP FUNCTION rekey();
 
 -- A first argument that is no table's row type: 42809 from every function.
 SELECT pg_temp.try($$SELECT idempotency.idempotent_upsert_many('x'::text, '[{"k": 1}]')$$);
+SELECT pg_temp.try($$SELECT idempotency.idempotent_upsert_columns('x'::text, '{k}', NULL, ARRAY[1])$$);
 SELECT pg_temp.try($$SELECT idempotency.get_or_create('x'::text, '{"k": 1}')$$);
 
 ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ SELECT f, pg_temp.try(sql) AS outcome FROM (VALUES
     ('get_or_create (row exists)', $$SELECT idempotency.get_or_create(NULL::ro_items, '{"id": 1}')$$),
     ('update_or_create', $$SELECT idempotency.update_or_create(NULL::ro_items, '{"id": 1, "name": "uno"}')$$),
     ('idempotent_upsert_many', $$SELECT idempotency.idempotent_upsert_many(NULL::ro_items, '[{"id": 1}]')$$),
+    ('idempotent_upsert_columns', $$SELECT idempotency.idempotent_upsert_columns(NULL::ro_items, '{id}', NULL, ARRAY[1])$$),
     ('mark_processed', $$SELECT idempotency.mark_processed('ro-new')$$),
     ('claim (completed key)', $$SELECT idempotency.claim('ro-done')$$),
     ('claim (new key)', $$SELECT idempotency.claim('ro-new')$$),
@@ -52,6 +53,7 @@ SELECT f, pg_temp.try(sql) AS outcome FROM (VALUES
     ('forget (NULL key)', $$SELECT idempotency.forget(NULL)$$),
     ('idempotent_upsert (vals not an object)', $$SELECT idempotency.idempotent_upsert(NULL::ro_items, '[]')$$),
     ('idempotent_upsert_many (vals NULL)', $$SELECT idempotency.idempotent_upsert_many(NULL::ro_items, NULL)$$),
+    ('idempotent_upsert_columns (cols NULL)', $$SELECT idempotency.idempotent_upsert_columns(NULL::ro_items, NULL, NULL, ARRAY[1])$$),
     ('lease_acquire (ttl 0)', $$SELECT idempotency.lease_acquire('ro-lease-3', ttl => '0')$$),
     ('lease_release (empty key)', $$SELECT idempotency.lease_release('')$$)
 ) AS calls(f, sql);

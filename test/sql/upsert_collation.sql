@@ -20,6 +20,8 @@ SELECT (item).email, (item).name, created
   FROM idempotency.update_or_create(NULL::ci_users, '{"email": "ann@example.com", "name": "c"}');
 SELECT email, name FROM idempotency.idempotent_upsert_many(NULL::ci_users,
     '[{"email": "ann@EXAMPLE.com"}, {"email": "Bob@x"}, {"email": "BOB@X", "name": "dup"}]');
+SELECT email, name FROM idempotency.idempotent_upsert_columns(NULL::ci_users, '{email,name}', NULL,
+    ARRAY['ANN@example.com', 'Carl@x', 'CARL@X'], ARRAY['x', 'c1', 'c2']);
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT (item).email, created
   FROM idempotency.get_or_create(NULL::ci_users, '{"email": "bob@x"}');

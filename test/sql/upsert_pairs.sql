@@ -60,8 +60,9 @@ SELECT passes_values($$SELECT * FROM idempotency.update_or_create(NULL::pt,
 -- unknown literal, an integer for a text column), a column of another type
 -- (numeric, varchar(5), float8, timestamptz), the same name twice, a name
 -- that is no column or a generated column, a name that is not a constant,
--- key_cols that is not a constant, the VARIADIC form, an object built
--- otherwise.
+-- key_cols that is not a constant, the VARIADIC form.  (An object built
+-- otherwise from constants, jsonb_object(ARRAY['email', 'a@x']), is folded
+-- into a constant object, whose values are passed as below.)
 SELECT passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, jsonb_build_object('email', 'a@x'))$$) AS unknown_literal,
        passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, jsonb_build_object('email', 5))$$) AS int_for_text,
        passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, jsonb_build_object('email', 'a@x'::text, 'amount', 1.5))$$) AS numeric_col,
@@ -75,6 +76,39 @@ SELECT passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, jso
        passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, jsonb_build_object('email', 'a@x'::text), (SELECT ARRAY['email']))$$) AS computed_key_cols,
        passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, jsonb_build_object(VARIADIC ARRAY['email', 'a@x']))$$) AS variadic,
        passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, jsonb_object(ARRAY['email', 'a@x']))$$) AS jsonb_object;
+
+-- A constant object is passed as its values too where each converts to
+-- its column without a doubt: a string for a text column, a boolean, an
+-- integer in the column's range (up to 18 digits), null.  Anything else
+-- keeps the object, and the conversion (and its errors) at run time: a
+-- string for another type, a number for a text column, a number with a
+-- fraction or out of the column's range, a nested value, an empty object.
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT * FROM idempotency.idempotent_upsert(NULL::pt,
+    '{"email": "c@x", "i2": -32768, "i4": 7, "i8": -922337203685477580, "b": true, "name": null}');
+SELECT passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x"}', '{email}')$$) AS with_key_cols,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "i4": "7"}')$$) AS string_for_int,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": 5}')$$) AS number_for_text,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "i4": 7.0}')$$) AS fraction,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "i2": 40000}')$$) AS out_of_range,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "i8": 1234567890123456789}')$$) AS nineteen_digits;
+SELECT passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}')$$) AS uuid_string,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "name": ["x"]}')$$) AS nested,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "amount": 1}')$$) AS numeric_col,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "c@x", "doubled": 1}')$$) AS generated,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{}')$$) AS empty,
+       passes_values($$SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '[{"email": "c@x"}]')$$) AS not_an_object;
+-- the rows and the errors of the conversion
+SELECT (item).email, (item).i2, (item).i4, (item).i8, (item).b, (item).name, created
+  FROM idempotency.get_or_create(NULL::pt,
+       '{"email": "c@x", "i2": -32768, "i4": 7, "i8": -922337203685477580, "b": true, "name": null}');
+SELECT (item).email, (item).i2, (item).i4, (item).i8, (item).b, (item).name, created
+  FROM idempotency.get_or_create(NULL::pt,
+       jsonb_build_object('email', 'c@x', 'i2', -32768, 'i4', 7, 'i8', -922337203685477580, 'b', true, 'name', null));
+SELECT email, i4 FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "d@x", "i4": 1e2}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "e@x", "i2": 40000}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": "e@x", "i4": 7.5}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::pt, '{"email": null}');
 
 -- The same rows as with the object written out.
 SELECT (item).email, (item).name, (item).i2, (item).i4, (item).i8, (item).b,

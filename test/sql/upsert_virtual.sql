@@ -13,6 +13,8 @@ SELECT k, twice FROM idempotency.idempotent_upsert_many(NULL::vgen,
     '[{"k": 1}, {"k": 2, "a": 7}, {"k": 3, "a": 8}]');
 SELECT k, twice FROM idempotency.idempotent_upsert_many(NULL::vgen,
     '[{"k": 1}, {"k": 2}, {"k": 3}]');
+SELECT k, twice FROM idempotency.idempotent_upsert_columns(NULL::vgen, '{k,a}', NULL,
+    ARRAY[1, 4], ARRAY[NULL, 9]);
 SELECT k, a, twice FROM vgen ORDER BY k;
 DROP TABLE vgen;
 \else

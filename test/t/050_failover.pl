@@ -191,6 +191,7 @@ my @calls = (
 	[ 'get_or_create',            0, "SELECT idempotency.get_or_create(NULL::items, '{\"id\": 2}')" ],
 	[ 'update_or_create',         0, "SELECT idempotency.update_or_create(NULL::items, '{\"id\": 1, \"name\": \"uno\"}')" ],
 	[ 'idempotent_upsert_many',   0, "SELECT idempotency.idempotent_upsert_many(NULL::items, '[{\"id\": 1}]')" ],
+	[ 'idempotent_upsert_columns', 0, "SELECT idempotency.idempotent_upsert_columns(NULL::items, '{id}', NULL, ARRAY[1])" ],
 	# the planner support function: planned through it, the call passes
 	# its values as they are, and still refuses to run on a standby
 	[ 'upsert_support',           3, "SELECT idempotency.idempotent_upsert(NULL::items, jsonb_build_object('id', 4, 'name', 'four'::text))" ],
