@@ -3298,18 +3298,15 @@ support_const_value(const JsonbValue *v, Oid typid, Oid collid)
 		char	   *digits = DatumGetCString(DirectFunctionCall1(numeric_out,
 																 NumericGetDatum(v->val.numeric)));
 		char	   *p = digits;
-		char	   *end;
 		int64		i;
 
+		/* at most 18 digits: no overflow */
 		if (*p == '-')
 			p++;
 		if (*p == '\0' || strspn(p, "0123456789") != strlen(p) ||
 			strlen(p) > 18)
 			return NULL;
-		errno = 0;
-		i = strtoi64(digits, &end, 10);
-		if (errno != 0 || *end != '\0')
-			return NULL;
+		i = strtoi64(digits, NULL, 10);
 		if (typid == INT2OID && i >= PG_INT16_MIN && i <= PG_INT16_MAX)
 			return makeConst(INT2OID, -1, InvalidOid, 2,
 							 Int16GetDatum((int16) i), false, true);
@@ -3868,12 +3865,9 @@ typedef struct UpsertColumns
 	AttrNumber *attnums;		/* per column given: the table's column */
 	Datum	  **elems;			/* ... its nrows values */
 	bool	  **enulls;
-	Oid		   *outfunc;		/* ... its type's output function */
-	bool	   *isjsonb;		/* ... its type is jsonb (or a domain of it) */
 	bool		typmods;		/* a column given has a type modifier */
 	Datum	   *vals;			/* nrows x the entry's columns */
 	char	   *nulls;
-	bool		fast;			/* vals go to batch_fast_group as they are */
 } UpsertColumns;
 
 /* Everything one idempotent_upsert_many() call works with. */
@@ -4683,32 +4677,34 @@ batch_run_group(UpsertBatch *b, UpsertGroup *grp)
 	int			nmissing = 0;
 	int			i;
 	MemoryContext spicxt;
+	UpsertColumns *c = b->columns;
 
+	/*
+	 * The set-based path; for a batch of columns only where no column given
+	 * has a type modifier, which the JSON form's conversion applies.  A
+	 * batch of columns takes every other path as JSON elements.
+	 */
+	bool		fast = !e->citus && e->arrays_ok && !e->nulls_not_distinct &&
+		!(c != NULL && c->typmods) && upsert_direct_ok(e, UPSERT_GET);
+
+	if (c != NULL && !fast)
+		batch_columns_elems(b);
 	if (e->citus)
 	{
 		batch_citus_group(b, grp, e);
 		return;
 	}
 
-	if (b->columns != NULL && b->columns->fast)
+	if (fast)
 	{
-		batch_fast_group(b, grp, e, b->columns->vals, b->columns->nulls);
+		batch_fast_group(b, grp, e, c ? c->vals : NULL, c ? c->nulls : NULL);
 		grp->direct = true;
 		for (i = 0; i < grp->n; i++)
 			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
 				missing[nmissing++] = grp->ords[i];
 		round = 3;				/* straight to the one-row path */
-		if (nmissing > 0)
+		if (c != NULL && nmissing > 0)
 			batch_columns_elems(b);
-	}
-	else if (e->arrays_ok && !e->nulls_not_distinct && upsert_direct_ok(e, UPSERT_GET))
-	{
-		batch_fast_group(b, grp, e, NULL, NULL);
-		grp->direct = true;
-		for (i = 0; i < grp->n; i++)
-			if (b->rows[grp->ords[i] - 1] == (Datum) 0)
-				missing[nmissing++] = grp->ords[i];
-		round = 3;				/* straight to the one-row path */
 	}
 	else
 	{
@@ -4881,8 +4877,6 @@ columns_args(FunctionCallInfo fcinfo, UpsertBatch *b, UpsertColumns *c,
 	c->attnums = palloc(sizeof(AttrNumber) * nnames);
 	c->elems = palloc(sizeof(Datum *) * nnames);
 	c->enulls = palloc(sizeof(bool *) * nnames);
-	c->outfunc = palloc(sizeof(Oid) * nnames);
-	c->isjsonb = palloc(sizeof(bool) * nnames);
 	c->typmods = false;
 	for (j = 0; j < nnames; j++)
 	{
@@ -4896,7 +4890,6 @@ columns_args(FunctionCallInfo fcinfo, UpsertBatch *b, UpsertColumns *c,
 		int16		typlen;
 		bool		typbyval;
 		char		typalign;
-		bool		isvarlena;
 		int			n;
 
 		name = names[j];
@@ -4969,8 +4962,6 @@ columns_args(FunctionCallInfo fcinfo, UpsertBatch *b, UpsertColumns *c,
 					 errmsg("the arrays of values must all have the same length"),
 					 errdetail("The array for column \"%s\" has length %d, the array for column \"%s\" length %d.",
 							   names[0], c->nrows, name, n)));
-		getTypeOutputInfo(coltype, &c->outfunc[j], &isvarlena);
-		c->isjsonb[j] = (base == JSONBOID);
 	}
 }
 
@@ -4993,6 +4984,8 @@ batch_columns_elems(UpsertBatch *b)
 	JsonbParseState *arrstate = NULL;
 	JsonbValue *res;
 	MemoryContext oldcxt;
+	Oid		   *outfunc;
+	bool	   *isjsonb;
 	int			nest;
 	int			r,
 				j;
@@ -5000,6 +4993,17 @@ batch_columns_elems(UpsertBatch *b)
 	if (b->elems != NULL)
 		return;
 	oldcxt = MemoryContextSwitchTo(b->callcxt);
+	outfunc = palloc(sizeof(Oid) * c->ncols);
+	isjsonb = palloc(sizeof(bool) * c->ncols);
+	for (j = 0; j < c->ncols; j++)
+	{
+		Oid			typid = TupleDescAttr(RelationGetDescr(b->rel),
+										  c->attnums[j] - 1)->atttypid;
+		bool		isvarlena;
+
+		getTypeOutputInfo(typid, &outfunc[j], &isvarlena);
+		isjsonb[j] = getBaseType(typid) == JSONBOID;
+	}
 	nest = NewGUCNestLevel();
 	(void) set_config_option("extra_float_digits", "3", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
@@ -5027,7 +5031,7 @@ batch_columns_elems(UpsertBatch *b)
 			(void) pushJsonbValue(&state, WJB_KEY, &v);
 			if (c->enulls[j][r])
 				v.type = jbvNull;
-			else if (c->isjsonb[j])
+			else if (isjsonb[j])
 			{
 				Jsonb	   *jb = DatumGetJsonbP(c->elems[j][r]);
 
@@ -5038,7 +5042,7 @@ batch_columns_elems(UpsertBatch *b)
 			else
 			{
 				v.type = jbvString;
-				v.val.string.val = OidOutputFunctionCall(c->outfunc[j], c->elems[j][r]);
+				v.val.string.val = OidOutputFunctionCall(outfunc[j], c->elems[j][r]);
 				v.val.string.len = strlen(v.val.string.val);
 			}
 			(void) pushJsonbValue(&state, WJB_VALUE, &v);
@@ -5108,11 +5112,7 @@ idempotency_idempotent_upsert_columns(PG_FUNCTION_ARGS)
 			/* NULL keys: 22004 before anything is read or written */
 			(void) upsert_check_keys(e, &c.nulls[r * nc]);
 		}
-		c.fast = !e->citus && e->arrays_ok && !e->nulls_not_distinct &&
-			!c.typmods && upsert_direct_ok(e, UPSERT_GET);
 		upsert_unpin(e);
-		if (!c.fast)
-			batch_columns_elems(&b);
 
 		memcpy(grp.cols, cols, sizeof(cols));
 		grp.n = c.nrows;
