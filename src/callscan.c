@@ -49,12 +49,13 @@
  * offered: the planner adds a Material node where a cursor needs one, and
  * the functions are parallel unsafe.
  *
- * Memory.  The state lives in the executor's query context.  The row the
- * function returns, and the arguments, are evaluated in the node's
- * per-tuple memory, which ExecScan resets before each fetch; a row kept
- * for rescans is copied into the node's own context (callcxt), reset when
- * the function is called again.  Nothing is kept between executions: the
- * hook's only state is the previous hook.
+ * Memory.  The state lives in the executor's query context.  The
+ * arguments are evaluated in the node's per-tuple memory, which ExecScan
+ * resets before each fetch; the function runs in the node's own context
+ * (callcxt), so the row it returns is kept there for rescans, and callcxt
+ * is reset when the function is called again.  Kept between executions,
+ * per backend: the hook's previous hook, and the functions' FmgrInfo
+ * (callscan_fmgr_memo), forgotten on any pg_proc invalidation.
  *
  *-------------------------------------------------------------------------
  */
@@ -86,9 +87,11 @@
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/ruleutils.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #define CALLSCAN_NAME "IdempotencyCall"
@@ -109,6 +112,23 @@ typedef struct CallScanState
 	bool		called;			/* row holds this parameter set's call */
 	bool		done;			/* the row was returned since (re)start */
 } CallScanState;
+
+/*
+ * The functions' FmgrInfo, looked up once per backend and copied into each
+ * execution's state (fmgr_info() reads pg_proc and the library's symbol
+ * table on every call).  Forgotten on any pg_proc invalidation, and not
+ * kept while a loaded module asks to wrap function calls
+ * (needs_fmgr_hook), whose answer may change when another module loads.
+ */
+#define CALLSCAN_FMGR_MEMO 4
+typedef struct CallScanFmgrMemo
+{
+	Oid			funcid;			/* InvalidOid: empty */
+	FmgrInfo	finfo;			/* fn_mcxt TopMemoryContext; no fn_extra */
+} CallScanFmgrMemo;
+
+static CallScanFmgrMemo callscan_fmgr_memo[CALLSCAN_FMGR_MEMO];
+static int	callscan_fmgr_next = 0; /* the slot to fill next */
 
 static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
 
@@ -144,11 +164,43 @@ static const CustomExecMethods callscan_exec_methods = {
 	.ExplainCustomScan = callscan_explain,
 };
 
+static void
+callscan_proc_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	memset(callscan_fmgr_memo, 0, sizeof(callscan_fmgr_memo));
+}
+
+/* The function's FmgrInfo into *finfo, its memory context the current one. */
+static void
+callscan_fmgr_info(Oid funcid, FmgrInfo *finfo)
+{
+	int			i;
+
+	if (needs_fmgr_hook != NULL)
+	{
+		fmgr_info(funcid, finfo);
+		return;
+	}
+	for (i = 0; i < CALLSCAN_FMGR_MEMO; i++)
+		if (callscan_fmgr_memo[i].funcid == funcid)
+		{
+			fmgr_info_copy(finfo, &callscan_fmgr_memo[i].finfo,
+						   CurrentMemoryContext);
+			return;
+		}
+	fmgr_info(funcid, finfo);
+	i = callscan_fmgr_next;
+	callscan_fmgr_next = (i + 1) % CALLSCAN_FMGR_MEMO;
+	fmgr_info_copy(&callscan_fmgr_memo[i].finfo, finfo, TopMemoryContext);
+	callscan_fmgr_memo[i].funcid = funcid;
+}
+
 /* Called once from _PG_init(). */
 void
 idem_callscan_init(void)
 {
 	RegisterCustomScanMethods(&callscan_scan_methods);
+	CacheRegisterSyscacheCallback(PROCOID, callscan_proc_inval, (Datum) 0);
 	prev_set_rel_pathlist_hook = set_rel_pathlist_hook;
 	set_rel_pathlist_hook = callscan_set_rel_pathlist;
 }
@@ -357,7 +409,7 @@ callscan_begin(CustomScanState *node, EState *estate, int eflags)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(s->call->funcid));
 	InvokeFunctionExecuteHook(s->call->funcid);
 
-	fmgr_info(s->call->funcid, &s->flinfo);
+	callscan_fmgr_info(s->call->funcid, &s->flinfo);
 	fmgr_info_set_expr((Node *) s->call, &s->flinfo);
 	s->fcinfo = palloc0(SizeForFunctionCallInfo(list_length(s->call->args)));
 	InitFunctionCallInfoData(*s->fcinfo, &s->flinfo, list_length(s->call->args),
@@ -400,7 +452,7 @@ callscan_begin(CustomScanState *node, EState *estate, int eflags)
 	}
 	s->callcxt = AllocSetContextCreate(CurrentMemoryContext,
 									   "idempotency call scan",
-									   ALLOCSET_SMALL_SIZES);
+									   ALLOCSET_DEFAULT_SIZES);
 }
 
 /* Call the function (once per parameter set) and keep its row. */
@@ -434,6 +486,12 @@ callscan_call(CallScanState *s)
 	rsinfo.setDesc = NULL;
 	fcinfo->resultinfo = (Node *) &rsinfo;
 	fcinfo->isnull = false;
+
+	/*
+	 * The function runs in callcxt, so that the row it returns, made in
+	 * its caller's memory, is kept for rescans without a copy.
+	 */
+	MemoryContextSwitchTo(s->callcxt);
 	pgstat_init_function_usage(fcinfo, &fcusage);
 	result = FunctionCallInvoke(fcinfo);
 	pgstat_end_function_usage(&fcusage, true);
@@ -441,10 +499,9 @@ callscan_call(CallScanState *s)
 	if (rsinfo.isDone != ExprSingleResult || rsinfo.returnMode != SFRM_ValuePerCall)
 		elog(ERROR, "%s: the function returned a set", CALLSCAN_NAME);
 
-	MemoryContextSwitchTo(s->callcxt);
 	s->rownull = fcinfo->isnull;
 	s->row = fcinfo->isnull ? (Datum) 0 :
-		PointerGetDatum(DatumGetHeapTupleHeaderCopy(result));
+		PointerGetDatum(DatumGetHeapTupleHeader(result));
 	MemoryContextSwitchTo(oldcxt);
 	s->called = true;
 }

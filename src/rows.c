@@ -184,7 +184,7 @@ rows_direct_ok(IdemSpi *spi, Relation rel, IdemRowShape *shape, AclMode mode)
 	 */
 	if (idem_citus_table_kind(relid) != IDEM_CITUS_NONE)
 		return false;
-	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+	if (idem_rls_applies(rel))
 		return false;
 	return pg_class_aclmask(relid, GetUserId(), mode, ACLMASK_ALL) == mode;
 }

@@ -15,7 +15,9 @@
 #include "executor/tuptable.h"
 #include "nodes/pg_list.h"
 #include "storage/itemptr.h"
+#include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/rls.h"
 
 #define IDEM_ROW_MAX_COLS	16
 
@@ -94,6 +96,18 @@ static inline int
 idem_row_count(IdemRowResult r)
 {
 	return r == IDEM_ROW_DONE ? 1 : r == IDEM_ROW_NONE ? 0 : -1;
+}
+
+/*
+ * Does row level security apply to the current user's access to rel (open
+ * and locked)?  The relation's pg_class row answers "no policies enabled"
+ * without a catalog lookup.
+ */
+static inline bool
+idem_rls_applies(Relation rel)
+{
+	return rel->rd_rel->relrowsecurity &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED;
 }
 
 extern IdemRowResult idem_row_insert(IdemSpi *spi, IdemRowShape *shape,

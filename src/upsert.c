@@ -238,7 +238,10 @@
  *	   unpinned, otherwise detached (upsert_detached) and freed by a later
  *	   lookup once its last pin is gone (never from an abort callback, while
  *	   the aborting executor may still reference its plans).
- *	 - Emptying a full cache skips pinned entries.
+ *	 - Emptying a full cache skips pinned entries.  upsert_last_slot, the
+ *	   hash table slot looked up last (compared first by the next lookup),
+ *	   is forgotten when the cache is emptied, the only time a slot is
+ *	   removed.
  *	 - An entry whose table was invalidated while it was being built (the
  *	   build's catalog lookups may process invalidations) is born invalid:
  *	   it serves the call that built it, and the next lookup replaces it.
@@ -520,6 +523,7 @@ static UpsertColMemo *upsert_colmemo = NULL;	/* [UPSERT_COLMEMO_SLOTS] */
 static UpsertPairMemo *upsert_pairmemo = NULL;	/* [UPSERT_COLMEMO_SLOTS] */
 
 static HTAB *upsert_cache = NULL;
+static UpsertSlot *upsert_last_slot = NULL; /* upsert_cache's last looked up */
 static uint64 upsert_invals = 0;	/* relcache invalidations seen */
 static MemoryContext upsert_cache_cxt = NULL;
 static List *upsert_pins = NIL;		/* of UpsertPin *, oldest first */
@@ -574,7 +578,7 @@ static int	upsert_exec(UpsertEntry *e, UpsertStmt stmt, uint32 nullmask,
 						Datum *values, const char *nulls, long count);
 static UpsertProbe upsert_probe(UpsertEntry *e, uint32 nullmask, Datum *values,
 								const char *nulls);
-static bool upsert_direct_ok(UpsertEntry *e, UpsertOp op);
+static bool upsert_direct_ok(UpsertEntry *e, Relation rel, UpsertOp op);
 static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel,
 								bool many);
 static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
@@ -785,6 +789,7 @@ upsert_cache_flush(void)
 			upsert_free_entry(slot->entry);
 		hash_search(upsert_cache, &slot->key, HASH_REMOVE, NULL);
 	}
+	upsert_last_slot = NULL;
 }
 
 /* The caller uses e until upsert_unpin(e) or the end of its (sub)xact. */
@@ -925,7 +930,16 @@ upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycol
 	memcpy(key.cols, cols, sizeof(key.cols));
 	memcpy(key.keycols, keycols, sizeof(key.keycols));
 
-	slot = hash_search(upsert_cache, &key, HASH_FIND, NULL);
+	/*
+	 * A backend calls the same upsert again and again: the slot looked up
+	 * last is compared before the table is searched.  (A slot stays where
+	 * it is in the table until removed, which only upsert_cache_flush()
+	 * does, and it forgets the memo.)
+	 */
+	slot = upsert_last_slot;
+	if (slot == NULL || memcmp(&slot->key, &key, sizeof(key)) != 0)
+		slot = hash_search(upsert_cache, &key, HASH_FIND, NULL);
+	upsert_last_slot = slot;
 	if (slot != NULL && slot->entry != NULL)
 	{
 		e = slot->entry;
@@ -948,6 +962,7 @@ upsert_entry(Relation rel, UpsertOp op, const uint64 *cols, const uint64 *keycol
 			upsert_cache_flush();
 		slot = hash_search(upsert_cache, &key, HASH_ENTER, NULL);
 		slot->entry = NULL;
+		upsert_last_slot = slot;
 	}
 
 	/*
@@ -2284,14 +2299,14 @@ upsert_check_keys(UpsertEntry *e, const char *nulls)
  * INSERT on (the probe stood for its first SELECT).
  */
 static bool
-upsert_direct_ok(UpsertEntry *e, UpsertOp op)
+upsert_direct_ok(UpsertEntry *e, Relation rel, UpsertOp op)
 {
 	if (op == UPSERT_UPDATE || !e->plain || e->citus || IsolationIsSerializable() ||
 		e->nkeys > INDEX_MAX_KEYS || e->virtual_generated)
 		return false;
 	if (pg_class_aclcheck(e->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		return false;
-	return check_enable_rls(e->relid, InvalidOid, true) != RLS_ENABLED;
+	return !idem_rls_applies(rel);
 }
 
 /*
@@ -2410,7 +2425,7 @@ upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op, uint32 nullmask,
 	bool		found;
 
 	*probed = false;
-	if (nullmask != 0 || !upsert_direct_ok(e, op))
+	if (nullmask != 0 || !upsert_direct_ok(e, rel, op))
 		return false;
 	*probed = true;
 	upsert_direct_begin(e, &d, rel, false);
@@ -2657,7 +2672,7 @@ upsert_direct_batch(UpsertEntry *e, Relation rel, Jsonb **elems, const int64 *or
 	char	   *nulls;
 	int			i;
 
-	if (e->nulls_not_distinct || !upsert_direct_ok(e, UPSERT_GET))
+	if (e->nulls_not_distinct || !upsert_direct_ok(e, rel, UPSERT_GET))
 		return false;
 	values = palloc(sizeof(Datum) * (e->ncols + 1));
 	nulls = palloc(sizeof(char) * (e->ncols + 1));
@@ -4685,7 +4700,7 @@ batch_run_group(UpsertBatch *b, UpsertGroup *grp)
 	 * batch of columns takes every other path as JSON elements.
 	 */
 	bool		fast = !e->citus && e->arrays_ok && !e->nulls_not_distinct &&
-		!(c != NULL && c->typmods) && upsert_direct_ok(e, UPSERT_GET);
+		!(c != NULL && c->typmods) && upsert_direct_ok(e, b->rel, UPSERT_GET);
 
 	if (c != NULL && !fast)
 		batch_columns_elems(b);

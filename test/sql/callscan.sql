@@ -153,6 +153,35 @@ DEALLOCATE ddl_where;
 RESET plan_cache_mode;
 DROP TABLE cs_ddl;
 
+-- The scan looks the function up once per backend and forgets it when
+-- pg_proc changes: made SECURITY DEFINER, the function runs as its owner
+-- (the row's default current_user says who inserted it), and no longer
+-- once the change is rolled back.
+CREATE TABLE cs_who (k text PRIMARY KEY, who text NOT NULL DEFAULT current_user);
+CREATE ROLE cs_caller;
+GRANT USAGE ON SCHEMA idempotency TO cs_caller;
+GRANT SELECT, INSERT ON cs_who TO cs_caller;
+SET ROLE cs_caller;
+EXPLAIN (COSTS OFF)
+SELECT k, who = current_user AS by_caller
+  FROM idempotency.idempotent_upsert(NULL::cs_who, '{"k": "a"}');
+SELECT k, who = current_user AS by_caller
+  FROM idempotency.idempotent_upsert(NULL::cs_who, '{"k": "a"}');
+RESET ROLE;
+BEGIN;
+ALTER FUNCTION idempotency.idempotent_upsert(anyelement, jsonb, text[]) SECURITY DEFINER;
+SET LOCAL ROLE cs_caller;
+SELECT k, who = current_user AS by_caller
+  FROM idempotency.idempotent_upsert(NULL::cs_who, '{"k": "b"}');
+ROLLBACK;
+SET ROLE cs_caller;
+SELECT k, who = current_user AS by_caller
+  FROM idempotency.idempotent_upsert(NULL::cs_who, '{"k": "c"}');
+RESET ROLE;
+DROP TABLE cs_who;
+REVOKE USAGE ON SCHEMA idempotency FROM cs_caller;
+DROP ROLE cs_caller;
+
 RESET track_functions;
 DROP FUNCTION calls_of(text);
 DROP TABLE cs, outer3;
