@@ -24,16 +24,29 @@
  * Scan), not where Citus is installed (it plans function calls over its
  * tables itself), and whose columns are needed as plain columns (no
  * whole-row reference, no placeholder): its paths are replaced by one
- * CustomPath with the same
- * parameterization (the call's lateral references) and the same costs.
- * The plan has no scan relation (scanrelid 0: the executor could not open
- * a function as a relation); custom_scan_tlist lists the call's result
- * columns, one per attribute of its row type, a NULL constant where the
- * attribute is dropped, each column the query uses with the type the query
- * was analyzed with (the row type may have changed since: a prepared
- * statement planned again after an ALTER TABLE; the executor then raises
- * 42804), and the call itself is custom_exprs (its outer references become
- * nestloop parameters, as a Function Scan's do).
+ * CustomPath with the same parameterization (the call's lateral
+ * references) and the same costs, the call in its custom_private.  The
+ * call is the plan's custom_exprs (its outer references become nestloop
+ * parameters, as a Function Scan's do).  Two shapes of plan:
+ *
+ * - idempotent_upsert returns its table's own row type.  When every column
+ *   the query uses is one the table has now, as the query was analyzed
+ *   (callscan_table, which locks the table as the parser locks the tables a
+ *   query names), the range table entry becomes the table's and the plan
+ *   scans it (scanrelid): the executor takes the scan tuple's type from the
+ *   relation, where it would build one at every execution, and the table
+ *   is one of the plan's relations, so a cached plan is locked before it
+ *   runs and made again when the table changes.  The entry asks for no
+ *   permission: the function checks what it reads and writes.
+ *
+ * - Otherwise (get_or_create and update_or_create, whose row is the item
+ *   and whether it was created; a query analyzed before the table
+ *   changed) the plan has no scan relation; custom_scan_tlist lists the
+ *   call's result columns, one per attribute of its row type, a NULL
+ *   constant where the attribute is dropped, each column the query uses
+ *   with the type the query was analyzed with (the row type may have
+ *   changed since: a prepared statement planned again after an ALTER
+ *   TABLE; the executor then raises 42804).
  *
  * Execution.  BeginCustomScan checks EXECUTE on the function and runs the
  * object-access hook, as the executor does for any call, and sets up the
@@ -41,13 +54,16 @@
  * with a ReturnSetInfo whose expectedDesc is the plan's row type (the
  * function compares it with the table's columns once the table is locked,
  * as under a Function Scan, and raises 42804 before reading or writing
- * anything if they changed), then deforms the returned row into the scan
- * slot.  A rescan with a changed parameter calls the function again;
- * without one it returns the same row again, as a Function Scan rewinds its
- * tuplestore (a cross join with the call must not upsert once per outer
- * row).  Backward scans, mark/restore and parallel execution are not
- * offered: the planner adds a Material node where a cursor needs one, and
- * the functions are parallel unsafe.
+ * anything if they changed: under a table scan the plan's row type is the
+ * table's own descriptor, and the function compares no further; it also
+ * takes the relation the executor opened, callscan_rel, instead of opening
+ * the table again), then deforms the returned row into the scan slot.  A
+ * rescan with a changed parameter calls the function again; without one it
+ * returns the same row again, as a Function Scan rewinds its tuplestore (a
+ * cross join with the call must not upsert once per outer row).  Backward
+ * scans, mark/restore and parallel execution are not offered: the planner
+ * adds a Material node where a cursor needs one, and the functions are
+ * parallel unsafe.
  *
  * Memory.  The state lives in the executor's query context.  The
  * arguments are evaluated in the node's per-tuple memory, which ExecScan
@@ -56,6 +72,10 @@
  * is reset when the function is called again.  Kept between executions,
  * per backend: the hook's previous hook, and the functions' FmgrInfo
  * (callscan_fmgr_memo), forgotten on any pg_proc invalidation.
+ * callscan_fcinfo and callscan_rel point into the running statement's
+ * executor state only while its function is being called (PG_FINALLY
+ * restores them), and the function clears them when it takes the
+ * relation, before it runs any SQL of its own.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,7 +86,9 @@
 #include "compat.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "executor/executor.h"
 #include "executor/nodeCustom.h"
@@ -106,6 +128,8 @@ typedef struct CallScanState
 	FunctionCallInfo fcinfo;
 	TupleDesc	expected;		/* the plan's row type, dropped columns
 								 * marked */
+	bool		table;			/* the plan scans the call as its table:
+								 * the scan tuple is the table's row */
 	MemoryContext callcxt;		/* the row kept for rescans */
 	Datum		row;			/* the call's row, in callcxt, when called */
 	bool		rownull;
@@ -128,6 +152,15 @@ typedef struct CallScanFmgrMemo
 } CallScanFmgrMemo;
 
 static CallScanFmgrMemo callscan_fmgr_memo[CALLSCAN_FMGR_MEMO];
+
+/*
+ * The call a table scan is making, and the relation the executor opened and
+ * locked for it: the function takes the relation instead of opening it
+ * again (idem_callscan_relation()).  Set only around the function's call,
+ * restored however the call ends.
+ */
+static FunctionCallInfo callscan_fcinfo = NULL;
+static Relation callscan_rel = NULL;
 static int	callscan_fmgr_next = 0; /* the slot to fill next */
 
 static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
@@ -283,11 +316,59 @@ callscan_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti,
 	cpath->path.pathkeys = NIL;
 	cpath->flags = 0;
 	cpath->custom_paths = NIL;
-	cpath->custom_private = NIL;
+	cpath->custom_private = list_make1(call);
 	cpath->methods = &callscan_path_methods;
 
 	rel->pathlist = list_delete_ptr(rel->pathlist, scan);
 	add_path(rel, &cpath->path);
+}
+
+/*
+ * The table the call returns rows of, locked, if the plan can scan the call
+ * as that table: idempotent_upsert returns the table's own row type, and
+ * every column the query uses (used[1..natts]) is one the table has now,
+ * not dropped, of the type, type modifier and collation the query was
+ * analyzed with.  InvalidOid otherwise (the lock, if taken, released).
+ *
+ * The lock (AccessShareLock, the one the function takes first) is held
+ * until the end of the transaction, as the parser holds the locks of the
+ * tables a query names: the executor opens a plan's relations without
+ * locking them, and a cached plan's are locked again before it runs.
+ */
+static Oid
+callscan_table(FuncExpr *call, TupleDesc desc, Var **used, int natts)
+{
+	Oid			relid;
+	Relation	r;
+	TupleDesc	td;
+	bool		ok;
+	int			i;
+
+	if (call->args == NIL ||
+		exprType((Node *) linitial(call->args)) != desc->tdtypeid)
+		return InvalidOid;
+	relid = get_typ_typrelid(desc->tdtypeid);
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	r = try_relation_open(relid, AccessShareLock);
+	if (r == NULL)
+		return InvalidOid;
+	td = RelationGetDescr(r);
+	ok = (r->rd_rel->relkind == RELKIND_RELATION ||
+		  r->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) &&
+		r->rd_rel->reltype == desc->tdtypeid && natts <= td->natts;
+	for (i = 1; ok && i <= natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(td, i - 1);
+
+		if (used[i] != NULL &&
+			(att->attisdropped || att->atttypid != used[i]->vartype ||
+			 att->atttypmod != used[i]->vartypmod ||
+			 att->attcollation != used[i]->varcollid))
+			ok = false;
+	}
+	relation_close(r, ok ? NoLock : AccessShareLock);
+	return ok ? relid : InvalidOid;
 }
 
 static Plan *
@@ -295,7 +376,7 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 			  List *tlist, List *clauses, List *custom_plans)
 {
 	RangeTblEntry *rte = planner_rt_fetch(rel->relid, root);
-	RangeTblFunction *rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	FuncExpr   *call = linitial_node(FuncExpr, best_path->custom_private);
 	CustomScan *cscan = makeNode(CustomScan);
 	TupleDesc	desc;
 	List	   *scantlist = NIL;
@@ -305,19 +386,16 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	ListCell   *lc;
 	List	   *vars;
 	List	   *quals;
+	Oid			relid;
 
-	if (get_expr_result_type(rtfunc->funcexpr, NULL, &desc) != TYPEFUNC_COMPOSITE)
+	if (get_expr_result_type((Node *) call, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "%s: the call does not return a row", CALLSCAN_NAME);
 
 	/*
 	 * The columns the query uses, as it was analyzed: the row type may have
 	 * changed since (a prepared statement planned again, a column dropped
 	 * or added by a concurrent ALTER TABLE whose invalidation came in while
-	 * planning).  Each is a column of the scan tuple with the type the query
-	 * expects, where the row type has it now or not; the executor then
-	 * compares the row the function returns with them (callscan_store) and
-	 * raises 42804, as a Function Scan does, instead of the planner failing
-	 * to find a column the query uses.
+	 * planning).
 	 */
 	natts = desc->natts;
 	quals = extract_actual_clauses(clauses, false);
@@ -340,6 +418,48 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 			var->varattno > 0)
 			used[var->varattno] = var;
 	}
+
+	cscan->scan.plan.targetlist = tlist;
+	cscan->scan.plan.qual = quals;
+	cscan->flags = best_path->flags;
+	cscan->custom_plans = NIL;
+	cscan->custom_exprs = list_make1(copyObject(call));
+	cscan->custom_private = NIL;
+	cscan->custom_relids = bms_make_singleton(rel->relid);
+	cscan->methods = &callscan_scan_methods;
+
+	/*
+	 * idempotent_upsert, whose row is the table's and whose columns the
+	 * query uses as the table has them now: the range table entry becomes
+	 * the table's (no permission to check: the function checks what it
+	 * reads and writes), and the plan scans it, so that the executor takes
+	 * the scan tuple's type from the table instead of building one for
+	 * every execution, and a cached plan is made again when the table
+	 * changes.  The call stays the node's expression; the function's row
+	 * is stored as the table's row.
+	 */
+	relid = callscan_table(call, desc, used, natts);
+	if (OidIsValid(relid))
+	{
+		rte->rtekind = RTE_RELATION;
+		rte->relid = relid;
+		rte->relkind = get_rel_relkind(relid);
+		rte->rellockmode = AccessShareLock;
+		rte->inh = false;
+		rte->functions = NIL;
+		rte->funcordinality = false;
+		cscan->scan.scanrelid = rel->relid;
+		cscan->custom_scan_tlist = NIL;
+		return &cscan->scan.plan;
+	}
+
+	/*
+	 * Otherwise each column the query uses is a column of the scan tuple
+	 * with the type the query expects, where the row type has it now or
+	 * not; the executor then compares the row the function returns with
+	 * them (callscan_store) and raises 42804, as a Function Scan does,
+	 * instead of the planner failing to find a column the query uses.
+	 */
 	for (i = 0; i < natts; i++)
 	{
 		Form_pg_attribute att = i < desc->natts ? TupleDescAttr(desc, i) : NULL;
@@ -351,8 +471,7 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 			expr = (Expr *) makeVar(rel->relid, i + 1, used[i + 1]->vartype,
 									used[i + 1]->vartypmod,
 									used[i + 1]->varcollid, 0);
-			name = get_rte_attribute_name(planner_rt_fetch(rel->relid, root),
-										  i + 1);
+			name = get_rte_attribute_name(rte, i + 1);
 		}
 		else if (att != NULL && !att->attisdropped)
 		{
@@ -367,17 +486,8 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 											name ? pstrdup(name) : NULL,
 											false));
 	}
-
-	cscan->scan.plan.targetlist = tlist;
-	cscan->scan.plan.qual = quals;
 	cscan->scan.scanrelid = 0;
-	cscan->flags = best_path->flags;
-	cscan->custom_plans = NIL;
-	cscan->custom_exprs = list_make1(copyObject(rtfunc->funcexpr));
-	cscan->custom_private = NIL;
 	cscan->custom_scan_tlist = scantlist;
-	cscan->custom_relids = bms_make_singleton(rel->relid);
-	cscan->methods = &callscan_scan_methods;
 	return &cscan->scan.plan;
 }
 
@@ -402,6 +512,7 @@ callscan_begin(CustomScanState *node, EState *estate, int eflags)
 	int			i = 0;
 
 	s->call = linitial_node(FuncExpr, cscan->custom_exprs);
+	s->table = cscan->scan.scanrelid > 0;
 
 	/* what the executor checks before any call of a function */
 	aclresult = idem_proc_aclcheck(s->call->funcid, GetUserId(), ACL_EXECUTE);
@@ -455,6 +566,48 @@ callscan_begin(CustomScanState *node, EState *estate, int eflags)
 									   ALLOCSET_DEFAULT_SIZES);
 }
 
+/*
+ * The relation a table scan opened for this call, once (the first caller
+ * takes it), or NULL: another call, or none made by a table scan.  The
+ * executor holds it open and locked (AccessShareLock) until the end of the
+ * statement; the caller adds its own reference and closes it with NoLock.
+ */
+Relation
+idem_callscan_relation(FunctionCallInfo fcinfo)
+{
+	Relation	rel;
+
+	if (callscan_fcinfo == NULL || fcinfo != callscan_fcinfo)
+		return NULL;
+	rel = callscan_rel;
+	callscan_fcinfo = NULL;
+	callscan_rel = NULL;
+	return rel;
+}
+
+/* The function's call under a table scan, with its relation offered. */
+static Datum
+callscan_invoke_table(FunctionCallInfo fcinfo, Relation rel)
+{
+	FunctionCallInfo save_fcinfo = callscan_fcinfo;
+	Relation	save_rel = callscan_rel;
+	Datum		result;
+
+	callscan_fcinfo = fcinfo;
+	callscan_rel = rel;
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		callscan_fcinfo = save_fcinfo;
+		callscan_rel = save_rel;
+	}
+	PG_END_TRY();
+	return result;
+}
+
 /* Call the function (once per parameter set) and keep its row. */
 static void
 callscan_call(CallScanState *s)
@@ -493,7 +646,10 @@ callscan_call(CallScanState *s)
 	 */
 	MemoryContextSwitchTo(s->callcxt);
 	pgstat_init_function_usage(fcinfo, &fcusage);
-	result = FunctionCallInvoke(fcinfo);
+	if (s->table)
+		result = callscan_invoke_table(fcinfo, s->css.ss.ss_currentRelation);
+	else
+		result = FunctionCallInvoke(fcinfo);
 	pgstat_end_function_usage(&fcusage, true);
 	fcinfo->resultinfo = NULL;
 	if (rsinfo.isDone != ExprSingleResult || rsinfo.returnMode != SFRM_ValuePerCall)
@@ -518,6 +674,25 @@ callscan_store(CallScanState *s, TupleTableSlot *slot)
 	{
 		/* a NULL row is a row of NULLs, as in a Function Scan */
 		memset(slot->tts_isnull, true, sizeof(bool) * scandesc->natts);
+	}
+	else if (s->table)
+	{
+		/*
+		 * The table's row: the function compared the plan's row type, the
+		 * table's as the executor opened it, with the table's once it had
+		 * locked it.
+		 */
+		HeapTupleHeader td = DatumGetHeapTupleHeader(s->row);
+		HeapTupleData tup;
+
+		if (HeapTupleHeaderGetTypeId(td) != scandesc->tdtypeid)
+			elog(ERROR, "%s: the function returned a row of type %u, not of its table's type %u",
+				 CALLSCAN_NAME, HeapTupleHeaderGetTypeId(td), scandesc->tdtypeid);
+		tup.t_len = HeapTupleHeaderGetDatumLength(td);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = td;
+		heap_deform_tuple(&tup, scandesc, slot->tts_values, slot->tts_isnull);
 	}
 	else
 	{

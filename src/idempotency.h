@@ -46,6 +46,8 @@ extern void idem_upsert_init(void);
 extern void idem_mutex_init(void);
 extern void idem_locks_init(void);
 extern void idem_callscan_init(void);	/* callscan.c: the planner hook */
+/* callscan.c: the relation the executor opened for this call, if any */
+extern Relation idem_callscan_relation(FunctionCallInfo fcinfo);
 
 /* upsert.c: the upserts' planner support function (callscan.c finds it) */
 extern Datum idempotency_upsert_support(PG_FUNCTION_ARGS);

@@ -59,9 +59,14 @@
  * The hash table hashes only the table, the operation and the set bits of
  * a key (upsert_key_hash); keys are compared whole.
  *
- * Two memos in front of the cache save the catalog lookups of a repeated
- * call: the table of the last row type seen (re-checked after the lock:
- * still a table, still of that row type), and, per table, which columns a
+ * A call that the custom scan of callscan.c runs as its table's scan takes
+ * the relation the executor opened and locked for it
+ * (idem_callscan_relation(), re-checked: a table of that row type), with a
+ * reference of its own, instead of opening it again.  Two memos in front
+ * of the cache save the catalog lookups of a repeated call: the table of
+ * the last row type seen, for a call that was given no relation
+ * (re-checked after the lock: still a table, still of that row type), and,
+ * per table, which columns a
  * set of jsonb keys names (16 direct-mapped slots, emptied for a table by
  * its relcache invalidation, like the entries; the table is locked first).
  *
@@ -2947,6 +2952,17 @@ upsert_open_table(FunctionCallInfo fcinfo, const char *fname)
 
 	if (!OidIsValid(argtype))
 		elog(ERROR, "could not determine the type of the first argument of %s", fname);
+
+	/* the table a table scan of this call opened and locked */
+	rel = idem_callscan_relation(fcinfo);
+	if (rel != NULL && rel->rd_rel->reltype == argtype &&
+		(rel->rd_rel->relkind == RELKIND_RELATION ||
+		 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE))
+	{
+		Assert(CheckRelationLockedByMe(rel, AccessShareLock, true));
+		RelationIncrementReferenceCount(rel);
+		return rel;
+	}
 
 	/* the table of the last row type that named one (see upsert_memo) */
 	if (argtype == upsert_memo_argtype && OidIsValid(upsert_memo_relid))

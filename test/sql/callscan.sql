@@ -153,6 +153,86 @@ DEALLOCATE ddl_where;
 RESET plan_cache_mode;
 DROP TABLE cs_ddl;
 
+-- idempotent_upsert returns its table's own rows: the plan scans the call
+-- as that table ("on <table>" in EXPLAIN, with the call's alias), which it
+-- locks when planned, and a cached plan is made again when the table
+-- changes.  A column the statement does not use, added or dropped, changes
+-- nothing; a column it uses, retyped to a binary-compatible type, is read
+-- as before; dropped, the call raises 42804 as above, from the plan made
+-- again for the table as it is now.
+CREATE TABLE cs_gen (k int PRIMARY KEY, v text, w text);
+SET plan_cache_mode = force_generic_plan;
+PREPARE gen(int) AS
+    SELECT k, v FROM idempotency.idempotent_upsert(NULL::cs_gen, jsonb_build_object('k', $1, 'v', 'x' || $1));
+EXPLAIN (COSTS OFF) EXECUTE gen(1);
+EXECUTE gen(1);
+ALTER TABLE cs_gen ADD COLUMN z int;
+EXECUTE gen(2);
+ALTER TABLE cs_gen DROP COLUMN w;
+EXECUTE gen(3);
+ALTER TABLE cs_gen ALTER COLUMN v TYPE varchar(10);
+EXECUTE gen(4);
+ALTER TABLE cs_gen DROP COLUMN v;
+EXECUTE gen(5);
+DEALLOCATE gen;
+RESET plan_cache_mode;
+SELECT * FROM cs_gen ORDER BY k;
+BEGIN;
+EXPLAIN (COSTS OFF)
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_gen, '{"k": 1}');
+SELECT mode FROM pg_locks
+ WHERE relation = 'cs_gen'::regclass AND pid = pg_backend_pid();
+COMMIT;
+-- beside the table itself, under an alias
+EXPLAIN (COSTS OFF)
+SELECT u.k, c.k
+  FROM idempotency.idempotent_upsert(NULL::cs_gen, '{"k": 1}') u, cs_gen c
+ WHERE c.k < 3;
+SELECT u.k, c.k
+  FROM idempotency.idempotent_upsert(NULL::cs_gen, '{"k": 1}') u, cs_gen c
+ WHERE c.k < 3 ORDER BY c.k;
+-- a partitioned table
+CREATE TABLE cs_part (k int PRIMARY KEY, v text) PARTITION BY RANGE (k);
+CREATE TABLE cs_part1 PARTITION OF cs_part FOR VALUES FROM (0) TO (100);
+EXPLAIN (COSTS OFF)
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_part, '{"k": 5, "v": "p"}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_part, '{"k": 5, "v": "p"}');
+SELECT tableoid::regclass, * FROM cs_part;
+-- The function takes the table the executor opened for the scan instead of
+-- opening it again: also when its insert fires a trigger that makes such a
+-- call of its own on another table, and a call refused before it took the
+-- table leaves nothing behind for the next call.
+CREATE TABLE cs_log (k int PRIMARY KEY, by_trigger boolean DEFAULT true);
+CREATE FUNCTION cs_gen_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM * FROM idempotency.idempotent_upsert(NULL::cs_log, jsonb_build_object('k', NEW.k));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER cs_gen_log AFTER INSERT ON cs_gen
+    FOR EACH ROW EXECUTE FUNCTION cs_gen_log();
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_gen, '{"k": 7}');
+SELECT * FROM cs_log;
+BEGIN READ ONLY;
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_gen, '{"k": 8}');
+ROLLBACK;
+SELECT idempotency.idempotent_upsert(NULL::cs_log, '{"k": 8}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_gen, '{"k": 8}');
+SELECT * FROM cs_log ORDER BY k;
+DROP TRIGGER cs_gen_log ON cs_gen;
+DROP FUNCTION cs_gen_log();
+DROP TABLE cs_log;
+-- the row type of a view or of a composite type names no table: the call
+-- is not scanned as one, and the function raises its error
+CREATE VIEW cs_view AS SELECT k FROM cs_gen;
+CREATE TYPE cs_type AS (k int);
+EXPLAIN (COSTS OFF)
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_view, '{"k": 1}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_view, '{"k": 1}');
+SELECT * FROM idempotency.idempotent_upsert(NULL::cs_type, '{"k": 1}');
+DROP VIEW cs_view;
+DROP TYPE cs_type;
+DROP TABLE cs_gen, cs_part;
+
 -- The scan looks the function up once per backend and forgets it when
 -- pg_proc changes: made SECURITY DEFINER, the function runs as its owner
 -- (the row's default current_user says who inserted it), and no longer
