@@ -152,6 +152,7 @@ typedef struct CallScanFmgrMemo
 } CallScanFmgrMemo;
 
 static CallScanFmgrMemo callscan_fmgr_memo[CALLSCAN_FMGR_MEMO];
+static int	callscan_fmgr_next = 0; /* the slot to fill next */
 
 /*
  * The call a table scan is making, and the relation the executor opened and
@@ -161,7 +162,6 @@ static CallScanFmgrMemo callscan_fmgr_memo[CALLSCAN_FMGR_MEMO];
  */
 static FunctionCallInfo callscan_fcinfo = NULL;
 static Relation callscan_rel = NULL;
-static int	callscan_fmgr_next = 0; /* the slot to fill next */
 
 static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
 
@@ -328,7 +328,8 @@ callscan_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti,
  * as that table: idempotent_upsert returns the table's own row type, and
  * every column the query uses (used[1..natts]) is one the table has now,
  * not dropped, of the type, type modifier and collation the query was
- * analyzed with.  InvalidOid otherwise (the lock, if taken, released).
+ * analyzed with; its relkind into *relkind.  InvalidOid otherwise (the
+ * lock, if taken, released).
  *
  * The lock (AccessShareLock, the one the function takes first) is held
  * until the end of the transaction, as the parser holds the locks of the
@@ -336,7 +337,8 @@ callscan_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti,
  * locking them, and a cached plan's are locked again before it runs.
  */
 static Oid
-callscan_table(FuncExpr *call, TupleDesc desc, Var **used, int natts)
+callscan_table(FuncExpr *call, TupleDesc desc, Var **used, int natts,
+			   char *relkind)
 {
 	Oid			relid;
 	Relation	r;
@@ -367,6 +369,7 @@ callscan_table(FuncExpr *call, TupleDesc desc, Var **used, int natts)
 			 att->attcollation != used[i]->varcollid))
 			ok = false;
 	}
+	*relkind = r->rd_rel->relkind;
 	relation_close(r, ok ? NoLock : AccessShareLock);
 	return ok ? relid : InvalidOid;
 }
@@ -387,6 +390,7 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	List	   *vars;
 	List	   *quals;
 	Oid			relid;
+	char		relkind;
 
 	if (get_expr_result_type((Node *) call, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "%s: the call does not return a row", CALLSCAN_NAME);
@@ -438,12 +442,12 @@ callscan_plan(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	 * changes.  The call stays the node's expression; the function's row
 	 * is stored as the table's row.
 	 */
-	relid = callscan_table(call, desc, used, natts);
+	relid = callscan_table(call, desc, used, natts, &relkind);
 	if (OidIsValid(relid))
 	{
 		rte->rtekind = RTE_RELATION;
 		rte->relid = relid;
-		rte->relkind = get_rel_relkind(relid);
+		rte->relkind = relkind;
 		rte->rellockmode = AccessShareLock;
 		rte->inh = false;
 		rte->functions = NIL;
@@ -577,7 +581,7 @@ idem_callscan_relation(FunctionCallInfo fcinfo)
 {
 	Relation	rel;
 
-	if (callscan_fcinfo == NULL || fcinfo != callscan_fcinfo)
+	if (fcinfo != callscan_fcinfo)
 		return NULL;
 	rel = callscan_rel;
 	callscan_fcinfo = NULL;
@@ -675,65 +679,62 @@ callscan_store(CallScanState *s, TupleTableSlot *slot)
 		/* a NULL row is a row of NULLs, as in a Function Scan */
 		memset(slot->tts_isnull, true, sizeof(bool) * scandesc->natts);
 	}
-	else if (s->table)
-	{
-		/*
-		 * The table's row: the function compared the plan's row type, the
-		 * table's as the executor opened it, with the table's once it had
-		 * locked it.
-		 */
-		HeapTupleHeader td = DatumGetHeapTupleHeader(s->row);
-		HeapTupleData tup;
-
-		if (HeapTupleHeaderGetTypeId(td) != scandesc->tdtypeid)
-			elog(ERROR, "%s: the function returned a row of type %u, not of its table's type %u",
-				 CALLSCAN_NAME, HeapTupleHeaderGetTypeId(td), scandesc->tdtypeid);
-		tup.t_len = HeapTupleHeaderGetDatumLength(td);
-		ItemPointerSetInvalid(&tup.t_self);
-		tup.t_tableOid = InvalidOid;
-		tup.t_data = td;
-		heap_deform_tuple(&tup, scandesc, slot->tts_values, slot->tts_isnull);
-	}
 	else
 	{
 		HeapTupleHeader td = DatumGetHeapTupleHeader(s->row);
-		TupleDesc	rowdesc;
+		TupleDesc	rowdesc = scandesc;
 		HeapTupleData tup;
 
-		rowdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
-										 HeapTupleHeaderGetTypMod(td));
-		if (rowdesc->natts != scandesc->natts)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("function return row and query-specified return row do not match"),
-					 errdetail_plural("Returned row contains %d attribute, but query expects %d.",
-									  "Returned row contains %d attributes, but query expects %d.",
-									  rowdesc->natts, rowdesc->natts, scandesc->natts)));
-		/* as a Function Scan compares them (tupledesc_match) */
-		for (i = 0; i < rowdesc->natts; i++)
+		if (s->table)
 		{
-			Form_pg_attribute r = TupleDescAttr(rowdesc, i);
-			Form_pg_attribute e = TupleDescAttr(s->expected, i);
-
-			if (e->attisdropped ? !r->attisdropped :
-				(r->attisdropped || !IsBinaryCoercible(r->atttypid, e->atttypid)))
+			/*
+			 * The table's row, made by the function with the relation the
+			 * executor opened for the scan: of the scan slot's descriptor.
+			 */
+			if (HeapTupleHeaderGetTypeId(td) != scandesc->tdtypeid)
+				elog(ERROR, "%s: the function returned a row of type %u, not of its table's type %u",
+					 CALLSCAN_NAME, HeapTupleHeaderGetTypeId(td), scandesc->tdtypeid);
+		}
+		else
+		{
+			rowdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
+											 HeapTupleHeaderGetTypMod(td));
+			if (rowdesc->natts != scandesc->natts)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATATYPE_MISMATCH),
 						 errmsg("function return row and query-specified return row do not match"),
-						 errdetail("Returned type %s at ordinal position %d, but query expects %s.",
-								   format_type_be(r->atttypid), i + 1,
-								   format_type_be(e->atttypid))));
+						 errdetail_plural("Returned row contains %d attribute, but query expects %d.",
+										  "Returned row contains %d attributes, but query expects %d.",
+										  rowdesc->natts, rowdesc->natts, scandesc->natts)));
+			/* as a Function Scan compares them (tupledesc_match) */
+			for (i = 0; i < rowdesc->natts; i++)
+			{
+				Form_pg_attribute r = TupleDescAttr(rowdesc, i);
+				Form_pg_attribute e = TupleDescAttr(s->expected, i);
+
+				if (e->attisdropped ? !r->attisdropped :
+					(r->attisdropped || !IsBinaryCoercible(r->atttypid, e->atttypid)))
+					ereport(ERROR,
+							(errcode(ERRCODE_DATATYPE_MISMATCH),
+							 errmsg("function return row and query-specified return row do not match"),
+							 errdetail("Returned type %s at ordinal position %d, but query expects %s.",
+									   format_type_be(r->atttypid), i + 1,
+									   format_type_be(e->atttypid))));
+			}
 		}
 		tup.t_len = HeapTupleHeaderGetDatumLength(td);
 		ItemPointerSetInvalid(&tup.t_self);
 		tup.t_tableOid = InvalidOid;
 		tup.t_data = td;
 		heap_deform_tuple(&tup, rowdesc, slot->tts_values, slot->tts_isnull);
-		ReleaseTupleDesc(rowdesc);
-		/* a dropped attribute's old value is no value of the placeholder */
-		for (i = 0; i < scandesc->natts; i++)
-			if (TupleDescAttr(s->expected, i)->attisdropped)
-				slot->tts_isnull[i] = true;
+		if (rowdesc != scandesc)
+		{
+			ReleaseTupleDesc(rowdesc);
+			/* a dropped attribute's old value is no value of the placeholder */
+			for (i = 0; i < scandesc->natts; i++)
+				if (TupleDescAttr(s->expected, i)->attisdropped)
+					slot->tts_isnull[i] = true;
+		}
 	}
 	ExecStoreVirtualTuple(slot);
 }
