@@ -55,6 +55,17 @@ bench_begin() {
 	BENCH_REGIMES=(-)
 }
 
+# bench_min_rounds N (before bench_title): this group runs at least N
+# rounds when the rounds were not chosen with --rounds (and not in the
+# smoke run): for a ratio whose per-round ratios scatter widely, so that
+# its median rests on more of them.
+bench_min_rounds() {
+	if [ "${BENCH_SMOKE:-0}" != 1 ] && [ "${BENCH_ROUNDS_CHOSEN:-0}" != 1 ] &&
+		[ "$BENCH_ROUNDS" -lt "$1" ]; then
+		BENCH_ROUNDS=$1
+	fi
+}
+
 bench_title() {
 	echo
 	echo "== $BENCH_GROUP: $*   [$BENCH_ROUNDS rounds x $BENCH_SECONDS s, variants interleaved]"
@@ -198,10 +209,15 @@ bench_runs_in() {
 	[ "$1" = "$a" ] || [ "$1" = "$b" ]
 }
 
+# Every round runs every variant in every regime once, regime by regime,
+# so that the variants a ratio compares run one right after the other
+# (their ratio then sees the same state of the machine); each round starts
+# one run further along that order than the round before, so that no
+# variant always runs first or always follows the same one.
 bench_run() {
 	local round i n v m runs=()
-	for v in "${BENCH_VARIANTS[@]}"; do
-		for m in "${BENCH_REGIMES[@]}"; do
+	for m in "${BENCH_REGIMES[@]}"; do
+		for v in "${BENCH_VARIANTS[@]}"; do
 			bench_runs_in "$v" "$m" && runs+=("$v $m")
 		done
 	done
