@@ -30,6 +30,9 @@
 # "number of transactions actually processed: N" and "tps = X (without
 # initial connection time)": a client of another server, for example.
 #
+# bench_min_rounds N (before bench_title) runs the group at least N rounds
+# unless the run's rounds were chosen with --rounds.
+#
 # bench_regimes latency saturation (before bench_run) measures every variant
 # in two regimes, in the same interleaved rounds: "latency", one client and
 # one pgbench thread, and "saturation", as many clients as the variant
@@ -64,6 +67,14 @@ bench_min_rounds() {
 		[ "$BENCH_ROUNDS" -lt "$1" ]; then
 		BENCH_ROUNDS=$1
 	fi
+}
+
+# "rounds=N", N the rounds of the run, and the groups that ran another
+# number of rounds (bench_min_rounds), as rounds.csv has them.
+bench_rounds_ran() {
+	awk -F, -v d="$BENCH_ROUNDS" 'NR > 1 && $4 > max[$1] { max[$1] = $4 }
+		END { for (g in max) if (max[g] != d) s = s (s == "" ? "" : ", ") g " " max[g]
+		      printf "rounds=%s%s", d, (s == "" ? "" : " (" s ")") }' "$BENCH_OUT/rounds.csv"
 }
 
 bench_title() {
