@@ -93,6 +93,20 @@
 #endif
 
 /*
+ * Does a btree scan with an array of keys (a scan key with SK_SEARCHARRAY,
+ * as for "key = ANY ($1)") move from one key to the next on the same leaf
+ * page without descending from the root again?  From 17.  Until then each
+ * key costs a descent, as a rescan per key does, and the array's
+ * preprocessing (deconstruct, sort, deduplicate) comes on top: a batch
+ * (src/upsert.c) probes its keys one by one there.
+ */
+#if PG_VERSION_NUM >= 170000
+#define IDEM_BTREE_ARRAY_SKIPS true
+#else
+#define IDEM_BTREE_ARRAY_SKIPS false
+#endif
+
+/*
  * index_beginscan() takes an IndexScanInstrumentation pointer (EXPLAIN's
  * index search counts) from 18; ours has none to give.
  */

@@ -131,32 +131,33 @@
  * 42501.  A different or no tuple means a concurrent delete or re-insert:
  * go round again.
  *
- * Batches (idempotent_upsert_many) run per group of elements with the same
- * set of keys.  Where the direct probe applies (see the hit path) and every
- * present column's type has an array type, the set-based path: each
- * element is converted once (as above; an element with the same keys as
- * the one before is not grouped again, and a text value is read straight
- * from its place in the object), all keys are probed in one index scan
- * (whose heap fetches keep the last heap page pinned from key to key), the
- * distinct missing keys are sorted in C with the sort support of the
- * index's order under the index's collation (first occurrence of a key
- * wins), and one INSERT ... SELECT FROM ROWS FROM (unnest($1), ...) WITH
- * ORDINALITY ORDER BY ordinality RETURNING <the table's columns> inserts
- * them in that order: a plain INSERT in a subtransaction, which a unique
- * violation rolls back (every row it inserted with it) to run the same
- * INSERT with ON CONFLICT (key) DO NOTHING, as it always does for a single
- * new key and when the subtransaction's xid would overflow the backend's
- * cache of them (batch_insert_plain).  The returned rows come back in the
- * order inserted and are matched to the elements by comparing each with
- * the next sorted key for equality (binary search when a trigger dropped
- * or changed a row), and a second index scan with a fresh snapshot finds
- * the keys that conflicted.  Where a single new row is inserted without
- * SPI (upsert_insert_direct_ready), so are these: the plain INSERT's rows
- * formed in key order and written a thousand at a time with
- * table_multi_insert, each index's entries made in key order after each
- * thousand, in the same subtransaction (batch_insert_direct), or, for a
- * single new key or without room for the subtransaction's xid, one by one
- * as the one-row path inserts its row (batch_insert_each); the rows are
+ * Batches (idempotent_upsert_many) run per group of elements with the same set
+ * of keys.  Where the direct probe applies (see the hit path) and every
+ * present column's type has an array type, the set-based path: each element is
+ * converted once (as above; an element with the same keys as the one before is
+ * not grouped again, and a text value is read straight from its place in the
+ * object), all keys are probed in one index scan (whose heap fetches keep the
+ * last heap page pinned from key to key): on PostgreSQL 17 and later, for a
+ * key of one column, as one array of the keys sorted in the index's order,
+ * which btree walks along its leaf pages; otherwise a rescan per key.  The
+ * distinct missing keys are sorted in C with the sort support of the index's
+ * order under the index's collation (first occurrence of a key wins), and one
+ * INSERT ... SELECT FROM ROWS FROM (unnest($1), ...) WITH ORDINALITY ORDER BY
+ * ordinality RETURNING <the table's columns> inserts them in that order: a
+ * plain INSERT in a subtransaction, which a unique violation rolls back (every
+ * row it inserted with it) to run the same INSERT with ON CONFLICT (key) DO
+ * NOTHING, as it always does for a single new key and when the
+ * subtransaction's xid would overflow the backend's cache of them
+ * (batch_insert_plain).  The returned rows come back in the order inserted and
+ * are matched to the elements by comparing each with the next sorted key for
+ * equality (binary search when a trigger dropped or changed a row), and a
+ * second index scan with a fresh snapshot finds the keys that conflicted.
+ * Where a single new row is inserted without SPI (upsert_insert_direct_ready),
+ * so are these: the plain INSERT's rows formed in key order and written a
+ * thousand at a time with table_multi_insert, each index's entries made in key
+ * order after each thousand, in the same subtransaction (batch_insert_direct),
+ * or, for a single new key or without room for the subtransaction's xid, one
+ * by one as the one-row path inserts its row (batch_insert_each); the rows are
  * then known without matching.
  * Otherwise (RLS, column privileges, SERIALIZABLE, inheritance, NULLS NOT
  * DISTINCT, array-typed columns) set statements: a SELECT joining the input
@@ -587,6 +588,7 @@ static bool upsert_direct_ok(UpsertEntry *e, Relation rel, UpsertOp op);
 static void upsert_direct_begin(UpsertEntry *e, UpsertDirect *d, Relation rel,
 								bool many);
 static bool upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row);
+static Datum upsert_direct_row(UpsertDirect *d);
 static void upsert_direct_end(UpsertDirect *d);
 static bool upsert_direct_lookup(UpsertEntry *e, Relation rel, UpsertOp op,
 								 uint32 nullmask, Datum *values, Datum *row,
@@ -2378,8 +2380,6 @@ static bool
 upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 {
 	ScanKeyData keys[INDEX_MAX_KEYS];
-	HeapTuple	tup;
-	bool		shouldfree;
 	int			i;
 
 	for (i = 0; i < e->nkeys; i++)
@@ -2392,11 +2392,26 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 	if (d->fetch != NULL ? !upsert_direct_next(d) :
 		!index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
 		return false;
+	*row = upsert_direct_row(d);
+	return true;
+}
+
+/*
+ * The row in d->slot as a composite datum, in the current memory context;
+ * clears the slot (and so drops its buffer pin).
+ */
+static Datum
+upsert_direct_row(UpsertDirect *d)
+{
+	HeapTuple	tup;
+	bool		shouldfree;
+	Datum		row;
+
 	tup = ExecFetchSlotHeapTuple(d->slot, false, &shouldfree);
 	if (HeapTupleHeaderGetNatts(tup->t_data) == d->slot->tts_tupleDescriptor->natts)
 	{
 		/* one copy, straight from the buffer; TOAST pointers inlined */
-		*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+		row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
 	}
 	else
 	{
@@ -2404,11 +2419,11 @@ upsert_direct_fetch(UpsertEntry *e, UpsertDirect *d, Datum *values, Datum *row)
 		slot_getallattrs(d->slot);
 		tup = heap_form_tuple(d->slot->tts_tupleDescriptor, d->slot->tts_values,
 							  d->slot->tts_isnull);
-		*row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
+		row = heap_copy_tuple_as_datum(tup, d->slot->tts_tupleDescriptor);
 		heap_freetuple(tup);
 	}
 	ExecClearTuple(d->slot);
-	return true;
+	return row;
 }
 
 static void
@@ -4134,6 +4149,58 @@ batch_sort_cmp(const void *a, const void *b, void *arg)
 	return (ia > ib) - (ia < ib);
 }
 
+/* A single-column key and its element's position, for batch_sort(). */
+typedef struct BatchKeyPos
+{
+	Datum		key;
+	int			pos;
+} BatchKeyPos;
+
+/* qsort_arg: the same order for a key of one column (arg: its SortSupport). */
+static int
+batch_sort_cmp1(const void *a, const void *b, void *arg)
+{
+	const BatchKeyPos *ka = (const BatchKeyPos *) a;
+	const BatchKeyPos *kb = (const BatchKeyPos *) b;
+	int			r = ApplySortComparator(ka->key, false, kb->key, false,
+										(SortSupport) arg);
+
+	if (r != 0)
+		return r;
+	return (ka->pos > kb->pos) - (ka->pos < kb->pos);
+}
+
+/*
+ * Sort order[0 .. n-1] (element positions) by batch_sort_cmp's order.  A
+ * key of one column is sorted beside its position, without the indirection
+ * through the rows of values for every comparison.
+ */
+static void
+batch_sort(BatchSortArg *arg, int *order, int n)
+{
+	UpsertEntry *e = arg->e;
+	BatchKeyPos *kp;
+	int			p;
+	int			i;
+
+	if (e->nkeys != 1)
+	{
+		qsort_arg(order, n, sizeof(int), batch_sort_cmp, arg);
+		return;
+	}
+	p = e->keyparam[0];
+	kp = palloc(sizeof(BatchKeyPos) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		kp[i].key = arg->vals[order[i] * e->ncols + p];
+		kp[i].pos = order[i];
+	}
+	qsort_arg(kp, n, sizeof(BatchKeyPos), batch_sort_cmp1, &arg->ssup[0]);
+	for (i = 0; i < n; i++)
+		order[i] = kp[i].pos;
+	pfree(kp);
+}
+
 /* Any key of this element NULL?  (Such elements take the one-row path.) */
 static bool
 batch_null_key(UpsertEntry *e, const char *nulls)
@@ -4196,31 +4263,114 @@ batch_citus_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e)
 }
 
 /*
- * Probe the elements of a group that have no row yet (pos[0 .. n-1],
- * positions in the group) directly, with one fresh snapshot; returns how
- * many it found.  Rows land in b->rows, in b->callcxt.
+ * Are a group's keys probed as one array?  Where the key is a single column
+ * and btree walks an array of keys along its leaf pages (compat.h).
+ */
+static inline bool
+batch_probe_as_array(UpsertEntry *e)
+{
+	return IDEM_BTREE_ARRAY_SKIPS && e->nkeys == 1;
+}
+
+/*
+ * Probe directly, with one fresh snapshot, the elements of a group among
+ * order[0 .. n-1] that have no row yet (positions in the group, none with
+ * a NULL key); returns how many it found.  Rows land in b->rows, in
+ * b->callcxt.
+ *
+ * Where batch_probe_as_array(), order[] is sorted by batch_sort() (by key
+ * in the index's order, then by position), and the keys are looked up as
+ * the executor looks up "key = ANY ($1)": one scan of the index with the
+ * sorted keys as an array (a scan key with SK_SEARCHARRAY), which returns
+ * the rows found in the index's order, moving from one key to the next on
+ * a leaf page instead of descending from the root for each.  Each row is
+ * matched to the next keys of order[] with the sort support that sorted
+ * them (ssup: the index's order and collation), keys before it having no
+ * row; one copy of it serves every element with its key.  A row that
+ * matched no key (which cannot happen) would leave its key without a row
+ * here, for the insert path after, which finds it.  Otherwise each key is
+ * looked up in turn, by a rescan of one scan.
  */
 static int
 batch_fast_probe(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
-				 const Datum *vals, const char *nulls)
+				 const Datum *vals, const int *order, int n, SortSupport ssup)
 {
 	UpsertDirect d;
 	int			nc = e->ncols;
 	int			found = 0;
+	int		   *pos = palloc(sizeof(int) * Max(n, 1));
+	int			npos = 0;
+	Datum	   *keys = NULL;
+	ArrayType  *arr = NULL;
 	int			i;
 
-	upsert_direct_begin(e, &d, b->rel, grp->n > 1);
-	for (i = 0; i < grp->n; i++)
+	for (i = 0; i < n; i++)
+		if (b->rows[grp->ords[order[i]] - 1] == (Datum) 0)
+			pos[npos++] = order[i];
+	if (npos == 0)
+		return 0;
+	upsert_direct_begin(e, &d, b->rel, npos > 1);
+	if (npos > 1 && batch_probe_as_array(e) && d.index->rd_indam->amsearcharray)
 	{
-		Datum	   *row = &b->rows[grp->ords[i] - 1];
+		int			p = e->keyparam[0];
+		AttrNumber	keyatt = e->cols[p];
+		ScanKeyData sk;
+		int			next = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (*row != (Datum) 0 || batch_null_key(e, &nulls[i * nc]))
-			continue;
-		if (upsert_direct_fetch(e, &d, (Datum *) &vals[i * nc], row))
-			found++;
+		/* the scan reads the array's elements in place until it ends */
+		keys = palloc(sizeof(Datum) * npos);
+		for (i = 0; i < npos; i++)
+			keys[i] = vals[pos[i] * nc + p];
+		arr = construct_array(keys, npos, e->coltypes[p], e->coltyplen[p],
+							  e->coltypbyval[p], e->coltypalign[p]);
+		ScanKeyEntryInitialize(&sk, SK_SEARCHARRAY, 1, BTEqualStrategyNumber,
+							   InvalidOid, d.index->rd_indcollation[0],
+							   e->keyproc[0], PointerGetDatum(arr));
+		index_rescan(d.scan, &sk, 1, NULL, 0);
+		while (next < npos && upsert_direct_next(&d))
+		{
+			bool		isnull;
+			Datum		key = slot_getattr(d.slot, keyatt, &isnull);
+			int			c = -1;
+			Datum		row;
+
+			CHECK_FOR_INTERRUPTS();
+			while (!isnull && next < npos &&
+				   (c = ApplySortComparator(keys[next], false, key, false, &ssup[0])) < 0)
+				next++;
+			if (c != 0)
+			{
+				ExecClearTuple(d.slot);
+				continue;
+			}
+			row = upsert_direct_row(&d);
+			do
+			{
+				b->rows[grp->ords[pos[next]] - 1] = row;
+				found++;
+				next++;
+			} while (next < npos &&
+					 ApplySortComparator(keys[next], false, keys[next - 1], false,
+										 &ssup[0]) == 0);
+		}
+	}
+	else
+	{
+		for (i = 0; i < npos; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (upsert_direct_fetch(e, &d, (Datum *) &vals[pos[i] * nc],
+									&b->rows[grp->ords[pos[i]] - 1]))
+				found++;
+		}
 	}
 	upsert_direct_end(&d);
+	if (arr != NULL)
+	{
+		pfree(arr);
+		pfree(keys);
+	}
+	pfree(pos);
 	return found;
 }
 
@@ -4533,23 +4683,34 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 			upsert_convert(e, b->elems[grp->ords[i] - 1], &vals[i * nc], &nulls[i * nc]);
 		}
 	}
-	found = batch_fast_probe(b, grp, e, vals, nulls);
-	idem_stats_note_n(IDEM_OC_EXISTING, found);
-
+	/*
+	 * The missing keys are inserted in the index's order, so that
+	 * overlapping batches cannot deadlock.  Where the probe takes the keys
+	 * as one array (batch_fast_probe), all are sorted before it; otherwise
+	 * the probe goes in input order and only the missing keys are sorted.
+	 */
 	for (i = 0; i < n; i++)
 		if (b->rows[grp->ords[i] - 1] == (Datum) 0 && !batch_null_key(e, &nulls[i * nc]))
 			order[nmiss++] = i;
+	sortarg.e = e;
+	sortarg.ssup = batch_sort_support(e);
+	sortarg.vals = vals;
+	if (batch_probe_as_array(e))
+		batch_sort(&sortarg, order, nmiss);
+	found = batch_fast_probe(b, grp, e, vals, order, nmiss, sortarg.ssup);
+	idem_stats_note_n(IDEM_OC_EXISTING, found);
+	for (i = 0, j = 0; i < nmiss; i++)
+		if (b->rows[grp->ords[order[i]] - 1] == (Datum) 0)
+			order[j++] = order[i];
+	nmiss = j;
 	if (nmiss == 0)
 	{
 		MemoryContextSwitchTo(spicxt);
 		return;
 	}
+	if (!batch_probe_as_array(e))
+		batch_sort(&sortarg, order, nmiss);
 
-	/* in the index's order, so that overlapping batches cannot deadlock */
-	sortarg.e = e;
-	sortarg.ssup = batch_sort_support(e);
-	sortarg.vals = vals;
-	qsort_arg(order, nmiss, sizeof(int), batch_sort_cmp, &sortarg);
 	for (i = 0; i < nmiss; i++)
 		if (i == 0 || batch_cmp_keys(e, sortarg.ssup, &vals[order[i - 1] * nc],
 									 &vals[order[i] * nc]) != 0)
@@ -4574,7 +4735,8 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 		idem_stats_note_n(IDEM_OC_INSERTED, inserted);
 		if (inserted < nmiss)
 			idem_stats_note_n(IDEM_OC_CONFLICT,
-							  batch_fast_probe(b, grp, e, vals, nulls));
+							  batch_fast_probe(b, grp, e, vals, order, nmiss,
+											   sortarg.ssup));
 		MemoryContextSwitchTo(spicxt);
 		return;
 	}
@@ -4686,7 +4848,9 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 
 	/* the keys that conflicted: inserted concurrently, or just missed */
 	if (inserted < nmiss)
-		idem_stats_note_n(IDEM_OC_CONFLICT, batch_fast_probe(b, grp, e, vals, nulls));
+		idem_stats_note_n(IDEM_OC_CONFLICT,
+						  batch_fast_probe(b, grp, e, vals, order, nmiss,
+										   sortarg.ssup));
 	MemoryContextSwitchTo(spicxt);
 }
 

@@ -218,9 +218,49 @@ SELECT k, v FROM idempotency.idempotent_upsert_many(NULL::dbatch_check,
        '[{"k": "c", "v": 1}, {"k": "d", "v": 0}]');
 SELECT insert_prepared('dbatch_check') AS prepared;
 
+-- Existing keys of a batch, looked up together: every element of a key
+-- gets its one row, the keys without a row among them get new ones, input
+-- order kept.  The rows are matched to the keys under the key index's
+-- order: numeric 20.0 and 20.00 are the stored 20, a domain's values are
+-- its base type's, and a key column added after its rows were written has
+-- its default in them.
+CREATE DOMAIN dcode AS text;
+CREATE TABLE dprobe (k dcode PRIMARY KEY, n numeric UNIQUE, note text);
+INSERT INTO dprobe SELECT 'p' || i, i, 'old' FROM generate_series(10, 90, 10) i;
+SELECT k, n, note FROM idempotency.idempotent_upsert_many(NULL::dprobe,
+       '[{"k": "p90"}, {"k": "p15", "note": "new"}, {"k": "p10"}, {"k": "p90"},
+         {"k": "p50"}, {"k": "p05", "note": "new"}, {"k": "p95", "note": "new"},
+         {"k": "p10"}]', '{k}');
+SELECT k, n, note FROM idempotency.idempotent_upsert_many(NULL::dprobe,
+       '[{"k": "x1", "n": 20.0}, {"k": "x2", "n": 20.00}, {"k": "x3", "n": 1e1},
+         {"k": "x4", "n": 25}]', '{n}');
+SELECT k, n, note FROM idempotency.idempotent_upsert_columns(NULL::dprobe, '{n,k}', '{n}',
+       ARRAY[80.000, 26, 30.0, 80]::numeric[], ARRAY['y1', 'y2', 'y3', 'y4']::dcode[]);
+-- 300 elements in a shuffled order: 200 keys, every other one stored
+-- before, the first 100 twice
+INSERT INTO dprobe SELECT 'q' || i, NULL, 'old' FROM generate_series(2, 200, 2) i;
+SELECT count(*) AS rows, count(*) FILTER (WHERE u.note = 'old') AS found,
+       count(DISTINCT u.k) FILTER (WHERE u.note = 'new') AS created,
+       bool_and(u.k = g.k) AS in_order,
+       bool_and((u.note = 'old') = (substr(u.k, 2)::int % 2 = 0)) AS right_rows
+  FROM idempotency.idempotent_upsert_many(NULL::dprobe,
+       (SELECT jsonb_agg(jsonb_build_object('k', k, 'note', 'new') ORDER BY o)
+          FROM (SELECT 'q' || (i % 200 + 1) AS k, md5(i::text) AS o
+                  FROM generate_series(0, 299) i) s)) WITH ORDINALITY AS u(k, n, note, i)
+  JOIN (SELECT 'q' || (i % 200 + 1) AS k, row_number() OVER (ORDER BY md5(i::text)) AS i
+          FROM generate_series(0, 299) i) g ON g.i = u.i;
+SELECT count(*) AS q_rows FROM dprobe WHERE k LIKE 'q%';
+CREATE TABLE dadded (id int PRIMARY KEY);
+INSERT INTO dadded VALUES (1);
+ALTER TABLE dadded ADD COLUMN code text NOT NULL DEFAULT 'c1';
+CREATE UNIQUE INDEX dadded_code ON dadded (code);
+SELECT id, code FROM idempotency.idempotent_upsert_many(NULL::dadded,
+       '[{"code": "c2", "id": 2}, {"code": "c1", "id": 9}, {"code": "c0", "id": 3},
+         {"code": "c1", "id": 8}]', '{code}');
+
 DROP TABLE dplain, dchild, dparent, dtrig, drule, drule_log, dcheck, ddef, ddomain,
     dnotnull, dgen, dalways, dexpr, dtwins, drr, dcolpriv, dnoins, dseq, dlater,
-    dbatch, dbatch_check, dstable;
+    dbatch, dbatch_check, dstable, dprobe, dadded;
 DROP FUNCTION dtrig_note(), ddef_value(), insert_prepared(text);
-DROP DOMAIN dpositive;
+DROP DOMAIN dpositive, dcode;
 DROP ROLE idem_direct_cols;
