@@ -4183,13 +4183,15 @@ batch_sort(BatchSortArg *arg, int *order, int n)
 	int			p;
 	int			i;
 
+	if (n < 2)
+		return;
 	if (e->nkeys != 1)
 	{
 		qsort_arg(order, n, sizeof(int), batch_sort_cmp, arg);
 		return;
 	}
 	p = e->keyparam[0];
-	kp = palloc(sizeof(BatchKeyPos) * Max(n, 1));
+	kp = palloc(sizeof(BatchKeyPos) * n);
 	for (i = 0; i < n; i++)
 	{
 		kp[i].key = arg->vals[order[i] * e->ncols + p];
@@ -4289,7 +4291,7 @@ batch_probe_as_array(UpsertEntry *e)
  * row; one copy of it serves every element with its key.  A row that
  * matched no key (which cannot happen) would leave its key without a row
  * here, for the insert path after, which finds it.  Otherwise each key is
- * looked up in turn, by a rescan of one scan.
+ * looked up in turn, by a rescan of one scan, and ssup is not used.
  */
 static int
 batch_fast_probe(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
@@ -4298,17 +4300,23 @@ batch_fast_probe(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 	UpsertDirect d;
 	int			nc = e->ncols;
 	int			found = 0;
-	int		   *pos = palloc(sizeof(int) * Max(n, 1));
+	int		   *pos;
 	int			npos = 0;
 	Datum	   *keys = NULL;
 	ArrayType  *arr = NULL;
 	int			i;
 
+	if (n == 0)
+		return 0;
+	pos = palloc(sizeof(int) * n);
 	for (i = 0; i < n; i++)
 		if (b->rows[grp->ords[order[i]] - 1] == (Datum) 0)
 			pos[npos++] = order[i];
 	if (npos == 0)
+	{
+		pfree(pos);
 		return 0;
+	}
 	upsert_direct_begin(e, &d, b->rel, npos > 1);
 	if (npos > 1 && batch_probe_as_array(e) && d.index->rd_indam->amsearcharray)
 	{
@@ -4687,16 +4695,20 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 	 * The missing keys are inserted in the index's order, so that
 	 * overlapping batches cannot deadlock.  Where the probe takes the keys
 	 * as one array (batch_fast_probe), all are sorted before it; otherwise
-	 * the probe goes in input order and only the missing keys are sorted.
+	 * the probe goes in input order and only the missing keys are sorted
+	 * (the sort support prepared only if there are any).
 	 */
 	for (i = 0; i < n; i++)
 		if (b->rows[grp->ords[i] - 1] == (Datum) 0 && !batch_null_key(e, &nulls[i * nc]))
 			order[nmiss++] = i;
 	sortarg.e = e;
-	sortarg.ssup = batch_sort_support(e);
+	sortarg.ssup = NULL;
 	sortarg.vals = vals;
 	if (batch_probe_as_array(e))
+	{
+		sortarg.ssup = batch_sort_support(e);
 		batch_sort(&sortarg, order, nmiss);
+	}
 	found = batch_fast_probe(b, grp, e, vals, order, nmiss, sortarg.ssup);
 	idem_stats_note_n(IDEM_OC_EXISTING, found);
 	for (i = 0, j = 0; i < nmiss; i++)
@@ -4708,8 +4720,11 @@ batch_fast_group(UpsertBatch *b, UpsertGroup *grp, UpsertEntry *e,
 		MemoryContextSwitchTo(spicxt);
 		return;
 	}
-	if (!batch_probe_as_array(e))
+	if (sortarg.ssup == NULL)
+	{
+		sortarg.ssup = batch_sort_support(e);
 		batch_sort(&sortarg, order, nmiss);
+	}
 
 	for (i = 0; i < nmiss; i++)
 		if (i == 0 || batch_cmp_keys(e, sortarg.ssup, &vals[order[i - 1] * nc],
