@@ -56,10 +56,11 @@ COMMENT ON FUNCTION idempotency.version() IS
 -- object column -> value.  Not STRICT: the first argument is normally NULL.
 -- SECURITY INVOKER: the caller's privileges, column privileges and RLS apply.
 
--- The planner support function of the three one-row functions: a call whose
--- vals is jsonb_build_object('column', value, ...) passes the values as they
--- are (see "Insert-or-get and upsert" in the README).  Takes and returns
--- "internal": not callable from SQL.
+-- The planner support function of the three one-row functions and the two
+-- batches: a one-row call whose vals is jsonb_build_object('column', value,
+-- ...) passes the values as they are (see "Insert-or-get and upsert" in the
+-- README); a batch's row count is estimated from its constant argument.
+-- Takes and returns "internal": not callable from SQL.
 CREATE FUNCTION idempotency.upsert_support(pg_catalog.internal)
     RETURNS pg_catalog.internal
     AS 'MODULE_PATHNAME', 'idempotency_upsert_support'
@@ -101,7 +102,8 @@ CREATE FUNCTION idempotency.idempotent_upsert_many(tbl pg_catalog.anyelement, va
                                                    key_cols pg_catalog.text[] DEFAULT NULL)
     RETURNS SETOF pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_many'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100
+    SUPPORT idempotency.upsert_support;
 
 COMMENT ON FUNCTION idempotency.idempotent_upsert_many(pg_catalog.anyelement, pg_catalog.jsonb, pg_catalog.text[]) IS
     'idempotent_upsert for a JSON array of rows, as set operations; one result row per element, in input order';
@@ -113,7 +115,8 @@ CREATE FUNCTION idempotency.idempotent_upsert_columns(tbl pg_catalog.anyelement,
                                                       VARIADIC vals "any")
     RETURNS SETOF pg_catalog.anyelement
     AS 'MODULE_PATHNAME', 'idempotency_idempotent_upsert_columns'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100
+    SUPPORT idempotency.upsert_support;
 
 COMMENT ON FUNCTION idempotency.idempotent_upsert_columns(pg_catalog.anyelement, pg_catalog.text[], pg_catalog.text[], "any") IS
     'idempotent_upsert_many for a batch given as one array per column; one result row per array position, in order';

@@ -18,6 +18,7 @@
  *
  * Planning.  set_rel_pathlist_hook: a base relation that is a function in
  * FROM (one function, no WITH ORDINALITY), a call (FuncExpr) of a function
+ * that returns no set (the batches have the same support function) and
  * whose planner support function is this library's upsert_support (so one
  * of the three, in a database whose extension has it), returning a row type
  * (called with anything else, the function raises its error from a Function
@@ -57,7 +58,11 @@
  * anything if they changed: under a table scan the plan's row type is the
  * table's own descriptor, and the function compares no further; it also
  * takes the relation the executor opened, callscan_rel, instead of opening
- * the table again), then deforms the returned row into the scan slot.  A
+ * the table again), then stores the returned row in the scan slot: as it
+ * is, where the slot is a heap tuple slot (from PostgreSQL 16, see
+ * IDEM_CALLSCAN_SLOT_OPS) and the row is the table's (a table scan), whose
+ * columns are then taken apart only as they are read; otherwise taken
+ * apart into a virtual tuple.  A
  * rescan with a changed parameter calls the function again; without one it
  * returns the same row again, as a Function Scan rewinds its tuplestore (a
  * cross join with the call must not upsert once per outer row).  Backward
@@ -75,7 +80,9 @@
  * callscan_fcinfo and callscan_rel point into the running statement's
  * executor state only while its function is being called (PG_FINALLY
  * restores them), and the function clears them when it takes the
- * relation, before it runs any SQL of its own.
+ * relation, before it runs any SQL of its own.  The scan slot may point
+ * into callcxt (through the state's HeapTupleData), and is cleared before
+ * callcxt is reset.
  *
  *-------------------------------------------------------------------------
  */
@@ -135,6 +142,7 @@ typedef struct CallScanState
 	bool		rownull;
 	bool		called;			/* row holds this parameter set's call */
 	bool		done;			/* the row was returned since (re)start */
+	HeapTupleData tuple;		/* the row in a heap tuple scan slot */
 } CallScanState;
 
 /*
@@ -240,8 +248,9 @@ idem_callscan_init(void)
 
 /*
  * Is this a function whose planner support function is this library's
- * upsert_support?  (The three one-row upsert functions of a 0.2.0
- * extension; a function of 0.1.0's SQL has none.)
+ * upsert_support?  (The three one-row upsert functions, and the two
+ * batches, which return sets, of a 0.2.0 extension; a function of 0.1.0's
+ * SQL has none.)
  */
 static bool
 callscan_is_upsert(Oid funcid)
@@ -502,6 +511,7 @@ callscan_create_state(CustomScan *cscan)
 
 	NodeSetTag(s, T_CustomScanState);
 	s->css.methods = &callscan_exec_methods;
+	idem_customscan_set_slot_ops(&s->css, IDEM_CALLSCAN_SLOT_OPS);
 	return (Node *) s;
 }
 
@@ -624,6 +634,8 @@ callscan_call(CallScanState *s)
 	Datum		result;
 	int			i;
 
+	/* the slot may hold the previous call's row */
+	ExecClearTuple(s->css.ss.ss_ScanTupleSlot);
 	MemoryContextReset(s->callcxt);
 	s->called = false;
 	oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
@@ -673,10 +685,10 @@ callscan_store(CallScanState *s, TupleTableSlot *slot)
 	TupleDesc	scandesc = slot->tts_tupleDescriptor;
 	int			i;
 
-	ExecClearTuple(slot);
 	if (s->rownull)
 	{
 		/* a NULL row is a row of NULLs, as in a Function Scan */
+		ExecClearTuple(slot);
 		memset(slot->tts_isnull, true, sizeof(bool) * scandesc->natts);
 	}
 	else
@@ -690,10 +702,21 @@ callscan_store(CallScanState *s, TupleTableSlot *slot)
 			/*
 			 * The table's row, made by the function with the relation the
 			 * executor opened for the scan: of the scan slot's descriptor.
+			 * A heap tuple slot takes it as it is, and takes apart only
+			 * the columns that are read, when they are.
 			 */
 			if (HeapTupleHeaderGetTypeId(td) != scandesc->tdtypeid)
 				elog(ERROR, "%s: the function returned a row of type %u, not of its table's type %u",
 					 CALLSCAN_NAME, HeapTupleHeaderGetTypeId(td), scandesc->tdtypeid);
+			if (TTS_IS_HEAPTUPLE(slot))
+			{
+				s->tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+				ItemPointerSetInvalid(&s->tuple.t_self);
+				s->tuple.t_tableOid = InvalidOid;
+				s->tuple.t_data = td;
+				ExecStoreHeapTuple(&s->tuple, slot, false);
+				return;
+			}
 		}
 		else
 		{
@@ -722,6 +745,7 @@ callscan_store(CallScanState *s, TupleTableSlot *slot)
 									   format_type_be(e->atttypid))));
 			}
 		}
+		ExecClearTuple(slot);
 		tup.t_len = HeapTupleHeaderGetDatumLength(td);
 		ItemPointerSetInvalid(&tup.t_self);
 		tup.t_tableOid = InvalidOid;

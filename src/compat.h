@@ -189,4 +189,20 @@ idem_check_index_constraints(ResultRelInfo *rri, TupleTableSlot *slot,
 	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict), (arbiters))
 #endif
 
+/*
+ * The type of a custom scan's scan slot (src/callscan.c): from 16 the scan
+ * state may choose it (CustomScanState.slotOps, set when the state is
+ * created); until then it is always virtual.  IDEM_CALLSCAN_SLOT_OPS is
+ * the slot type of the call scan, a heap tuple slot where one may be
+ * chosen: the call's row is stored as it is, and only the columns that
+ * are read are taken apart.
+ */
+#if PG_VERSION_NUM >= 160000
+#define IDEM_CALLSCAN_SLOT_OPS (&TTSOpsHeapTuple)
+#define idem_customscan_set_slot_ops(css, ops) ((css)->slotOps = (ops))
+#else
+#define IDEM_CALLSCAN_SLOT_OPS (&TTSOpsVirtual)
+#define idem_customscan_set_slot_ops(css, ops) ((void) (ops))
+#endif
+
 #endif							/* IDEMPOTENCY_COMPAT_H */

@@ -3367,8 +3367,53 @@ support_const_value(const JsonbValue *v, Oid typid, Oid collid)
 }
 
 /*
- * Planner support function of idempotent_upsert, get_or_create and
- * update_or_create.  A call
+ * How many rows a batch call returns, where its planner can tell: one per
+ * element of a constant JSON array (idempotent_upsert_many), or per
+ * element of the first array of values, a constant or an ARRAY[...]
+ * (idempotent_upsert_columns); -1 otherwise.  A malformed argument gets no
+ * estimate: the call raises its error when it runs.
+ */
+static double
+support_batch_rows(FuncExpr *call)
+{
+	Node	   *arg;
+
+	if (list_length(call->args) < 3)
+		return -1;
+	if (exprType(lsecond(call->args)) == JSONBOID)
+	{
+		Const	   *c = (Const *) lsecond(call->args);
+		Jsonb	   *jb;
+
+		if (!IsA(c, Const) || c->constisnull)
+			return -1;
+		jb = DatumGetJsonbP(c->constvalue);
+		if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb))
+			return -1;
+		return JB_ROOT_COUNT(jb);
+	}
+	if (list_length(call->args) < 4)
+		return -1;
+	arg = lfourth(call->args);
+	if (IsA(arg, ArrayExpr) && !((ArrayExpr *) arg)->multidims)
+		return list_length(((ArrayExpr *) arg)->elements);
+	if (IsA(arg, Const) && !((Const *) arg)->constisnull &&
+		OidIsValid(get_element_type(((Const *) arg)->consttype)))
+	{
+		ArrayType  *a = DatumGetArrayTypeP(((Const *) arg)->constvalue);
+
+		if (ARR_NDIM(a) <= 1)
+			return ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	}
+	return -1;
+}
+
+/*
+ * Planner support function of idempotent_upsert, get_or_create,
+ * update_or_create and the batches.  Of a batch it tells only how many
+ * rows it returns (support_batch_rows()); callscan.c takes the calls of
+ * the three one-row functions by it, not the batches'.  A call of one of
+ * the three one-row functions
  *
  *	 f(tbl, jsonb_build_object('c1', v1, ..., 'cn', vn), key_cols)
  *
@@ -3417,10 +3462,25 @@ idempotency_upsert_support(PG_FUNCTION_ARGS)
 	JsonbValue *jvals = NULL;
 	int			i;
 
+	if (IsA(rawreq, SupportRequestRows))
+	{
+		SupportRequestRows *rreq = (SupportRequestRows *) rawreq;
+		double		rows;
+
+		if (!IsA(rreq->node, FuncExpr))
+			PG_RETURN_POINTER(NULL);
+		rows = support_batch_rows((FuncExpr *) rreq->node);
+		if (rows < 0)
+			PG_RETURN_POINTER(NULL);
+		rreq->rows = rows;
+		PG_RETURN_POINTER(rreq);
+	}
 	if (!IsA(rawreq, SupportRequestSimplify))
 		PG_RETURN_POINTER(NULL);
 	req = (SupportRequestSimplify *) rawreq;
 	call = req->fcall;
+	if (call->funcretset)
+		PG_RETURN_POINTER(NULL);
 
 	/* f(tbl, jsonb_build_object(...) or a constant object, constant key_cols) */
 	if (list_length(call->args) != 3 || !IsA(lthird(call->args), Const))
