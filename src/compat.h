@@ -205,4 +205,25 @@ idem_check_index_constraints(ResultRelInfo *rri, TupleTableSlot *slot,
 #define idem_customscan_set_slot_ops(css, ops) ((void) (ops))
 #endif
 
+/*
+ * The C library's malloc (src/upsert.c, batch_keep_heap()).  glibc gives
+ * the free memory at the top of its heap back to the kernel (brk) once
+ * more than its trim threshold is free there, and sets that threshold
+ * itself: 128 kB to begin with; when a block it had mapped on its own (a
+ * request of at least its mmap threshold, also 128 kB to begin with) is
+ * freed, the mmap threshold becomes that block's size and the trim
+ * threshold twice it, for blocks of up to IDEM_MALLOC_DYNAMIC_MAX.
+ * IDEM_MALLOC_DYNAMIC says whether the C library behaves so.
+ */
+#if defined(__GLIBC__)
+#define IDEM_MALLOC_DYNAMIC 1
+#if SIZEOF_LONG == 8
+#define IDEM_MALLOC_DYNAMIC_MAX ((Size) 32 * 1024 * 1024)
+#else
+#define IDEM_MALLOC_DYNAMIC_MAX ((Size) 512 * 1024)
+#endif
+#else
+#define IDEM_MALLOC_DYNAMIC 0
+#endif
+
 #endif							/* IDEMPOTENCY_COMPAT_H */
